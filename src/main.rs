@@ -1,0 +1,21 @@
+//! The consumer binary: settings → telemetry → server → drain on SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+
+use clap::Parser;
+use surge_consumer::configuration::Settings;
+use surge_consumer::startup::{shutdown_signal, Application};
+use surge_consumer::telemetry;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let settings = Settings::parse();
+    telemetry::init();
+    let listener = TcpListener::bind(SocketAddr::new(settings.bind, settings.port))?;
+    let app = Application::build(settings, listener)?;
+    let shutdown = shutdown_signal()?;
+    tracing::info!(port = app.port(), "consumer listening");
+    app.run_until(shutdown).await?;
+    tracing::info!("drained; exiting");
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Builds the HTTP server from a bound `TcpListener` (tests bind port 0) and runs it through a graceful drain.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, App, HttpServer};
+
+use crate::configuration::Settings;
+use crate::identity::PodIdentity;
+use crate::routes;
+use crate::work::memory::pin_mmap_threshold;
+use crate::work::tasks::TaskRegistry;
+
+/// What every handler shares.
+pub struct AppState {
+    pub identity: PodIdentity,
+    pub registry: Arc<TaskRegistry>,
+    /// Set when SIGTERM arrives; `/ready` answers 503 from then on.
+    pub draining: AtomicBool,
+}
+
+/// A built, not yet running, consumer.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds the server on `listener`. Must be called inside a Tokio runtime, which will also run the tasks.
+    pub fn build(settings: Settings, listener: TcpListener) -> std::io::Result<Self> {
+        pin_mmap_threshold();
+        let local_addr = listener.local_addr()?;
+        let registry =
+            TaskRegistry::new(settings.memory_budget_bytes()?, settings.max_tasks, tokio::runtime::Handle::current());
+        let state = web::Data::new(AppState {
+            identity: PodIdentity::from_env(local_addr),
+            registry,
+            draining: AtomicBool::new(false),
+        });
+        let served_by = state.identity.pod_name.clone();
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(DefaultHeaders::new().add(("X-Served-By", served_by.as_str())))
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        // Signals are ours: SIGTERM starts a drain, not actix's immediate stop.
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout_secs.saturating_sub(settings.drain_delay_secs).max(1));
+        if let Some(workers) = settings.workers {
+            server = server.workers(usize::from(workers));
+        }
+        Ok(Self { port: local_addr.port(), server: server.run(), state, settings })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/ready` turns 503, the listener serves on for the drain delay,
+    /// stops accepting, lets in-flight requests finish, cancels background tasks, all within the shutdown timeout.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let Self { server, state, settings, .. } = self;
+        let handle = server.handle();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            result = &mut server => return result.map_err(std::io::Error::other)?,
+            () = shutdown => {}
+        }
+        state.draining.store(true, Ordering::Release);
+        tracing::info!(drain_delay_secs = settings.drain_delay_secs, "shutdown signal: readiness is now 503, draining");
+        let deadline = tokio::time::Instant::now() + settings.shutdown_timeout();
+        let drained =
+            tokio::time::timeout_at(deadline, drain(handle, server, &state.registry, settings.drain_delay())).await;
+        match drained {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_secs = settings.shutdown_timeout_secs,
+                    "shutdown timeout reached; exiting with work unfinished"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn drain(
+    handle: ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    registry: &TaskRegistry,
+    drain_delay: Duration,
+) -> std::io::Result<()> {
+    tokio::time::sleep(drain_delay).await;
+    tracing::info!("drain delay over: closing the listener and cancelling background tasks");
+    let (stopped, ()) = tokio::join!(async { handle.stop(true).await }, registry.shutdown());
+    let () = stopped;
+    server.await.map_err(std::io::Error::other)?
+}
+
+/// Installs SIGTERM and SIGINT handlers now (so a signal right after start is not fatal) and resolves on either.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}

@@ -1,0 +1,406 @@
+//! The task registry: admission control (memory budget, task cap), running tasks, retained memory and history.
+//!
+//! Every task runs on the main runtime under one `TaskTracker`, so shutdown can cancel background work and wait for
+//! it, whichever HTTP worker accepted the request.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use serde::Serialize;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::cpu::run_duty_cycle;
+use super::memory::MemoryBlock;
+
+/// How many finished tasks `/process/status` shows.
+const RECENT_TASKS: usize = 5;
+/// Retry-After when only a cleanup can free the budget (retained memory, nothing running).
+const RETRY_AFTER_RETAINED: Duration = Duration::from_secs(30);
+
+/// Validated parameters of one `/process` call.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkSpec {
+    pub cpu_intensity: u8,
+    pub memory_bytes: u64,
+    pub duration: Duration,
+    pub mode: Mode,
+    pub retain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Sync,
+    Async,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Started,
+    Completed,
+    Cancelled,
+}
+
+/// The report of a finished task: the sync response body and an entry of `recent`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskReport {
+    pub task_id: Uuid,
+    pub status: TaskStatus,
+    pub mode: Mode,
+    pub cpu_intensity: u8,
+    pub memory_size: u64,
+    pub duration: f64,
+    pub retained: bool,
+    pub wall_seconds: f64,
+    /// CPU time the task's thread actually used.
+    pub cpu_seconds: f64,
+    pub allocated_bytes: u64,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// The 202 body of an async task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskStarted {
+    pub task_id: Uuid,
+    pub status: TaskStatus,
+    pub estimated_completion: DateTime<Utc>,
+}
+
+/// Why a task was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverloadReason {
+    MemoryBudget,
+    TaskCap,
+}
+
+/// A refusal: the caller answers 503 with Retry-After.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Overload {
+    pub reason: OverloadReason,
+    pub message: String,
+    pub retry_after_seconds: u64,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Totals {
+    pub started: u64,
+    pub completed: u64,
+    pub rejected: u64,
+    pub cancelled: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunningByKind {
+    pub cpu: u32,
+    pub memory: u32,
+}
+
+/// The `/process/status` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusSnapshot {
+    pub tasks_running: RunningByKind,
+    pub retained_bytes: u64,
+    pub budget_bytes: u64,
+    pub reserved_bytes: u64,
+    pub max_tasks: u32,
+    pub totals: Totals,
+    pub recent: Vec<TaskReport>,
+}
+
+/// The `DELETE /process/cleanup` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CleanupReport {
+    pub objects_freed: u64,
+    pub bytes_freed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    started: AtomicU64,
+    completed: AtomicU64,
+    rejected: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// Shared state of all tasks.
+pub struct TaskRegistry {
+    budget_bytes: u64,
+    max_tasks: u32,
+    active_tasks: AtomicU32,
+    /// Bytes promised to running tasks plus bytes retained: admission keeps this at or under the budget.
+    reserved_bytes: AtomicU64,
+    cpu_running: AtomicU32,
+    memory_running: AtomicU32,
+    /// Expected end of each running task, for Retry-After.
+    running: DashMap<Uuid, Instant>,
+    retained: Mutex<Vec<MemoryBlock>>,
+    retained_bytes: AtomicU64,
+    recent: Mutex<VecDeque<TaskReport>>,
+    counters: Counters,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    runtime: Handle,
+}
+
+impl TaskRegistry {
+    /// `runtime` runs every task, so tasks outlive the HTTP worker that accepted them.
+    pub fn new(budget_bytes: u64, max_tasks: u32, runtime: Handle) -> Arc<Self> {
+        Arc::new(Self {
+            budget_bytes,
+            max_tasks,
+            active_tasks: AtomicU32::new(0),
+            reserved_bytes: AtomicU64::new(0),
+            cpu_running: AtomicU32::new(0),
+            memory_running: AtomicU32::new(0),
+            running: DashMap::new(),
+            retained: Mutex::new(Vec::new()),
+            retained_bytes: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
+            counters: Counters::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            runtime,
+        })
+    }
+
+    pub fn budget_bytes(&self) -> u64 {
+        self.budget_bytes
+    }
+
+    /// Takes a task slot and reserves the task's memory, or refuses without changing anything.
+    pub fn admit(self: &Arc<Self>, spec: &WorkSpec) -> Result<Admission, Overload> {
+        let max = self.max_tasks;
+        if self.active_tasks.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_err()
+        {
+            return Err(self.reject(OverloadReason::TaskCap, format!("{max} tasks are already running (max_tasks)")));
+        }
+        let budget = self.budget_bytes;
+        let wanted = spec.memory_bytes;
+        let reserved = self.reserved_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(wanted).filter(|&total| total <= budget)
+        });
+        if let Err(held) = reserved {
+            self.active_tasks.fetch_sub(1, Ordering::AcqRel);
+            let free = budget.saturating_sub(held);
+            return Err(self.reject(
+                OverloadReason::MemoryBudget,
+                format!("{wanted} bytes requested, {free} of the {budget}-byte memory budget free"),
+            ));
+        }
+        let task_id = Uuid::new_v4();
+        self.running.insert(task_id, Instant::now() + spec.duration);
+        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            task_id = %task_id,
+            mode = ?spec.mode,
+            cpu_intensity = spec.cpu_intensity,
+            memory_bytes = spec.memory_bytes,
+            duration_seconds = spec.duration.as_secs(),
+            retain = spec.retain,
+            "task started"
+        );
+        Ok(Admission { registry: Arc::clone(self), task_id, reserved_bytes: wanted })
+    }
+
+    fn reject(&self, reason: OverloadReason, message: String) -> Overload {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(reason = ?reason, %message, "task rejected");
+        let now = Instant::now();
+        let soonest_end = self.running.iter().map(|entry| entry.value().saturating_duration_since(now)).min();
+        let retry_after = soonest_end.unwrap_or(RETRY_AFTER_RETAINED);
+        Overload { reason, message, retry_after_seconds: retry_after.as_secs().clamp(1, 60) }
+    }
+
+    /// Runs an admitted task to its end and returns its report. Dropping the future (client gone) cancels the work.
+    pub async fn run_sync(
+        self: &Arc<Self>,
+        admission: Admission,
+        spec: WorkSpec,
+    ) -> Result<TaskReport, tokio::task::JoinError> {
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
+        let report = self.spawn(admission, spec, cancel).await;
+        guard.disarm();
+        report
+    }
+
+    /// Starts an admitted task in the background; shutdown cancels it.
+    pub fn run_async(self: &Arc<Self>, admission: Admission, spec: WorkSpec) -> TaskStarted {
+        let task_id = admission.task_id;
+        let estimated = chrono::Duration::from_std(spec.duration).unwrap_or_default();
+        self.spawn(admission, spec, self.shutdown.child_token());
+        TaskStarted { task_id, status: TaskStatus::Started, estimated_completion: Utc::now() + estimated }
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        admission: Admission,
+        spec: WorkSpec,
+        cancel: CancellationToken,
+    ) -> JoinHandle<TaskReport> {
+        self.tracker.spawn_on(execute(admission, spec, cancel), &self.runtime)
+    }
+
+    fn finish(&self, report: TaskReport) -> TaskReport {
+        tracing::info!(
+            task_id = %report.task_id,
+            status = ?report.status,
+            mode = ?report.mode,
+            wall_seconds = report.wall_seconds,
+            cpu_seconds = report.cpu_seconds,
+            allocated_bytes = report.allocated_bytes,
+            retained = report.retained,
+            "task finished"
+        );
+        let counter = match report.status {
+            TaskStatus::Cancelled => &self.counters.cancelled,
+            _ => &self.counters.completed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() == RECENT_TASKS {
+            recent.pop_front();
+        }
+        recent.push_back(report.clone());
+        report
+    }
+
+    fn retain(&self, block: MemoryBlock) {
+        self.retained_bytes.fetch_add(block.bytes(), Ordering::AcqRel);
+        self.retained.lock().unwrap_or_else(PoisonError::into_inner).push(block);
+    }
+
+    /// Frees all retained memory and returns its budget.
+    pub fn cleanup(&self) -> CleanupReport {
+        let blocks = std::mem::take(&mut *self.retained.lock().unwrap_or_else(PoisonError::into_inner));
+        let bytes_freed: u64 = blocks.iter().map(MemoryBlock::bytes).sum();
+        let objects_freed = blocks.len() as u64;
+        drop(blocks);
+        self.retained_bytes.fetch_sub(bytes_freed, Ordering::AcqRel);
+        self.reserved_bytes.fetch_sub(bytes_freed, Ordering::AcqRel);
+        CleanupReport { objects_freed, bytes_freed }
+    }
+
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatusSnapshot {
+            tasks_running: RunningByKind {
+                cpu: self.cpu_running.load(Ordering::Relaxed),
+                memory: self.memory_running.load(Ordering::Relaxed),
+            },
+            retained_bytes: load(&self.retained_bytes),
+            budget_bytes: self.budget_bytes,
+            reserved_bytes: load(&self.reserved_bytes),
+            max_tasks: self.max_tasks,
+            totals: Totals {
+                started: load(&self.counters.started),
+                completed: load(&self.counters.completed),
+                rejected: load(&self.counters.rejected),
+                cancelled: load(&self.counters.cancelled),
+            },
+            recent: self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect(),
+        }
+    }
+
+    /// Cancels background tasks and waits for every task to end (sync ones run to completion).
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// A task slot and memory reservation; dropping it gives both back.
+pub struct Admission {
+    registry: Arc<TaskRegistry>,
+    task_id: Uuid,
+    reserved_bytes: u64,
+}
+
+impl Admission {
+    pub fn task_id(&self) -> Uuid {
+        self.task_id
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let registry = &self.registry;
+        registry.reserved_bytes.fetch_sub(self.reserved_bytes, Ordering::AcqRel);
+        registry.active_tasks.fetch_sub(1, Ordering::AcqRel);
+        registry.running.remove(&self.task_id);
+    }
+}
+
+/// Counts a kind of work as running while alive.
+struct Running<'a>(&'a AtomicU32);
+
+impl<'a> Running<'a> {
+    fn start(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationToken) -> TaskReport {
+    let registry = Arc::clone(&admission.registry);
+    let started = Instant::now();
+    let memory_running = (spec.memory_bytes > 0).then(|| Running::start(&registry.memory_running));
+    let cpu_running = Running::start(&registry.cpu_running);
+    let bytes = spec.memory_bytes;
+    let (intensity, duration, token) = (spec.cpu_intensity, spec.duration, cancel.clone());
+    // Both on the blocking pool, side by side: touching hundreds of MiB takes a while and must not delay the CPU work.
+    let (block, cpu) = tokio::join!(
+        tokio::task::spawn_blocking(move || MemoryBlock::allocate(bytes)),
+        tokio::task::spawn_blocking(move || run_duty_cycle(intensity, duration, &token)),
+    );
+    drop(cpu_running);
+    let block = block.ok();
+    let allocated_bytes = block.as_ref().map_or(0, MemoryBlock::bytes);
+    let (cpu_seconds, cancelled) = match cpu {
+        Ok(outcome) => (outcome.cpu_seconds, outcome.cancelled),
+        Err(_) => (0.0, true),
+    };
+
+    let retained = spec.retain && !cancelled;
+    if let Some(block) = block {
+        if retained {
+            // The reservation moves with the block: `cleanup` gives it back.
+            admission.reserved_bytes = admission.reserved_bytes.saturating_sub(block.bytes());
+            registry.retain(block);
+        }
+    }
+    drop(memory_running);
+    let task_id = admission.task_id;
+    drop(admission);
+    registry.finish(TaskReport {
+        task_id,
+        status: if cancelled { TaskStatus::Cancelled } else { TaskStatus::Completed },
+        mode: spec.mode,
+        cpu_intensity: spec.cpu_intensity,
+        memory_size: spec.memory_bytes / (1024 * 1024),
+        duration: spec.duration.as_secs_f64(),
+        retained,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds,
+        allocated_bytes,
+        finished_at: Utc::now(),
+    })
+}

@@ -1,0 +1,7 @@
+//! Black-box tests of the consumer's HTTP API, each against its own app on a free port.
+
+mod admission;
+mod endpoints;
+mod helpers;
+mod tasks;
+mod validation;

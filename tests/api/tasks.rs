@@ -1,0 +1,66 @@
+//! Sync and async work: reports, status while running, completion and history.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{json, spawn_app, MIB};
+
+#[tokio::test]
+async fn sync_work_reports_what_it_did() {
+    let app = spawn_app(&[]).await;
+    let report = json(app.post("/process?cpu_intensity=2&memory_size=8&duration=1").await, StatusCode::OK).await;
+    assert_eq!(report["status"], "completed");
+    assert_eq!(report["mode"], "sync");
+    assert_eq!(report["allocated_bytes"], 8 * MIB);
+    assert!(report["task_id"].as_str().is_some_and(|id| id.len() == 36));
+    assert!(report["wall_seconds"].as_f64().is_some_and(|s| s >= 1.0), "{report}");
+    assert!(report["cpu_seconds"].as_f64().is_some_and(|s| s > 0.0), "{report}");
+    let status = app.status().await;
+    assert_eq!(status["totals"]["completed"], 1);
+    assert_eq!(status["recent"][0]["task_id"], report["task_id"]);
+}
+
+#[tokio::test]
+async fn async_work_is_visible_while_running_and_after() {
+    let app = spawn_app(&[]).await;
+    let started =
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=4&duration=2").await, StatusCode::ACCEPTED)
+            .await;
+    assert_eq!(started["status"], "started");
+    assert!(started["estimated_completion"].as_str().is_some(), "{started}");
+    let id = started["task_id"].clone();
+
+    let running = app.status().await;
+    assert_eq!(running["totals"]["started"], 1);
+    assert_eq!(running["totals"]["completed"], 0, "a 2 s task cannot be done yet: {running}");
+
+    let done = app.wait_for_status("the async task to complete", |s| s["totals"]["completed"] == 1).await;
+    let entry =
+        done["recent"].as_array().expect("recent").iter().find(|t| t["task_id"] == id).expect("task in recent").clone();
+    assert_eq!(entry["status"], "completed");
+    assert_eq!(entry["mode"], "async");
+    assert_eq!(entry["allocated_bytes"], 4 * MIB);
+    assert_eq!(done["tasks_running"]["cpu"], 0);
+    assert_eq!(done["tasks_running"]["memory"], 0);
+}
+
+#[tokio::test]
+async fn running_tasks_are_counted_by_kind() {
+    let app = spawn_app(&[]).await;
+    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=3").await, StatusCode::ACCEPTED)
+        .await;
+    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=2&duration=3").await, StatusCode::ACCEPTED)
+        .await;
+    let status = app.wait_for_status("both tasks to be running", |s| s["tasks_running"]["cpu"] == 2).await;
+    assert_eq!(status["tasks_running"]["memory"], 1, "only one task holds memory: {status}");
+}
+
+#[tokio::test]
+async fn recent_keeps_the_last_five() {
+    let app = spawn_app(&[]).await;
+    for _ in 0..6 {
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::ACCEPTED)
+            .await;
+    }
+    let status = app.wait_for_status("six tasks to complete", |s| s["totals"]["completed"] == 6).await;
+    assert_eq!(status["recent"].as_array().expect("recent").len(), 5);
+}

@@ -1,0 +1,72 @@
+//! SIGTERM: readiness turns 503 at once, the in-flight sync request completes, background work is cancelled, exit 0.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::consumer::ConsumerProcess;
+
+async fn status(client: &reqwest::Client, address: &str) -> Value {
+    client.get(format!("{address}/process/status")).send().await.expect("status").json().await.expect("status JSON")
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_work_and_exits_zero() {
+    let mut consumer = ConsumerProcess::start(&["--drain-delay-secs", "2", "--shutdown-timeout-secs", "15"]);
+    // A fresh connection per request: a keep-alive socket would outlive the listener.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let address = consumer.address.clone();
+
+    let background = client
+        .post(format!("{address}/process?async_mode=true&cpu_intensity=1&memory_size=1&duration=60"))
+        .send()
+        .await
+        .expect("async");
+    assert_eq!(background.status(), StatusCode::ACCEPTED);
+    let background_id = background.json::<Value>().await.expect("202 body")["task_id"].clone();
+    let in_flight = tokio::spawn({
+        let (client, address) = (client.clone(), address.clone());
+        async move { client.post(format!("{address}/process?cpu_intensity=2&memory_size=1&duration=4")).send().await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&client, &address).await["tasks_running"]["cpu"] != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "both tasks should be running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    consumer.signal(Signal::SIGTERM);
+    let ready =
+        client.get(format!("{address}/ready")).send().await.expect("the listener still serves during the drain delay");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json::<Value>().await.expect("JSON")["status"], "draining");
+    let health = client.get(format!("{address}/health")).send().await.expect("health during drain");
+    assert_eq!(health.status(), StatusCode::OK, "liveness stays up while draining");
+
+    let response = in_flight.await.expect("join").expect("the in-flight request completes");
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.expect("report");
+    assert_eq!(report["status"], "completed");
+
+    let exit = consumer.wait_exit(Duration::from_secs(20)).expect("the consumer exits within the shutdown timeout");
+    assert_eq!(exit.code(), Some(0), "exit status {exit:?}");
+
+    let finished = consumer.events("task finished");
+    let cancelled =
+        finished.iter().find(|e| e["task_id"] == background_id).expect("the background task reports its end");
+    assert_eq!(cancelled["status"], "Cancelled", "background work is cancelled on shutdown: {cancelled}");
+    assert!(
+        consumer.events("shutdown timeout reached; exiting with work unfinished").is_empty(),
+        "drained before the timeout"
+    );
+    assert_eq!(consumer.events("drained; exiting").len(), 1);
+}
+
+#[tokio::test]
+async fn sigint_drains_the_same_way() {
+    let mut consumer = ConsumerProcess::start(&["--drain-delay-secs", "0"]);
+    consumer.signal(Signal::SIGINT);
+    let exit = consumer.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert_eq!(exit.code(), Some(0));
+}

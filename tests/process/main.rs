@@ -1,0 +1,5 @@
+//! Tests that run the real `consumer` binary: workload fidelity measured from /proc, and the SIGTERM drain.
+
+mod consumer;
+mod drain;
+mod fidelity;
