@@ -3,7 +3,12 @@
 pub mod configuration;
 pub mod errors;
 pub mod identity;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
 pub mod work;
+
+/// Counts every allocation, for the allocator-pressure metrics (see `metrics::allocator`).
+#[global_allocator]
+static ALLOCATOR: metrics::allocator::CountingAllocator = metrics::allocator::CountingAllocator;

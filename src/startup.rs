@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::configuration::Settings;
 use crate::identity::PodIdentity;
+use crate::metrics::{Metrics, RequestMetrics};
 use crate::routes;
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
@@ -20,6 +21,7 @@ use crate::work::tasks::TaskRegistry;
 pub struct AppState {
     pub identity: PodIdentity,
     pub registry: Arc<TaskRegistry>,
+    pub metrics: Metrics,
     /// Set when SIGTERM arrives; `/ready` answers 503 from then on.
     pub draining: AtomicBool,
 }
@@ -37,17 +39,24 @@ impl Application {
     pub fn build(settings: Settings, listener: TcpListener) -> std::io::Result<Self> {
         pin_mmap_threshold();
         let local_addr = listener.local_addr()?;
-        let registry =
-            TaskRegistry::new(settings.memory_budget_bytes()?, settings.max_tasks, tokio::runtime::Handle::current());
+        let metrics = Metrics::new().map_err(std::io::Error::other)?;
+        let registry = TaskRegistry::new(
+            settings.memory_budget_bytes()?,
+            settings.max_tasks,
+            metrics.tasks.clone(),
+            tokio::runtime::Handle::current(),
+        );
         let state = web::Data::new(AppState {
             identity: PodIdentity::from_env(local_addr),
             registry,
+            metrics,
             draining: AtomicBool::new(false),
         });
         let served_by = state.identity.pod_name.clone();
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(RequestMetrics::new(app_state.metrics.http.clone()))
                 .wrap(DefaultHeaders::new().add(("X-Served-By", served_by.as_str())))
                 .app_data(app_state.clone())
                 .configure(routes::configure)

@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod health;
 pub mod info;
+pub mod metrics;
 pub mod process;
 
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
@@ -19,13 +20,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/process", "POST").route(web::post().to(process::process)))
         .service(resource("/process/status", "GET").route(web::get().to(process::status)))
         .service(resource("/process/cleanup", "DELETE").route(web::delete().to(process::cleanup)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(web::redirect("/docs", "/docs/"))
         .service(docs::swagger_ui());
 }
 
-/// A path whose unmatched methods answer 405 with the `Allow` header.
+/// A path named by its template (the metrics `handler` label) whose unmatched methods answer 405 with `Allow`.
 fn resource(path: &str, allow: &'static str) -> Resource {
     web::resource(path)
+        .name(path)
         .default_service(web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }))
 }
 

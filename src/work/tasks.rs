@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::cpu::run_duty_cycle;
 use super::memory::MemoryBlock;
+use crate::metrics::{Outcome, TaskMetrics, WorkKind};
 
 /// How many finished tasks `/process/status` shows.
 const RECENT_TASKS: usize = 5;
@@ -140,12 +141,11 @@ pub struct TaskRegistry {
     active_tasks: AtomicU32,
     /// Bytes promised to running tasks plus bytes retained: admission keeps this at or under the budget.
     reserved_bytes: AtomicU64,
-    cpu_running: AtomicU32,
-    memory_running: AtomicU32,
     /// Expected end of each running task, for Retry-After.
     running: DashMap<Uuid, Instant>,
     retained: Mutex<Vec<MemoryBlock>>,
-    retained_bytes: AtomicU64,
+    /// Running tasks by kind and retained bytes live here, and `/process/status` reads them back.
+    metrics: TaskMetrics,
     recent: Mutex<VecDeque<TaskReport>>,
     counters: Counters,
     shutdown: CancellationToken,
@@ -155,17 +155,16 @@ pub struct TaskRegistry {
 
 impl TaskRegistry {
     /// `runtime` runs every task, so tasks outlive the HTTP worker that accepted them.
-    pub fn new(budget_bytes: u64, max_tasks: u32, runtime: Handle) -> Arc<Self> {
+    pub fn new(budget_bytes: u64, max_tasks: u32, metrics: TaskMetrics, runtime: Handle) -> Arc<Self> {
+        metrics.budget_bytes.set(i64::try_from(budget_bytes).unwrap_or(i64::MAX));
         Arc::new(Self {
             budget_bytes,
             max_tasks,
             active_tasks: AtomicU32::new(0),
             reserved_bytes: AtomicU64::new(0),
-            cpu_running: AtomicU32::new(0),
-            memory_running: AtomicU32::new(0),
             running: DashMap::new(),
             retained: Mutex::new(Vec::new()),
-            retained_bytes: AtomicU64::new(0),
+            metrics,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
             counters: Counters::default(),
             shutdown: CancellationToken::new(),
@@ -183,7 +182,11 @@ impl TaskRegistry {
         let max = self.max_tasks;
         if self.active_tasks.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_err()
         {
-            return Err(self.reject(OverloadReason::TaskCap, format!("{max} tasks are already running (max_tasks)")));
+            return Err(self.reject(
+                spec,
+                OverloadReason::TaskCap,
+                format!("{max} tasks are already running (max_tasks)"),
+            ));
         }
         let budget = self.budget_bytes;
         let wanted = spec.memory_bytes;
@@ -194,6 +197,7 @@ impl TaskRegistry {
             self.active_tasks.fetch_sub(1, Ordering::AcqRel);
             let free = budget.saturating_sub(held);
             return Err(self.reject(
+                spec,
                 OverloadReason::MemoryBudget,
                 format!("{wanted} bytes requested, {free} of the {budget}-byte memory budget free"),
             ));
@@ -213,8 +217,9 @@ impl TaskRegistry {
         Ok(Admission { registry: Arc::clone(self), task_id, reserved_bytes: wanted })
     }
 
-    fn reject(&self, reason: OverloadReason, message: String) -> Overload {
+    fn reject(&self, spec: &WorkSpec, reason: OverloadReason, message: String) -> Overload {
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        self.count_kinds(spec, Outcome::Rejected);
         tracing::warn!(reason = ?reason, %message, "task rejected");
         let now = Instant::now();
         let soonest_end = self.running.iter().map(|entry| entry.value().saturating_duration_since(now)).min();
@@ -252,7 +257,16 @@ impl TaskRegistry {
         self.tracker.spawn_on(execute(admission, spec, cancel), &self.runtime)
     }
 
-    fn finish(&self, report: TaskReport) -> TaskReport {
+    /// Counts the task once per kind of work it does: CPU always, memory when it asked for some.
+    fn count_kinds(&self, spec: &WorkSpec, outcome: Outcome) {
+        let is_async = spec.mode == Mode::Async;
+        self.metrics.count(WorkKind::Cpu, is_async, outcome);
+        if spec.memory_bytes > 0 {
+            self.metrics.count(WorkKind::Memory, is_async, outcome);
+        }
+    }
+
+    fn finish(&self, spec: &WorkSpec, report: TaskReport) -> TaskReport {
         tracing::info!(
             task_id = %report.task_id,
             status = ?report.status,
@@ -263,11 +277,12 @@ impl TaskRegistry {
             retained = report.retained,
             "task finished"
         );
-        let counter = match report.status {
-            TaskStatus::Cancelled => &self.counters.cancelled,
-            _ => &self.counters.completed,
+        let (counter, outcome) = match report.status {
+            TaskStatus::Cancelled => (&self.counters.cancelled, Outcome::Cancelled),
+            _ => (&self.counters.completed, Outcome::Completed),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.count_kinds(spec, outcome);
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() == RECENT_TASKS {
             recent.pop_front();
@@ -277,8 +292,9 @@ impl TaskRegistry {
     }
 
     fn retain(&self, block: MemoryBlock) {
-        self.retained_bytes.fetch_add(block.bytes(), Ordering::AcqRel);
-        self.retained.lock().unwrap_or_else(PoisonError::into_inner).push(block);
+        let mut retained = self.retained.lock().unwrap_or_else(PoisonError::into_inner);
+        self.metrics.retained_bytes.add(i64::try_from(block.bytes()).unwrap_or(i64::MAX));
+        retained.push(block);
     }
 
     /// Frees all retained memory and returns its budget.
@@ -286,8 +302,8 @@ impl TaskRegistry {
         let blocks = std::mem::take(&mut *self.retained.lock().unwrap_or_else(PoisonError::into_inner));
         let bytes_freed: u64 = blocks.iter().map(MemoryBlock::bytes).sum();
         let objects_freed = blocks.len() as u64;
+        self.metrics.retained_bytes.sub(i64::try_from(bytes_freed).unwrap_or(i64::MAX));
         drop(blocks);
-        self.retained_bytes.fetch_sub(bytes_freed, Ordering::AcqRel);
         self.reserved_bytes.fetch_sub(bytes_freed, Ordering::AcqRel);
         CleanupReport { objects_freed, bytes_freed }
     }
@@ -296,10 +312,10 @@ impl TaskRegistry {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatusSnapshot {
             tasks_running: RunningByKind {
-                cpu: self.cpu_running.load(Ordering::Relaxed),
-                memory: self.memory_running.load(Ordering::Relaxed),
+                cpu: u32::try_from(self.metrics.in_flight(WorkKind::Cpu).get()).unwrap_or(0),
+                memory: u32::try_from(self.metrics.in_flight(WorkKind::Memory).get()).unwrap_or(0),
             },
-            retained_bytes: load(&self.retained_bytes),
+            retained_bytes: u64::try_from(self.metrics.retained_bytes.get()).unwrap_or(0),
             budget_bytes: self.budget_bytes,
             reserved_bytes: load(&self.reserved_bytes),
             max_tasks: self.max_tasks,
@@ -343,27 +359,27 @@ impl Drop for Admission {
     }
 }
 
-/// Counts a kind of work as running while alive.
-struct Running<'a>(&'a AtomicU32);
+/// Counts a kind of work in flight while alive.
+struct Running<'a>(&'a prometheus::IntGauge);
 
 impl<'a> Running<'a> {
-    fn start(counter: &'a AtomicU32) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
+    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
 async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationToken) -> TaskReport {
     let registry = Arc::clone(&admission.registry);
     let started = Instant::now();
-    let memory_running = (spec.memory_bytes > 0).then(|| Running::start(&registry.memory_running));
-    let cpu_running = Running::start(&registry.cpu_running);
+    let memory_running = (spec.memory_bytes > 0).then(|| Running::start(registry.metrics.in_flight(WorkKind::Memory)));
+    let cpu_running = Running::start(registry.metrics.in_flight(WorkKind::Cpu));
     let bytes = spec.memory_bytes;
     let (intensity, duration, token) = (spec.cpu_intensity, spec.duration, cancel.clone());
     // Both on the blocking pool, side by side: touching hundreds of MiB takes a while and must not delay the CPU work.
@@ -390,17 +406,20 @@ async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationT
     drop(memory_running);
     let task_id = admission.task_id;
     drop(admission);
-    registry.finish(TaskReport {
-        task_id,
-        status: if cancelled { TaskStatus::Cancelled } else { TaskStatus::Completed },
-        mode: spec.mode,
-        cpu_intensity: spec.cpu_intensity,
-        memory_size: spec.memory_bytes / (1024 * 1024),
-        duration: spec.duration.as_secs_f64(),
-        retained,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds,
-        allocated_bytes,
-        finished_at: Utc::now(),
-    })
+    registry.finish(
+        &spec,
+        TaskReport {
+            task_id,
+            status: if cancelled { TaskStatus::Cancelled } else { TaskStatus::Completed },
+            mode: spec.mode,
+            cpu_intensity: spec.cpu_intensity,
+            memory_size: spec.memory_bytes / (1024 * 1024),
+            duration: spec.duration.as_secs_f64(),
+            retained,
+            wall_seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds,
+            allocated_bytes,
+            finished_at: Utc::now(),
+        },
+    )
 }

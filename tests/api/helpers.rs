@@ -65,3 +65,31 @@ pub async fn json(response: Response, expected: StatusCode) -> Value {
     assert_eq!(status, expected, "body: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
+
+/// One sample of a Prometheus text exposition whose labels include all of `labels`; `None` if absent.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        if series_name != name {
+            return None;
+        }
+        let present: Vec<(&str, &str)> = label_text
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k, v.trim_matches('"'))))
+            .collect();
+        labels.iter().all(|wanted| present.contains(wanted)).then(|| value.parse().ok()).flatten()
+    })
+}
+
+impl TestApp {
+    pub async fn metrics(&self) -> String {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("exposition")
+    }
+}

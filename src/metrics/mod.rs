@@ -1,0 +1,252 @@
+//! Prometheus metrics at `/metrics`: the one place metric names are defined, the registry, and rendering.
+//!
+//! HTTP metrics follow prometheus-fastapi-instrumentator, so queries written for the Python service keep working.
+
+pub mod allocator;
+pub mod middleware;
+pub mod process;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub use middleware::RequestMetrics;
+
+/// Metric names: dashboards, the ScaledObject and the tests refer to these.
+pub mod names {
+    pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+    pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+    pub const HTTP_REQUESTS_IN_PROGRESS: &str = "http_requests_in_progress";
+    pub const ALLOCATOR_ALLOCATED_BYTES_TOTAL: &str = "allocator_allocated_bytes_total";
+    pub const ALLOCATOR_ALLOCATIONS_TOTAL: &str = "allocator_allocations_total";
+    pub const ALLOCATOR_LIVE_BYTES: &str = "allocator_live_bytes";
+    pub const ALLOCATOR_RESIDENT_BYTES: &str = "allocator_resident_bytes";
+    pub const TASKS_IN_FLIGHT: &str = "consumer_tasks_in_flight";
+    pub const TASKS_TOTAL: &str = "consumer_tasks_total";
+    pub const RETAINED_MEMORY_BYTES: &str = "consumer_retained_memory_bytes";
+    pub const MEMORY_BUDGET_BYTES: &str = "consumer_memory_budget_bytes";
+    pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+    pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+    pub const PROCESS_THREADS: &str = "process_threads";
+    pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+    pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+    pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
+    pub const BUILD_INFO: &str = "surge_build_info";
+    pub const TELEMETRY_DROPPED_TOTAL: &str = "telemetry_dropped_total";
+}
+
+/// Latency buckets from 1 ms to 60 s, dense around the 2 s latency trigger, so p50/p95/p99 interpolate well.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0,
+    7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+];
+
+/// The kinds of work, as the `kind` label says them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkKind {
+    Cpu,
+    Memory,
+}
+
+/// How a task ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Rejected,
+    Cancelled,
+}
+
+/// Work metrics, pre-resolved so tasks update them without label lookups. Also what `/process/status` reads.
+#[derive(Clone)]
+pub struct TaskMetrics {
+    in_flight: [IntGauge; 2],
+    /// Indexed [kind][mode: sync, async][outcome].
+    totals: [[[IntCounter; 3]; 2]; 2],
+    pub retained_bytes: IntGauge,
+    pub budget_bytes: IntGauge,
+}
+
+impl TaskMetrics {
+    pub fn in_flight(&self, kind: WorkKind) -> &IntGauge {
+        &self.in_flight[kind as usize]
+    }
+
+    pub fn count(&self, kind: WorkKind, is_async: bool, outcome: Outcome) {
+        self.totals[kind as usize][usize::from(is_async)][outcome as usize].inc();
+    }
+}
+
+/// Every metric the consumer exports, in its own registry (tests run several apps in one process).
+pub struct Metrics {
+    registry: Registry,
+    pub http: middleware::HttpMetrics,
+    pub tasks: TaskMetrics,
+    pub telemetry_dropped: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(names::HTTP_REQUESTS_TOTAL, "Total number of requests by method, handler and status class."),
+            &["method", "handler", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(names::HTTP_REQUEST_DURATION_SECONDS, "Latency of HTTP requests by method and handler.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "handler"],
+        )?;
+        let in_progress = IntGaugeVec::new(
+            Opts::new(names::HTTP_REQUESTS_IN_PROGRESS, "Number of HTTP requests in progress."),
+            &["method", "handler"],
+        )?;
+        let in_flight = IntGaugeVec::new(Opts::new(names::TASKS_IN_FLIGHT, "Work running now, by kind."), &["kind"])?;
+        let totals = IntCounterVec::new(
+            Opts::new(names::TASKS_TOTAL, "Work by kind, mode and outcome."),
+            &["kind", "mode", "outcome"],
+        )?;
+        let retained_bytes =
+            IntGauge::new(names::RETAINED_MEMORY_BYTES, "Memory kept with retain=true until DELETE /process/cleanup.")?;
+        let budget_bytes = IntGauge::new(names::MEMORY_BUDGET_BYTES, "Memory /process work may hold at once.")?;
+        let telemetry_dropped = IntCounterVec::new(
+            Opts::new(names::TELEMETRY_DROPPED_TOTAL, "Telemetry items dropped because a sink was slow or down."),
+            &["sink"],
+        )?;
+        let build_info = IntGauge::with_opts(
+            Opts::new(names::BUILD_INFO, "Build information; the value is always 1.")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )?;
+        build_info.set(1);
+
+        let kinds = ["cpu", "memory"];
+        let tasks = TaskMetrics {
+            in_flight: kinds.map(|kind| in_flight.with_label_values(&[kind])),
+            totals: kinds.map(|kind| {
+                ["sync", "async"].map(|mode| {
+                    ["completed", "rejected", "cancelled"]
+                        .map(|outcome| totals.with_label_values(&[kind, mode, outcome]))
+                })
+            }),
+            retained_bytes: retained_bytes.clone(),
+            budget_bytes: budget_bytes.clone(),
+        };
+        for sink in ["otlp", "loki"] {
+            telemetry_dropped.with_label_values(&[sink]);
+        }
+
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn Collector>,
+            Box::new(duration.clone()),
+            Box::new(in_progress.clone()),
+            Box::new(in_flight),
+            Box::new(totals),
+            Box::new(retained_bytes),
+            Box::new(budget_bytes),
+            Box::new(telemetry_dropped.clone()),
+            Box::new(build_info),
+            Box::new(ScrapeTimeCollector::new()?),
+        ] {
+            registry.register(collector)?;
+        }
+        Ok(Self {
+            registry,
+            http: middleware::HttpMetrics::new(requests, duration, in_progress),
+            tasks,
+            telemetry_dropped,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
+            tracing::error!(%error, "encoding metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Allocator and process metrics, read fresh on every scrape so nothing has to keep them up to date.
+struct ScrapeTimeCollector {
+    descs: Vec<(Desc, MetricType)>,
+}
+
+impl ScrapeTimeCollector {
+    const METRICS: [(&'static str, &'static str, MetricType); 10] = [
+        (
+            names::ALLOCATOR_ALLOCATED_BYTES_TOTAL,
+            "Bytes ever allocated; rate() is the allocation rate.",
+            MetricType::COUNTER,
+        ),
+        (names::ALLOCATOR_ALLOCATIONS_TOTAL, "Allocation calls.", MetricType::COUNTER),
+        (names::ALLOCATOR_LIVE_BYTES, "Bytes allocated and not yet freed.", MetricType::GAUGE),
+        (names::ALLOCATOR_RESIDENT_BYTES, "Bytes the allocator holds from the OS.", MetricType::GAUGE),
+        (names::PROCESS_CPU_SECONDS_TOTAL, "Total user and system CPU time spent in seconds.", MetricType::COUNTER),
+        (names::PROCESS_RESIDENT_MEMORY_BYTES, "Resident memory size in bytes.", MetricType::GAUGE),
+        (names::PROCESS_THREADS, "Number of OS threads in the process.", MetricType::GAUGE),
+        (names::PROCESS_OPEN_FDS, "Number of open file descriptors.", MetricType::GAUGE),
+        (names::PROCESS_MAX_FDS, "Maximum number of open file descriptors.", MetricType::GAUGE),
+        (
+            names::PROCESS_START_TIME_SECONDS,
+            "Start time of the process since unix epoch in seconds.",
+            MetricType::GAUGE,
+        ),
+    ];
+
+    fn new() -> prometheus::Result<Self> {
+        let descs = Self::METRICS
+            .iter()
+            .map(|&(name, help, kind)| Ok((Desc::new(name.into(), help.into(), vec![], Default::default())?, kind)))
+            .collect::<prometheus::Result<_>>()?;
+        Ok(Self { descs })
+    }
+}
+
+impl Collector for ScrapeTimeCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().map(|(desc, _)| desc).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let alloc = allocator::stats();
+        let proc = process::stats();
+        let values = [
+            alloc.allocated_bytes_total as f64,
+            alloc.allocations_total as f64,
+            alloc.live_bytes as f64,
+            alloc.resident_bytes as f64,
+            proc.cpu_seconds,
+            proc.resident_bytes as f64,
+            proc.threads as f64,
+            proc.open_fds as f64,
+            proc.max_fds as f64,
+            proc.start_time_seconds,
+        ];
+        self.descs.iter().zip(values).map(|((desc, kind), value)| family(desc, *kind, value)).collect()
+    }
+}
+
+fn family(desc: &Desc, kind: MetricType, value: f64) -> MetricFamily {
+    let mut metric = Metric::default();
+    match kind {
+        MetricType::COUNTER => {
+            let mut counter = Counter::default();
+            counter.set_value(value);
+            metric.set_counter(counter);
+        }
+        _ => {
+            let mut gauge = Gauge::default();
+            gauge.set_value(value);
+            metric.set_gauge(gauge);
+        }
+    }
+    let mut family = MetricFamily::default();
+    family.set_name(desc.fq_name.clone());
+    family.set_help(desc.help.clone());
+    family.set_field_type(kind);
+    family.set_metric(vec![metric]);
+    family
+}
