@@ -10,9 +10,9 @@ use surge_consumer::telemetry;
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let settings = Settings::parse();
-    telemetry::init();
     let listener = TcpListener::bind(SocketAddr::new(settings.bind, settings.port))?;
     let app = Application::build(settings, listener)?;
+    let _telemetry = telemetry::init(&app.state().identity, &app.state().metrics.telemetry_dropped);
     let shutdown = shutdown_signal()?;
     tracing::info!(port = app.port(), "consumer listening");
     app.run_until(shutdown).await?;

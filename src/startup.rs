@@ -14,6 +14,7 @@ use crate::configuration::Settings;
 use crate::identity::PodIdentity;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::routes;
+use crate::telemetry::RequestSpan;
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
 
@@ -56,6 +57,7 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(RequestSpan)
                 .wrap(RequestMetrics::new(app_state.metrics.http.clone()))
                 .wrap(DefaultHeaders::new().add(("X-Served-By", served_by.as_str())))
                 .app_data(app_state.clone())
@@ -74,6 +76,10 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// Serves until `shutdown` resolves, then drains: `/ready` turns 503, the listener serves on for the drain delay,

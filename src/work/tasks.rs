@@ -15,12 +15,14 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::cpu::run_duty_cycle;
 use super::memory::MemoryBlock;
 use crate::metrics::{Outcome, TaskMetrics, WorkKind};
+use crate::telemetry::current_trace_ids;
 
 /// How many finished tasks `/process/status` shows.
 const RECENT_TASKS: usize = 5;
@@ -50,6 +52,25 @@ pub enum TaskStatus {
     Started,
     Completed,
     Cancelled,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Async => "async",
+        }
+    }
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// The report of a finished task: the sync response body and an entry of `recent`.
@@ -205,9 +226,12 @@ impl TaskRegistry {
         let task_id = Uuid::new_v4();
         self.running.insert(task_id, Instant::now() + spec.duration);
         self.counters.started.fetch_add(1, Ordering::Relaxed);
+        let ids = current_trace_ids();
         tracing::info!(
             task_id = %task_id,
-            mode = ?spec.mode,
+            trace_id = ids.trace_id.as_deref(),
+            span_id = ids.span_id.as_deref(),
+            mode = spec.mode.as_str(),
             cpu_intensity = spec.cpu_intensity,
             memory_bytes = spec.memory_bytes,
             duration_seconds = spec.duration.as_secs(),
@@ -254,7 +278,9 @@ impl TaskRegistry {
         spec: WorkSpec,
         cancel: CancellationToken,
     ) -> JoinHandle<TaskReport> {
-        self.tracker.spawn_on(execute(admission, spec, cancel), &self.runtime)
+        // Created here, inside the request's span, so the task's spans are children of the request's.
+        let span = tracing::info_span!("task", task.id = %admission.task_id, task.mode = spec.mode.as_str());
+        self.tracker.spawn_on(execute(admission, spec, cancel).instrument(span), &self.runtime)
     }
 
     /// Counts the task once per kind of work it does: CPU always, memory when it asked for some.
@@ -267,10 +293,13 @@ impl TaskRegistry {
     }
 
     fn finish(&self, spec: &WorkSpec, report: TaskReport) -> TaskReport {
+        let ids = current_trace_ids();
         tracing::info!(
             task_id = %report.task_id,
-            status = ?report.status,
-            mode = ?report.mode,
+            trace_id = ids.trace_id.as_deref(),
+            span_id = ids.span_id.as_deref(),
+            status = report.status.as_str(),
+            mode = report.mode.as_str(),
             wall_seconds = report.wall_seconds,
             cpu_seconds = report.cpu_seconds,
             allocated_bytes = report.allocated_bytes,
@@ -382,10 +411,19 @@ async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationT
     let cpu_running = Running::start(registry.metrics.in_flight(WorkKind::Cpu));
     let bytes = spec.memory_bytes;
     let (intensity, duration, token) = (spec.cpu_intensity, spec.duration, cancel.clone());
+    // The memory span lasts from allocation to release; the CPU span, the duty cycle.
+    let memory_span = tracing::info_span!("memory_work", memory.bytes = bytes, memory.retain = spec.retain);
+    let cpu_span = tracing::info_span!(
+        "cpu_work",
+        cpu.intensity = intensity,
+        cpu.duration_seconds = duration.as_secs_f64(),
+        cpu.seconds = tracing::field::Empty,
+    );
+    let (alloc_span, duty_span) = (memory_span.clone(), cpu_span.clone());
     // Both on the blocking pool, side by side: touching hundreds of MiB takes a while and must not delay the CPU work.
     let (block, cpu) = tokio::join!(
-        tokio::task::spawn_blocking(move || MemoryBlock::allocate(bytes)),
-        tokio::task::spawn_blocking(move || run_duty_cycle(intensity, duration, &token)),
+        tokio::task::spawn_blocking(move || alloc_span.in_scope(|| MemoryBlock::allocate(bytes))),
+        tokio::task::spawn_blocking(move || duty_span.in_scope(|| run_duty_cycle(intensity, duration, &token))),
     );
     drop(cpu_running);
     let block = block.ok();
@@ -394,6 +432,8 @@ async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationT
         Ok(outcome) => (outcome.cpu_seconds, outcome.cancelled),
         Err(_) => (0.0, true),
     };
+    cpu_span.record("cpu.seconds", cpu_seconds);
+    drop(cpu_span);
 
     let retained = spec.retain && !cancelled;
     if let Some(block) = block {
@@ -404,6 +444,7 @@ async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationT
         }
     }
     drop(memory_running);
+    drop(memory_span);
     let task_id = admission.task_id;
     drop(admission);
     registry.finish(

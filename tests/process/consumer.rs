@@ -14,7 +14,13 @@ pub struct ConsumerProcess {
 impl ConsumerProcess {
     /// Starts the binary with `--port 0` and these flags; returns once it logs the port it bound.
     pub fn start(flags: &[&str]) -> Self {
+        Self::start_with_env(flags, &[])
+    }
+
+    /// Starts the binary with these flags and environment variables.
+    pub fn start_with_env(flags: &[&str], env: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(flags)
             .stdout(Stdio::piped())
@@ -47,6 +53,18 @@ impl ConsumerProcess {
     /// The log events (JSON lines on stdout) with this message, so far.
     pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
         self.events.lock().expect("event log").iter().filter(|e| e["message"] == message).cloned().collect()
+    }
+
+    /// Waits until the consumer logs this message (the signal handler runs asynchronously to `kill`).
+    pub fn wait_for_event(&self, message: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(event) = self.events(message).pop() {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "the consumer never logged {message:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> i32 {

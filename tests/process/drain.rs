@@ -37,6 +37,7 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     }
 
     consumer.signal(Signal::SIGTERM);
+    consumer.wait_for_event("shutdown signal: readiness is now 503, draining", Duration::from_secs(5));
     let ready =
         client.get(format!("{address}/ready")).send().await.expect("the listener still serves during the drain delay");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -55,7 +56,7 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     let finished = consumer.events("task finished");
     let cancelled =
         finished.iter().find(|e| e["task_id"] == background_id).expect("the background task reports its end");
-    assert_eq!(cancelled["status"], "Cancelled", "background work is cancelled on shutdown: {cancelled}");
+    assert_eq!(cancelled["status"], "cancelled", "background work is cancelled on shutdown: {cancelled}");
     assert!(
         consumer.events("shutdown timeout reached; exiting with work unfinished").is_empty(),
         "drained before the timeout"

@@ -3,3 +3,5 @@
 mod consumer;
 mod drain;
 mod fidelity;
+mod receivers;
+mod telemetry;

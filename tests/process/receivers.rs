@@ -1,0 +1,134 @@
+//! In-test receivers speaking the real wire protocols: OTLP/gRPC traces and Loki's snappy-protobuf push.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::{Arc, Mutex};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+/// Received spans with the service name of their resource.
+#[derive(Clone, Default)]
+pub struct OtlpReceiver {
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().expect("spans");
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(AnyValue::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                spans.extend(scope.spans.into_iter().map(|span| (service.clone(), span)));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl OtlpReceiver {
+    /// Serves the collector's trace service on a loopback port; returns its address.
+    pub async fn start() -> (Self, SocketAddr) {
+        let receiver = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+                .expect("OTLP receiver");
+        });
+        (receiver, addr)
+    }
+
+    pub fn spans(&self) -> Vec<(String, Span)> {
+        self.spans.lock().expect("spans").clone()
+    }
+}
+
+/// One pushed log line with its stream's labels.
+#[derive(Clone, Debug)]
+pub struct LokiLine {
+    pub labels: String,
+    pub line: String,
+}
+
+#[derive(Clone, Default)]
+pub struct LokiReceiver {
+    lines: Arc<Mutex<Vec<LokiLine>>>,
+}
+
+impl LokiReceiver {
+    /// Serves `POST /loki/api/v1/push` on a loopback port, decoding snappy-compressed protobuf `PushRequest`s.
+    pub fn start() -> (Self, SocketAddr) {
+        let receiver = Self::default();
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = web::Data::new(receiver.clone());
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).route("/loki/api/v1/push", web::post().to(push))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        tokio::spawn(server);
+        (receiver, addr)
+    }
+
+    pub fn lines(&self) -> Vec<LokiLine> {
+        self.lines.lock().expect("lines").clone()
+    }
+}
+
+async fn push(receiver: web::Data<LokiReceiver>, request: actix_web::HttpRequest, body: web::Bytes) -> HttpResponse {
+    if request.headers().get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-protobuf") {
+        return HttpResponse::UnsupportedMediaType().finish();
+    }
+    let Ok(raw) = snap::raw::Decoder::new().decompress_vec(&body) else {
+        return HttpResponse::BadRequest().body("not snappy");
+    };
+    let Ok(push) = loki_api::logproto::PushRequest::decode(raw.as_slice()) else {
+        return HttpResponse::BadRequest().body("not a PushRequest");
+    };
+    let mut lines = receiver.lines.lock().expect("lines");
+    for stream in push.streams {
+        for entry in stream.entries {
+            assert!(entry.timestamp.is_some(), "every entry carries a timestamp");
+            lines.push(LokiLine { labels: stream.labels.clone(), line: entry.line });
+        }
+    }
+    HttpResponse::NoContent().finish()
+}
+
+/// A port that accepts connections and never answers: the worst kind of sink outage.
+pub fn black_hole() -> SocketAddr {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    addr
+}

@@ -1,0 +1,170 @@
+//! Traces and logs leave the real binary in their real wire formats, join the caller's trace, and a sink that
+//! hangs costs neither requests nor memory.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::consumer::ConsumerProcess;
+use crate::receivers::{black_hole, LokiReceiver, OtlpReceiver};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
+    span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref()).and_then(|v| v.value.as_ref())
+}
+
+async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn spans_and_logs_reach_their_receivers_and_join_the_callers_trace() {
+    let (otlp, otlp_addr) = OtlpReceiver::start().await;
+    let (loki, loki_addr) = LokiReceiver::start();
+    let consumer = ConsumerProcess::start_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+            ("OTEL_SERVICE_NAME", "surge-test".into()),
+            ("LOKI_URL", format!("http://{loki_addr}")),
+            ("POD_NAME", "consumer-6d4cf-x1z2q".into()),
+            ("POD_NAMESPACE", "surge-test".into()),
+        ],
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/process?cpu_intensity=1&memory_size=2&duration=1", consumer.address))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01"))
+        .send()
+        .await
+        .expect("process");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Traces: the request span is a child of the caller's span; CPU and memory spans descend from it.
+    let spans = eventually("request, cpu and memory spans", || {
+        let spans: Vec<(String, Span)> =
+            otlp.spans().into_iter().filter(|(_, s)| hex(&s.trace_id) == TRACE_ID).collect();
+        let names: Vec<&str> = spans.iter().map(|(_, s)| s.name.as_str()).collect();
+        ["POST /process", "cpu_work", "memory_work"].iter().all(|n| names.contains(n)).then_some(spans)
+    })
+    .await;
+    let by_name = |name: &str| spans.iter().map(|(_, s)| s).find(|s| s.name == name).expect("span");
+    let request = by_name("POST /process");
+    assert_eq!(hex(&request.parent_span_id), PARENT_SPAN_ID, "the request span continues the incoming traceparent");
+    assert!(spans.iter().all(|(service, _)| service == "surge-test"), "OTEL_SERVICE_NAME names the resource");
+    let text = |span: &Span, key: &str| match attribute(span, key) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(AnyValue::IntValue(i)) => i.to_string(),
+        other => panic!("{key} on {}: {other:?}", span.name),
+    };
+    assert_eq!(text(request, "http.request.method"), "POST");
+    assert_eq!(text(request, "http.route"), "/process");
+    assert_eq!(text(request, "http.response.status_code"), "200");
+    assert_eq!(text(request, "url.path"), "/process");
+    let cpu = by_name("cpu_work");
+    assert_eq!(text(cpu, "cpu.intensity"), "1");
+    assert_eq!(text(by_name("memory_work"), "memory.bytes"), (2 << 20).to_string());
+    let task = by_name("task");
+    assert_eq!(task.parent_span_id, request.span_id, "work runs under the request span");
+    assert_eq!(cpu.parent_span_id, task.span_id);
+
+    // Stdout: one JSON line per request, carrying the trace it belongs to.
+    let stdout_line = eventually("the request log line on stdout", || {
+        consumer.events("request").into_iter().find(|e| e["route"] == "/process")
+    })
+    .await;
+    assert_eq!(stdout_line["trace_id"], TRACE_ID);
+    assert_eq!(stdout_line["span_id"], hex(&request.span_id));
+    assert_eq!(stdout_line["status"], 200);
+
+    // Loki: the same events, with the service, namespace, pod and level labels.
+    let pushed = eventually("the request log line in Loki", || {
+        loki.lines().into_iter().find(|l| {
+            serde_json::from_str::<Value>(&l.line).is_ok_and(|v| v["message"] == "request" && v["route"] == "/process")
+        })
+    })
+    .await;
+    for label in
+        [r#"service="surge-test""#, r#"namespace="surge-test""#, r#"pod="consumer-6d4cf-x1z2q""#, r#"level="info""#]
+    {
+        assert!(pushed.labels.contains(label), "{label} missing from {}", pushed.labels);
+    }
+    let line: Value = serde_json::from_str(&pushed.line).expect("JSON line");
+    assert_eq!(line["trace_id"], TRACE_ID);
+    let task_events = eventually("task events in Loki", || {
+        let found: Vec<Value> = loki
+            .lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(&l.line).ok())
+            .filter(|v| v["message"] == "task finished" || v["message"] == "task started")
+            .collect();
+        (found.len() >= 2).then_some(found)
+    })
+    .await;
+    assert!(task_events.iter().all(|e| e["trace_id"] == TRACE_ID), "task events carry the trace: {task_events:?}");
+}
+
+#[tokio::test]
+async fn sinks_that_hang_cost_no_requests_and_bounded_memory() {
+    let hole = black_hole();
+    let consumer = ConsumerProcess::start_with_env(
+        &["--workers", "1"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{hole}")),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "256".into()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+            ("LOKI_URL", format!("http://{hole}")),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let health = format!("{}/health", consumer.address);
+    let send = |n: usize| {
+        let (client, health) = (client.clone(), health.clone());
+        async move {
+            for _ in 0..n {
+                let response = client.get(&health).send().await.expect("request succeeds with both sinks hanging");
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        }
+    };
+    send(1000).await;
+    let warm_rss = consumer.rss_bytes();
+    for _ in 0..4 {
+        futures_util::future::join_all((0..4).map(|_| send(1000))).await;
+    }
+    let grown = consumer.rss_bytes().saturating_sub(warm_rss);
+    assert!(grown < 16 << 20, "16,000 requests with hanging sinks grew resident memory by {} KiB", grown >> 10);
+
+    let exposition =
+        client.get(format!("{}/metrics", consumer.address)).send().await.expect("metrics").text().await.expect("text");
+    for sink in ["otlp", "loki"] {
+        let series = format!("telemetry_dropped_total{{sink=\"{sink}\"}} ");
+        let dropped: f64 = exposition
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing"));
+        assert!(dropped > 0.0, "the {sink} queue is bounded, so a hanging {sink} sink means counted drops");
+    }
+    assert_eq!(
+        consumer.events("trace exporter is behind; dropping spans (counted in telemetry_dropped_total)").len(),
+        1
+    );
+    assert_eq!(consumer.events("Loki is behind; dropping log lines (counted in telemetry_dropped_total)").len(), 1);
+}
