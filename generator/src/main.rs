@@ -1,2 +1,200 @@
-//! Surge load generator (see its own issue); builds so the workspace is whole.
-fn main() {}
+//! `generator`: load profiles against the Surge consumer, with reports that show where the load went.
+//!
+//! Exit codes: 0 success, 1 a threshold failed, 2 bad flags or the consumer is unreachable or unhealthy,
+//! 130 interrupted (Ctrl-C or SIGTERM; the partial summary is still printed).
+
+mod cli;
+mod client;
+mod engine;
+mod monitor;
+mod plan;
+mod printer;
+mod profiles;
+mod stats;
+mod threshold;
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use hyper::{Method, StatusCode};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Output};
+use crate::client::Client;
+use crate::engine::Job;
+use crate::plan::{Model, Plan, Run};
+use crate::stats::{Recorder, Summary};
+
+const THRESHOLD_FAILED: u8 = 1;
+const UNUSABLE: u8 = 2;
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.list {
+        print!("{}", printer::profile_list());
+        return ExitCode::SUCCESS;
+    }
+    let plan = match Plan::from_cli(&cli, |key| std::env::var(key).ok()) {
+        Ok(plan) => plan,
+        Err(message) => return fail(&message),
+    };
+    if cli.dry_run {
+        match cli.output {
+            Output::Text => print!("{}", printer::plan_text(&plan)),
+            Output::Json => println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default()),
+        }
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(run(plan, cli.output, cli.probes, cli.monitor_interval))
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(UNUSABLE)
+}
+
+async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::time::Duration) -> ExitCode {
+    let url = plan.target.url.clone();
+    let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse, plan.traceparent);
+    let control = match connect(false).await {
+        Ok(client) => client,
+        Err(cause) => return fail(&format!("cannot reach {url}: {cause}")),
+    };
+    let replicas_seen = match probe(&control, probes, &url).await {
+        Ok(pods) => pods,
+        Err(message) => return fail(&message),
+    };
+    if plan.cleanup {
+        match control.once(Method::DELETE, "/process/cleanup").await {
+            Ok(reply) if reply.status.is_success() => {
+                eprintln!("cleanup: {}", String::from_utf8_lossy(&reply.body));
+            }
+            Ok(reply) => return fail(&format!("cleanup at {url}/process/cleanup answered {}", reply.status)),
+            Err(cause) => return fail(&format!("cleanup at {url}/process/cleanup failed: {cause}")),
+        }
+    }
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(interrupt_on_signal(cancel.clone()));
+    let mut summaries = Vec::new();
+    for (index, run) in plan.runs.iter().enumerate() {
+        if index > 0 {
+            eprintln!("pausing {:?} before the next profile", plan.pause);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(plan.pause) => {}
+            }
+        }
+        let client = match connect(plan.connection_reuse).await {
+            Ok(client) => client,
+            Err(cause) => return fail(&format!("cannot reach {url}: {cause}")),
+        };
+        let mut summary = execute(run, client, &plan, &replicas_seen, &cancel, monitor_interval).await;
+        summary.thresholds = plan.parsed_thresholds.iter().map(|t| t.check(&summary)).collect();
+        if output == Output::Text {
+            print!("{}", printer::summary_text(&summary));
+        }
+        summaries.push(summary);
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    if output == Output::Json {
+        let document = match summaries.as_slice() {
+            [single] => serde_json::to_string_pretty(single),
+            all => serde_json::to_string_pretty(all),
+        };
+        println!("{}", document.unwrap_or_default());
+    }
+    if cancel.is_cancelled() {
+        ExitCode::from(INTERRUPTED)
+    } else if summaries.iter().flat_map(|s| &s.thresholds).any(|v| !v.passed) {
+        ExitCode::from(THRESHOLD_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Health check, then fresh connections to `/health` to learn which replicas answer behind the URL.
+async fn probe(client: &Client, probes: u32, url: &str) -> Result<BTreeSet<String>, String> {
+    let mut pods = BTreeSet::new();
+    for attempt in 0..probes.max(1) {
+        let reply =
+            client.once(Method::GET, "/health").await.map_err(|cause| format!("cannot reach {url}: {cause}"))?;
+        if reply.status != StatusCode::OK {
+            return Err(format!("{url} is unhealthy: GET /health answered {}", reply.status));
+        }
+        if let Some(pod) = reply.served_by.as_ref().and_then(|v| v.to_str().ok()) {
+            pods.insert(pod.to_owned());
+        }
+        if attempt == 0 && pods.is_empty() {
+            break;
+        }
+    }
+    Ok(pods)
+}
+
+async fn execute(
+    run: &Run,
+    client: Client,
+    plan: &Plan,
+    replicas_seen: &BTreeSet<String>,
+    cancel: &CancellationToken,
+    monitor_interval: std::time::Duration,
+) -> Summary {
+    let expected = match &run.model {
+        Model::Closed { requests, .. } => *requests,
+        Model::Open { start_rate, stages, .. } => Some(engine::Schedule::new(*start_rate, stages).total()),
+    };
+    let job = Arc::new(Job {
+        client,
+        method: run.method.parse().unwrap_or(Method::GET),
+        uri: run.path.parse().unwrap_or_default(),
+        recorder: Recorder::new(engine::slots(&run.model)),
+    });
+    eprintln!("running {}: {} {}{} ({})", run.profile, run.method, plan.target.url, run.path, model_brief(&run.model));
+    let finished = CancellationToken::new();
+    let reporter =
+        monitor::Reporter { expected, interval: monitor_interval, monitor: plan.monitor, profile: run.profile.clone() }
+            .spawn(Arc::clone(&job), finished.clone());
+    let abandoned = engine::run(Arc::clone(&job), &run.model, cancel).await;
+    finished.cancel();
+    let _ = reporter.await;
+    let mut summary = job.recorder.summarise(&run.profile, abandoned, replicas_seen);
+    summary.interrupted = cancel.is_cancelled();
+    summary
+}
+
+fn model_brief(model: &Model) -> String {
+    match model {
+        Model::Closed { concurrency, requests: Some(requests), .. } => {
+            format!("{requests} requests, {concurrency} at a time")
+        }
+        Model::Closed { concurrency, .. } => format!("{concurrency} workers"),
+        Model::Open { stages, .. } => format!("open model, {} stages", stages.len()),
+    }
+}
+
+async fn interrupt_on_signal(cancel: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    eprintln!("interrupted: no new requests; waiting briefly for those in flight");
+    cancel.cancel();
+}

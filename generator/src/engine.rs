@@ -1,0 +1,239 @@
+//! The request engine: a closed model (workers that wait for each response) and an open model (arrivals on a
+//! schedule, latency measured from the intended send time so a slow server cannot hide its queueing).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::{Method, Uri};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, Connection};
+use crate::plan::{Model, Stage};
+use crate::stats::{Failure, Outcome, Recorder};
+
+/// How long in-flight requests may finish after an interrupt before they are abandoned.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+/// One request shape, shared by every worker.
+pub struct Job {
+    pub client: Client,
+    pub method: Method,
+    pub uri: Uri,
+    pub recorder: Recorder,
+}
+
+impl Job {
+    async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant) {
+        self.recorder.sent();
+        let result = self.client.exchange(connection, &self.method, &self.uri).await;
+        let latency = intended.elapsed();
+        match result {
+            Ok(reply) => {
+                let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());
+                let failure = Failure::from_status(reply.status.as_u16());
+                self.recorder.record(slot, Outcome { latency, failure, served_by });
+            }
+            Err(failure) => self.recorder.record(slot, Outcome { latency, failure: Some(failure), served_by: None }),
+        }
+    }
+}
+
+/// How many tallies a model needs: one per closed worker; open-model tasks share a few.
+pub fn slots(model: &Model) -> usize {
+    match model {
+        Model::Closed { concurrency, .. } => *concurrency as usize,
+        Model::Open { .. } => 64,
+    }
+}
+
+/// Runs the model until its requests or schedule run out, or `cancel` fires. Returns the requests abandoned
+/// in flight after an interrupt.
+pub async fn run(job: Arc<Job>, model: &Model, cancel: &CancellationToken) -> u64 {
+    let mut tasks = match model {
+        Model::Closed { concurrency, requests, duration, delay } => {
+            closed(&job, *concurrency, *requests, *duration, *delay, cancel)
+        }
+        Model::Open { start_rate, stages, max_in_flight } => {
+            open(&job, Schedule::new(*start_rate, stages), *max_in_flight, cancel).await
+        }
+    };
+    tokio::select! {
+        () = drain(&mut tasks) => 0,
+        () = cancel.cancelled() => {
+            if tokio::time::timeout(INTERRUPT_GRACE, drain(&mut tasks)).await.is_err() {
+                tasks.abort_all();
+            }
+            let progress = job.recorder.progress();
+            progress.sent - progress.done
+        }
+    }
+}
+
+async fn drain(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
+
+fn closed(
+    job: &Arc<Job>,
+    concurrency: u32,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+    delay: Duration,
+    cancel: &CancellationToken,
+) -> JoinSet<()> {
+    let remaining = Arc::new(AtomicU64::new(requests.unwrap_or(u64::MAX)));
+    let deadline = duration.map(|d| Instant::now() + d);
+    // The next free send slot across all workers: profiles space their sends by `delay`.
+    let pacer = Arc::new(Mutex::new(Instant::now()));
+    let workers = requests.map_or(u64::from(concurrency), |r| r.min(u64::from(concurrency)));
+    let mut tasks = JoinSet::new();
+    for slot in 0..workers as usize {
+        let (job, remaining, pacer, cancel) =
+            (Arc::clone(job), Arc::clone(&remaining), Arc::clone(&pacer), cancel.clone());
+        tasks.spawn(async move {
+            let mut connection = None;
+            loop {
+                let taken = remaining.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                if taken.is_err() || cancel.is_cancelled() {
+                    break;
+                }
+                let intended = next_slot(&pacer, delay);
+                if intended > Instant::now() {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        () = tokio::time::sleep_until(intended) => {}
+                    }
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                job.send(slot, &mut connection, intended).await;
+            }
+        });
+    }
+    tasks
+}
+
+fn next_slot(pacer: &Mutex<Instant>, delay: Duration) -> Instant {
+    if delay.is_zero() {
+        return Instant::now();
+    }
+    let mut next = pacer.lock().unwrap_or_else(|p| p.into_inner());
+    let slot = (*next).max(Instant::now());
+    *next = slot + delay;
+    slot
+}
+
+async fn open(job: &Arc<Job>, schedule: Schedule, max_in_flight: u32, cancel: &CancellationToken) -> JoinSet<()> {
+    let permits = Arc::new(Semaphore::new(max_in_flight as usize));
+    // Idle keep-alive connections; arrivals take one or open their own.
+    let idle: Arc<Mutex<Vec<Connection>>> = Arc::default();
+    let mut tasks = JoinSet::new();
+    let start = Instant::now();
+    for (index, offset) in schedule.enumerate() {
+        let intended = start + offset;
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep_until(intended) => {}
+        }
+        let (job, permits, idle) = (Arc::clone(job), Arc::clone(&permits), Arc::clone(&idle));
+        tasks.spawn(async move {
+            // Waiting for a permit is queueing: it counts in the latency, measured from `intended`.
+            let Ok(_permit) = permits.acquire_owned().await else { return };
+            let mut connection = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            job.send(index, &mut connection, intended).await;
+            if let Some(connection) = connection {
+                idle.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    tasks
+}
+
+/// Arrival offsets for a rate that moves linearly through the stages, starting at `start_rate`.
+/// Arrival k is sent when the expected count of arrivals so far reaches k.
+pub struct Schedule {
+    /// (start rate, end rate, seconds) per stage.
+    stages: Vec<(f64, f64, f64)>,
+    stage: usize,
+    /// Arrivals expected before the current stage, and its start offset in seconds.
+    count_before: f64,
+    start_secs: f64,
+    next: u64,
+}
+
+impl Schedule {
+    pub fn new(start_rate: f64, stages: &[Stage]) -> Self {
+        let mut from = start_rate;
+        let stages = stages
+            .iter()
+            .map(|stage| {
+                let piece = (from, stage.target, stage.duration.as_secs_f64());
+                from = stage.target;
+                piece
+            })
+            .collect();
+        Self { stages, stage: 0, count_before: 0.0, start_secs: 0.0, next: 0 }
+    }
+
+    /// Arrivals the whole schedule sends.
+    pub fn total(&self) -> u64 {
+        self.stages.iter().map(|(r0, r1, secs)| (r0 + r1) / 2.0 * secs).sum::<f64>().ceil() as u64
+    }
+}
+
+impl Iterator for Schedule {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        loop {
+            let &(r0, r1, secs) = self.stages.get(self.stage)?;
+            let in_stage = (r0 + r1) / 2.0 * secs;
+            let m = self.next as f64 - self.count_before;
+            if m < in_stage {
+                // Solve r0·t + (r1 − r0)·t²/(2·secs) = m for t, in the form that stays stable when the rate falls.
+                let a = (r1 - r0) / (2.0 * secs);
+                let t = if m <= 0.0 { 0.0 } else { 2.0 * m / (r0 + (r0 * r0 + 4.0 * a * m).max(0.0).sqrt()) };
+                self.next += 1;
+                return Some(Duration::from_secs_f64(self.start_secs + t.min(secs)));
+            }
+            self.count_before += in_stage;
+            self.start_secs += secs;
+            self.stage += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(secs: u64, target: f64) -> Stage {
+        Stage { duration: Duration::from_secs(secs), target }
+    }
+
+    #[test]
+    fn a_constant_rate_sends_evenly_spaced_arrivals() {
+        let offsets: Vec<Duration> = Schedule::new(10.0, &[stage(1, 10.0)]).collect();
+        assert_eq!(offsets.len(), 10);
+        assert_eq!(offsets[0], Duration::ZERO);
+        assert!((offsets[9].as_secs_f64() - 0.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_ramp_sends_the_area_under_it_and_speeds_up() {
+        let schedule = Schedule::new(0.0, &[stage(10, 20.0), stage(5, 20.0), stage(10, 0.0)]);
+        assert_eq!(schedule.total(), 100 + 100 + 100);
+        let offsets: Vec<f64> = schedule.map(|d| d.as_secs_f64()).collect();
+        assert_eq!(offsets.len(), 300);
+        assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "arrivals are in order");
+        // Half the ramp's arrivals come in its last 30%: the rate grows linearly.
+        assert!((offsets[50] - 10.0 * 0.5f64.sqrt()).abs() < 0.05, "{}", offsets[50]);
+        assert!(offsets[299] <= 25.0);
+    }
+}

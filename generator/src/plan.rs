@@ -1,0 +1,326 @@
+//! Turns the flags into runs: which requests, which load model, this shard's share. `--dry-run` prints this.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::Cli;
+use crate::profiles::{self, Profile};
+use crate::threshold::Threshold;
+
+/// Where requests go: an `http://host:port` base, parsed once.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// The `Host` header value.
+    pub authority: String,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => return Err(format!("--url {url:?}: only http is supported, not {other}")),
+            None => return Err(format!("--url {url:?} needs a scheme, for example http://localhost:8000")),
+        }
+        let host = uri.host().ok_or_else(|| format!("--url {url:?} has no host"))?.to_owned();
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!("--url {url:?}: give the base URL only; use --path for the request path"));
+        }
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = uri.authority().map_or_else(|| host.clone(), |a| a.as_str().to_owned());
+        Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            host: host.trim_matches(['[', ']']).to_owned(),
+            port,
+            authority,
+        })
+    }
+}
+
+/// One piece of a ramp: move the arrival rate linearly to `target` req/s over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stage {
+    #[serde(serialize_with = "as_secs")]
+    pub duration: Duration,
+    pub target: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum Model {
+    /// `concurrency` workers, each sending when its last request returns, until `requests` or `duration` runs out.
+    Closed {
+        concurrency: u32,
+        requests: Option<u64>,
+        #[serde(serialize_with = "opt_as_secs")]
+        duration: Option<Duration>,
+        /// Minimum spacing between sends across all workers.
+        #[serde(serialize_with = "as_secs")]
+        delay: Duration,
+    },
+    /// Arrivals on a schedule, independent of responses; at most `max_in_flight` outstanding.
+    Open { start_rate: f64, stages: Vec<Stage>, max_in_flight: u32 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// The profile name, or `custom` for a plain endpoint load test.
+    pub profile: String,
+    pub method: String,
+    pub path: String,
+    #[serde(flatten)]
+    pub model: Model,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    const WHOLE: Self = Self { index: 0, count: 1 };
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let (index, count) = text.split_once('/').ok_or_else(|| format!("--shard {text:?}: expected INDEX/COUNT"))?;
+        let index: u32 = index.trim().parse().map_err(|_| format!("--shard {text:?}: INDEX must be a number"))?;
+        let count: u32 = count.trim().parse().map_err(|_| format!("--shard {text:?}: COUNT must be a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("--shard {text:?}: need 0 <= INDEX < COUNT"));
+        }
+        Ok(Self { index, count })
+    }
+
+    /// `--shard`, else `JOB_COMPLETION_INDEX`/`GENERATOR_SHARDS` (an Indexed Job), else the whole load.
+    pub fn resolve(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        if let Some(text) = flag {
+            return Self::parse(text);
+        }
+        match (env("JOB_COMPLETION_INDEX"), env("GENERATOR_SHARDS")) {
+            (Some(index), Some(count)) => Self::parse(&format!("{index}/{count}")),
+            _ => Ok(Self::WHOLE),
+        }
+    }
+
+    /// This shard's part of `total`: an even split, the first `total % count` shards taking one more.
+    pub fn share(self, total: u64) -> u64 {
+        let count = u64::from(self.count);
+        total / count + u64::from(u64::from(self.index) < total % count)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub target: Target,
+    pub shard: Shard,
+    pub connection_reuse: bool,
+    #[serde(serialize_with = "as_secs")]
+    pub timeout: Duration,
+    pub cleanup: bool,
+    pub monitor: bool,
+    pub traceparent: bool,
+    pub thresholds: Vec<String>,
+    #[serde(skip)]
+    pub parsed_thresholds: Vec<Threshold>,
+    #[serde(serialize_with = "as_secs")]
+    pub pause: Duration,
+    pub runs: Vec<Run>,
+}
+
+const DEFAULT_REQUESTS: u64 = 100;
+const DEFAULT_CONCURRENCY: u32 = 10;
+const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
+
+impl Plan {
+    pub fn from_cli(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        if !(cli.scale > 0.0 && cli.scale.is_finite()) {
+            return Err(format!("--scale {}: must be a positive number", cli.scale));
+        }
+        if cli.concurrency == Some(0) {
+            return Err("--concurrency 0: must be at least 1".into());
+        }
+        let shard = Shard::resolve(cli.shard.as_deref(), &env)?;
+        let parsed_thresholds = cli.thresholds.iter().map(|t| Threshold::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        let runs = match cli.test.as_deref() {
+            Some("all") => profiles::PROFILES.iter().map(|p| profile_run(p, cli, shard)).collect(),
+            Some(name) => {
+                let profile = profiles::find(name).ok_or_else(|| {
+                    format!("--test {name:?}: unknown profile; choose one of {}, or all", profiles::names())
+                })?;
+                vec![profile_run(profile, cli, shard)]
+            }
+            None => vec![custom_run(cli, shard)?],
+        };
+        Ok(Self {
+            target: Target::parse(&cli.url)?,
+            shard,
+            connection_reuse: !cli.no_connection_reuse,
+            timeout: cli.timeout,
+            cleanup: cli.cleanup,
+            monitor: cli.monitor,
+            traceparent: cli.trace || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty()),
+            thresholds: cli.thresholds.clone(),
+            parsed_thresholds,
+            pause: cli.pause.mul_f64(cli.scale),
+            runs,
+        })
+    }
+}
+
+fn scaled_count(count: u64, scale: f64) -> u64 {
+    ((count as f64 * scale).round() as u64).max(1)
+}
+
+fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Run {
+    let requests = shard.share(scaled_count(profile.total, cli.scale));
+    let concurrency = cli.concurrency.unwrap_or(profile.concurrent);
+    Run {
+        profile: profile.name.to_owned(),
+        method: "POST".into(),
+        path: profile.path(cli.scale),
+        model: Model::Closed { concurrency, requests: Some(requests), duration: None, delay: profile.delay },
+    }
+}
+
+fn custom_run(cli: &Cli, shard: Shard) -> Result<Run, String> {
+    let method = cli.method.to_ascii_uppercase();
+    hyper::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("--method {:?} is not an HTTP method", cli.method))?;
+    if !cli.path.starts_with('/') || cli.path.parse::<hyper::Uri>().is_err() {
+        return Err(format!("--path {:?} must be a path starting with /, with an optional query", cli.path));
+    }
+    let duration = cli.duration.map(|d| d.mul_f64(cli.scale));
+    let open = cli.rate.is_some() || cli.stages.is_some();
+    let model = if open {
+        let per_shard = |rate: f64| rate / f64::from(shard.count);
+        let (start_rate, stages) = match (&cli.rate, &cli.stages) {
+            (Some(rate), None) => {
+                if !(*rate > 0.0 && rate.is_finite()) {
+                    return Err(format!("--rate {rate}: must be a positive number"));
+                }
+                let duration = duration.ok_or("--rate needs --duration (how long to hold the rate)")?;
+                (per_shard(*rate), vec![Stage { duration, target: per_shard(*rate) }])
+            }
+            (_, Some(text)) => {
+                let stages = parse_stages(text)?;
+                (
+                    0.0,
+                    stages
+                        .into_iter()
+                        .map(|s| Stage { duration: s.duration.mul_f64(cli.scale), target: per_shard(s.target) })
+                        .collect(),
+                )
+            }
+            (None, None) => unreachable!("open is only true when one is set"),
+        };
+        if cli.requests.is_some() {
+            return Err(
+                "--requests applies to the closed model; with --rate or --stages the schedule sets the count".into()
+            );
+        }
+        Model::Open { start_rate, stages, max_in_flight: cli.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT) }
+    } else {
+        let requests = match (cli.requests, duration) {
+            (None, None) => Some(DEFAULT_REQUESTS),
+            (requests, _) => requests.map(|r| scaled_count(r, cli.scale)),
+        };
+        let requests = requests.map(|r| shard.share(r));
+        let concurrency = cli.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        // Without a request count, a duration-bound closed load is split by workers.
+        let concurrency = if requests.is_none() {
+            u32::try_from(shard.share(u64::from(concurrency))).unwrap_or(1).max(1)
+        } else {
+            concurrency
+        };
+        Model::Closed { concurrency, requests, duration, delay: Duration::ZERO }
+    };
+    Ok(Run { profile: "custom".into(), method, path: cli.path.clone(), model })
+}
+
+/// `30s:50,1m:200,30s:0` into stages.
+pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {
+    let stages = text
+        .split(',')
+        .map(|part| {
+            let (duration, target) = part
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("--stages {part:?}: expected DURATION:RATE, like 30s:50"))?;
+            let duration = humantime::parse_duration(duration.trim()).map_err(|e| format!("--stages {part:?}: {e}"))?;
+            let target: f64 = target.trim().parse().map_err(|_| format!("--stages {part:?}: RATE must be a number"))?;
+            if !(target >= 0.0 && target.is_finite()) || duration.is_zero() {
+                return Err(format!("--stages {part:?}: need a positive duration and a rate >= 0"));
+            }
+            Ok(Stage { duration, target })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(stages)
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn opt_as_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let cli = Cli::try_parse_from(std::iter::once("generator").chain(args.iter().copied())).expect("flags parse");
+        Plan::from_cli(&cli, |_| None)
+    }
+
+    #[test]
+    fn shares_split_evenly_and_add_up() {
+        let shares: Vec<u64> = (0..4).map(|index| Shard { index, count: 4 }.share(30)).collect();
+        assert_eq!(shares, [8, 8, 7, 7]);
+        assert_eq!(shares.iter().sum::<u64>(), 30);
+    }
+
+    #[test]
+    fn an_indexed_job_shards_itself() {
+        let env = |key: &str| match key {
+            "JOB_COMPLETION_INDEX" => Some("3".to_owned()),
+            "GENERATOR_SHARDS" => Some("4".to_owned()),
+            _ => None,
+        };
+        assert_eq!(Shard::resolve(None, env), Ok(Shard { index: 3, count: 4 }));
+        assert_eq!(Shard::resolve(Some("1/2"), env), Ok(Shard { index: 1, count: 2 }));
+        assert!(Shard::resolve(Some("4/4"), env).unwrap_err().contains("INDEX < COUNT"));
+    }
+
+    #[test]
+    fn a_scaled_profile_keeps_at_least_one_request() {
+        let plan = plan(&["--test", "heavy", "--scale", "0.01"]).expect("plan");
+        let Model::Closed { requests, concurrency, .. } = plan.runs[0].model else { panic!("profiles are closed") };
+        assert_eq!((requests, concurrency), (Some(1), 10));
+    }
+
+    #[test]
+    fn rate_is_divided_across_shards() {
+        let plan = plan(&["--rate", "100", "--duration", "10s", "--shard", "0/4"]).expect("plan");
+        let Model::Open { ref stages, .. } = plan.runs[0].model else { panic!("--rate is open") };
+        assert_eq!(stages, &[Stage { duration: Duration::from_secs(10), target: 25.0 }]);
+    }
+
+    #[test]
+    fn bad_input_names_the_flag() {
+        assert!(plan(&["--test", "nope"]).unwrap_err().contains("light, medium"));
+        assert!(plan(&["--url", "https://x"]).unwrap_err().contains("only http"));
+        assert!(plan(&["--rate", "5"]).unwrap_err().contains("--duration"));
+        assert!(plan(&["--stages", "30s"]).unwrap_err().contains("DURATION:RATE"));
+        assert!(plan(&["--threshold", "p99 about 2s"]).unwrap_err().contains("p99 about 2s"));
+    }
+}

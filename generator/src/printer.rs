@@ -1,0 +1,109 @@
+//! What goes to stdout: the profile list, the dry-run plan, and the summary, as text or one JSON document.
+
+use std::fmt::Write;
+
+use crate::plan::{Model, Plan};
+use crate::profiles::PROFILES;
+use crate::stats::{Failure, Summary};
+
+pub fn profile_list() -> String {
+    let mut out =
+        String::from("profile        concurrent  total  cpu  memory MiB  duration s  async  delay s  description\n");
+    for p in &PROFILES {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>10}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {:>7}  {}",
+            p.name,
+            p.concurrent,
+            p.total,
+            p.cpu_intensity,
+            p.memory_mib,
+            p.duration_secs,
+            if p.async_mode { "yes" } else { "no" },
+            p.delay.as_secs_f64(),
+            p.description
+        );
+    }
+    out.push_str("all            runs every profile above in order, with --pause between them\n");
+    out
+}
+
+pub fn plan_text(plan: &Plan) -> String {
+    let mut out = String::from("dry run: nothing will be sent\n");
+    let _ = writeln!(out, "target: {}  (shard {}/{})", plan.target.url, plan.shard.index, plan.shard.count);
+    let _ = writeln!(
+        out,
+        "connections: {}; timeout {:?}; cleanup first: {}; monitor: {}; traceparent: {}",
+        if plan.connection_reuse { "keep-alive, reused" } else { "a new one per request" },
+        plan.timeout,
+        plan.cleanup,
+        plan.monitor,
+        plan.traceparent
+    );
+    for threshold in &plan.thresholds {
+        let _ = writeln!(out, "threshold: {threshold}");
+    }
+    for run in &plan.runs {
+        let model = match &run.model {
+            Model::Closed { concurrency, requests, duration, delay } => format!(
+                "closed model: {concurrency} workers, {}{}, at least {:?} between sends",
+                requests.map_or_else(|| "no request limit".to_owned(), |r| format!("{r} requests")),
+                duration.map(|d| format!(", for {d:?}")).unwrap_or_default(),
+                delay
+            ),
+            Model::Open { start_rate, stages, max_in_flight } => {
+                let ramp: Vec<String> =
+                    stages.iter().map(|s| format!("{:?} to {} req/s", s.duration, s.target)).collect();
+                format!(
+                    "open model: from {start_rate} req/s, {}; at most {max_in_flight} in flight",
+                    ramp.join(", then ")
+                )
+            }
+        };
+        let _ = writeln!(out, "run {}: {} {}; {model}", run.profile, run.method, run.path);
+    }
+    out
+}
+
+pub fn summary_text(summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n== {} {}==", summary.profile, if summary.interrupted { "(interrupted) " } else { "" });
+    let _ = writeln!(
+        out,
+        "requests: {} sent, {} succeeded ({:.2}%), {:.1} req/s over {:.1}s",
+        summary.sent,
+        summary.succeeded,
+        summary.success_rate * 100.0,
+        summary.rate_achieved,
+        summary.elapsed_seconds
+    );
+    let failures: Vec<String> = Failure::ALL
+        .iter()
+        .filter_map(|f| summary.failed.get(f.key()).filter(|n| **n > 0).map(|n| format!("{} {n}", f.describe())))
+        .collect();
+    let _ = writeln!(out, "failed: {}", if failures.is_empty() { "none".to_owned() } else { failures.join(", ") });
+    let l = &summary.latency_ms;
+    let _ = writeln!(
+        out,
+        "latency ms: p50 {:.1}  p90 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}  (from the intended send time)",
+        l.p50, l.p90, l.p95, l.p99, l.max
+    );
+    let total: u64 = summary.distribution.values().sum();
+    let _ = writeln!(out, "served by ({} pods seen):", summary.replicas_seen);
+    for (pod, count) in &summary.distribution {
+        let _ = writeln!(out, "  {pod:<40} {count:>8}  {:>5.1}%", 100.0 * *count as f64 / total.max(1) as f64);
+    }
+    if let Some(warning) = &summary.imbalance {
+        let _ = writeln!(out, "WARNING: {warning}");
+    }
+    for verdict in &summary.thresholds {
+        let _ = writeln!(
+            out,
+            "threshold {}: {} (actual {:.2})",
+            verdict.expr,
+            if verdict.passed { "passed" } else { "FAILED" },
+            verdict.actual
+        );
+    }
+    out
+}

@@ -1,0 +1,344 @@
+//! Results: per-worker tallies (an HDR latency histogram, failures by cause, responses by pod) merged into a summary.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::threshold::Verdict;
+
+/// Why a request did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The TCP connection could not be opened.
+    Connect,
+    /// No complete response within --timeout.
+    Timeout,
+    /// 503: the consumer's admission control turned the work away.
+    Overload,
+    ClientError,
+    ServerError,
+    /// The connection broke mid-request.
+    Io,
+    /// Still in flight when the run was interrupted.
+    Cancelled,
+}
+
+impl Failure {
+    pub const ALL: [Self; 7] =
+        [Self::Connect, Self::Timeout, Self::Overload, Self::ClientError, Self::ServerError, Self::Io, Self::Cancelled];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Overload => "overload",
+            Self::ClientError => "client_error",
+            Self::ServerError => "server_error",
+            Self::Io => "io",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Connect => "connect error",
+            Self::Timeout => "timeout",
+            Self::Overload => "503 overload",
+            Self::ClientError => "other 4xx",
+            Self::ServerError => "other 5xx",
+            Self::Io => "connection broken",
+            Self::Cancelled => "cancelled by interrupt",
+        }
+    }
+
+    pub fn from_status(status: u16) -> Option<Self> {
+        match status {
+            503 => Some(Self::Overload),
+            400..=499 => Some(Self::ClientError),
+            500..=599 => Some(Self::ServerError),
+            _ => None,
+        }
+    }
+}
+
+/// What one request came to.
+pub struct Outcome<'a> {
+    /// From the intended send time to the end of the response (or the failure).
+    pub latency: Duration,
+    pub failure: Option<Failure>,
+    pub served_by: Option<&'a str>,
+}
+
+struct Tally {
+    latency_us: Histogram<u64>,
+    succeeded: u64,
+    failed: [u64; Failure::ALL.len()],
+    served: HashMap<Box<str>, u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            // 1 µs to one hour at three significant figures: about 200 KiB per tally.
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid"),
+            succeeded: 0,
+            failed: [0; Failure::ALL.len()],
+            served: HashMap::new(),
+        }
+    }
+}
+
+/// Shared by every worker; each worker writes to its own tally, so the locks are uncontended.
+pub struct Recorder {
+    tallies: Vec<Mutex<Tally>>,
+    sent: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+    started: Instant,
+}
+
+/// Counters for progress lines, read without locks.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub sent: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+}
+
+impl Recorder {
+    pub fn new(slots: usize) -> Self {
+        Self {
+            tallies: (0..slots.max(1)).map(|_| Mutex::new(Tally::new())).collect(),
+            sent: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record(&self, slot: usize, outcome: Outcome<'_>) {
+        let mut tally = self.tallies[slot % self.tallies.len()].lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(outcome.failure, Some(Failure::Connect | Failure::Cancelled)) {
+            let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).max(1);
+            tally.latency_us.saturating_record(micros);
+        }
+        match outcome.failure {
+            None => tally.succeeded += 1,
+            Some(failure) => {
+                tally.failed[failure as usize] += 1;
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(pod) = outcome.served_by {
+            match tally.served.get_mut(pod) {
+                Some(count) => *count += 1,
+                None => {
+                    tally.served.insert(pod.into(), 1);
+                }
+            }
+        }
+        drop(tally);
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress {
+            sent: self.sent.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// Responses per pod so far.
+    pub fn distribution(&self) -> BTreeMap<String, u64> {
+        let mut merged = BTreeMap::new();
+        for tally in &self.tallies {
+            let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            for (pod, count) in &tally.served {
+                *merged.entry(pod.to_string()).or_insert(0) += count;
+            }
+        }
+        merged
+    }
+
+    /// Merges every tally. `abandoned` requests were still in flight when the run stopped.
+    pub fn summarise(&self, profile: &str, abandoned: u64, replicas_seen: &BTreeSet<String>) -> Summary {
+        let elapsed = self.started.elapsed();
+        let mut histogram = Tally::new().latency_us;
+        let mut succeeded = 0;
+        let mut failed = [0; Failure::ALL.len()];
+        for tally in &self.tallies {
+            let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            histogram.add(&tally.latency_us).expect("tallies share bounds");
+            succeeded += tally.succeeded;
+            for (total, count) in failed.iter_mut().zip(tally.failed) {
+                *total += count;
+            }
+        }
+        failed[Failure::Cancelled as usize] += abandoned;
+        let distribution = self.distribution();
+        let sent = succeeded + failed.iter().sum::<u64>();
+        let completed = sent - failed[Failure::Cancelled as usize] - failed[Failure::Connect as usize];
+        let imbalance = imbalance(&distribution, replicas_seen);
+        Summary {
+            profile: profile.to_owned(),
+            sent,
+            succeeded,
+            failed: Failure::ALL.iter().map(|f| (f.key(), failed[*f as usize])).collect(),
+            success_rate: if sent == 0 { 0.0 } else { succeeded as f64 / sent as f64 },
+            rate_achieved: completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+            elapsed_seconds: elapsed.as_secs_f64(),
+            latency_ms: Latencies::from(&histogram),
+            replicas_seen: replicas_seen.len(),
+            distribution,
+            imbalance_warning: imbalance.is_some(),
+            imbalance,
+            interrupted: false,
+            thresholds: Vec::new(),
+            histogram,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latencies {
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl From<&Histogram<u64>> for Latencies {
+    fn from(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// The run's result; serialised as-is for `--output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub profile: String,
+    pub sent: u64,
+    pub succeeded: u64,
+    pub failed: BTreeMap<&'static str, u64>,
+    /// Succeeded over sent, 0–1.
+    pub success_rate: f64,
+    /// Completed responses per second of wall time.
+    pub rate_achieved: f64,
+    pub elapsed_seconds: f64,
+    pub latency_ms: Latencies,
+    /// Pods seen answering before and during the run.
+    pub replicas_seen: usize,
+    pub distribution: BTreeMap<String, u64>,
+    pub imbalance_warning: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imbalance: Option<String>,
+    pub interrupted: bool,
+    pub thresholds: Vec<Verdict>,
+    #[serde(skip)]
+    histogram: Histogram<u64>,
+}
+
+impl Summary {
+    pub fn latency_ms_at(&self, percentile: f64) -> f64 {
+        if percentile >= 100.0 {
+            return self.histogram.max() as f64 / 1000.0;
+        }
+        self.histogram.value_at_quantile(percentile / 100.0) as f64 / 1000.0
+    }
+}
+
+/// A warning when one pod served more than twice its fair share, or a pod seen before the run served nothing.
+fn imbalance(distribution: &BTreeMap<String, u64>, replicas_seen: &BTreeSet<String>) -> Option<String> {
+    let pods: BTreeSet<&str> =
+        replicas_seen.iter().map(String::as_str).chain(distribution.keys().map(String::as_str)).collect();
+    let total: u64 = distribution.values().sum();
+    if pods.len() < 2 || total < 2 * pods.len() as u64 {
+        return None;
+    }
+    let fair = total as f64 / pods.len() as f64;
+    let (busiest, most) = distribution.iter().max_by_key(|(_, count)| **count)?;
+    let idle: Vec<&str> = pods.iter().copied().filter(|p| !distribution.contains_key(*p)).collect();
+    if (*most as f64) <= 2.0 * fair && idle.is_empty() {
+        return None;
+    }
+    let mut message = format!(
+        "{busiest} served {:.0}% of responses, against a fair share of {:.0}% across the {} pods seen",
+        100.0 * *most as f64 / total as f64,
+        100.0 / pods.len() as f64,
+        pods.len()
+    );
+    if !idle.is_empty() {
+        message.push_str(&format!("; {} served nothing", idle.join(", ")));
+    }
+    message.push_str(
+        ". Usual causes: `kubectl port-forward` tunnels to a single pod; keep-alive connections stay pinned to the pod \
+         they first reached behind a Service (use --no-connection-reuse); the Service has sessionAffinity: ClientIP.",
+    );
+    Some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(pods: &[&str]) -> BTreeSet<String> {
+        pods.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(p, c)| ((*p).to_owned(), *c)).collect()
+    }
+
+    #[test]
+    fn an_even_spread_raises_no_warning() {
+        assert_eq!(imbalance(&counts(&[("a", 10), ("b", 11), ("c", 9)]), &seen(&["a", "b", "c"])), None);
+    }
+
+    #[test]
+    fn one_pinned_pod_out_of_three_is_flagged_with_its_causes() {
+        let warning = imbalance(&counts(&[("a", 30)]), &seen(&["a", "b", "c"])).expect("warning");
+        assert!(warning.starts_with("a served 100% of responses, against a fair share of 33% across the 3 pods seen"));
+        assert!(warning.contains("b, c served nothing") && warning.contains("--no-connection-reuse"));
+    }
+
+    #[test]
+    fn a_single_pod_deployment_is_not_imbalanced() {
+        assert_eq!(imbalance(&counts(&[("a", 30)]), &seen(&["a"])), None);
+    }
+
+    #[test]
+    fn the_summary_adds_up() {
+        let recorder = Recorder::new(2);
+        for (slot, failure) in [(0, None), (1, None), (0, Some(Failure::Overload)), (1, Some(Failure::Connect))] {
+            recorder.sent();
+            let served_by = (failure != Some(Failure::Connect)).then_some("a");
+            recorder.record(slot, Outcome { latency: Duration::from_millis(10), failure, served_by });
+        }
+        let summary = recorder.summarise("custom", 1, &seen(&["a"]));
+        assert_eq!((summary.sent, summary.succeeded), (5, 2));
+        assert_eq!((summary.failed["overload"], summary.failed["connect"], summary.failed["cancelled"]), (1, 1, 1));
+        assert_eq!(summary.distribution["a"], 3);
+        assert!((summary.latency_ms.p50 - 10.0).abs() < 0.1);
+    }
+}

@@ -1,0 +1,117 @@
+//! Pass/fail conditions on a summary: `p99<2s`, `p50<=300ms`, `max<10s`, `success>99%`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::stats::Summary;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Subject {
+    /// A latency percentile in 0–100; 100 is the maximum.
+    Latency(f64),
+    /// Share of requests that succeeded, in percent.
+    Success,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Comparison {
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    expr: String,
+    subject: Subject,
+    comparison: Comparison,
+    /// Milliseconds for latency, percent for success.
+    limit: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub expr: String,
+    pub passed: bool,
+    /// The measured value, in the threshold's unit (milliseconds or percent).
+    pub actual: f64,
+}
+
+const HELP: &str = "expected p50|p90|p95|p99|p99.9|max followed by <, <=, > or >= and a time (300ms, 2s), or success followed by a percentage (success>99%)";
+
+impl Threshold {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let expr: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let bad = || format!("--threshold {text:?}: {HELP}");
+        let at = expr.find(['<', '>']).ok_or_else(bad)?;
+        let (name, rest) = expr.split_at(at);
+        let (comparison, value) = if let Some(v) = rest.strip_prefix("<=") {
+            (Comparison::LessOrEqual, v)
+        } else if let Some(v) = rest.strip_prefix(">=") {
+            (Comparison::GreaterOrEqual, v)
+        } else if let Some(v) = rest.strip_prefix('<') {
+            (Comparison::Less, v)
+        } else {
+            (Comparison::Greater, &rest[1..])
+        };
+        let (subject, limit) = match name {
+            "success" => {
+                let percent: f64 = value.strip_suffix('%').unwrap_or(value).parse().map_err(|_| bad())?;
+                (Subject::Success, percent)
+            }
+            "max" => (Subject::Latency(100.0), latency_ms(value).ok_or_else(bad)?),
+            _ => {
+                let percentile: f64 = name.strip_prefix('p').and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+                if !(0.0..100.0).contains(&percentile) {
+                    return Err(bad());
+                }
+                (Subject::Latency(percentile), latency_ms(value).ok_or_else(bad)?)
+            }
+        };
+        Ok(Self { expr: text.to_owned(), subject, comparison, limit })
+    }
+
+    pub fn check(&self, summary: &Summary) -> Verdict {
+        let actual = match self.subject {
+            Subject::Success => summary.success_rate * 100.0,
+            Subject::Latency(percentile) => summary.latency_ms_at(percentile),
+        };
+        let passed = match self.comparison {
+            Comparison::Less => actual < self.limit,
+            Comparison::LessOrEqual => actual <= self.limit,
+            Comparison::Greater => actual > self.limit,
+            Comparison::GreaterOrEqual => actual >= self.limit,
+        };
+        Verdict { expr: self.expr.clone(), passed, actual }
+    }
+}
+
+fn latency_ms(text: &str) -> Option<f64> {
+    humantime::parse_duration(text).ok().map(|d: Duration| d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_latency_and_success_conditions() {
+        let p99 = Threshold::parse("p99<2s").expect("p99");
+        assert_eq!((p99.subject, p99.comparison, p99.limit), (Subject::Latency(99.0), Comparison::Less, 2000.0));
+        let success = Threshold::parse("success >= 99.5%").expect("success");
+        assert_eq!(
+            (success.subject, success.comparison, success.limit),
+            (Subject::Success, Comparison::GreaterOrEqual, 99.5)
+        );
+        assert_eq!(Threshold::parse("max<=300ms").expect("max").limit, 300.0);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_evaluate() {
+        for bad in ["p99", "p101<1s", "latency<1s", "p99<fast", "success>most"] {
+            assert!(Threshold::parse(bad).unwrap_err().contains(bad), "{bad} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The real generator binary against the real consumer, a real HAProxy and a stalling server.
+
+mod distribution;
+mod open_model;
+mod runs;
+mod support;

@@ -1,0 +1,92 @@
+//! The command line against a real consumer: listing, a scaled profile run, dry runs, failures and thresholds.
+
+use crate::support::{free_port, generator, generator_json, Consumer};
+
+#[test]
+fn list_prints_every_profile_with_its_figures() {
+    let output = generator(&["--list"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    for name in ["light", "medium", "heavy", "sustained", "burst", "memory_stress", "cpu_stress", "all"] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from --list:\n{text}");
+    }
+    let heavy: Vec<&str> = text.lines().find(|l| l.starts_with("heavy")).expect("heavy").split_whitespace().collect();
+    assert_eq!(&heavy[..8], ["heavy", "10", "30", "9", "150", "20", "yes", "0.1"]);
+}
+
+#[test]
+fn a_scaled_profile_sends_exactly_its_share_and_the_consumer_sees_each_one() {
+    let consumer = Consumer::start("consumer-7f9c-a1b2c");
+    let (code, summary, stderr) =
+        generator_json(&["--url", &consumer.url, "--test", "light", "--scale", "0.5", "--cleanup", "--probes", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(summary["profile"], "light");
+    assert_eq!(summary["sent"], 5, "light sends 10 requests; --scale 0.5 halves that");
+    assert_eq!(summary["succeeded"], 5);
+    assert_eq!(summary["success_rate"], 1.0);
+    assert!(summary["failed"].as_object().expect("failed by cause").values().all(|n| n == 0));
+    assert_eq!(summary["distribution"], serde_json::json!({"consumer-7f9c-a1b2c": 5}));
+    assert_eq!(summary["imbalance_warning"], false);
+    for key in ["p50", "p90", "p95", "p99", "max"] {
+        assert!(summary["latency_ms"][key].as_f64().expect(key) > 0.0);
+    }
+    assert!(summary["rate_achieved"].as_f64().expect("rate") > 0.0);
+    assert!(stderr.contains("cleanup: "), "--cleanup calls DELETE /process/cleanup first: {stderr}");
+    assert_eq!(consumer.status()["totals"]["started"], 5, "the consumer accepted exactly what was sent");
+}
+
+#[test]
+fn an_unreachable_url_is_one_line_and_exit_code_2() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = generator(&["--url", &url, "--test", "light"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert_eq!(stderr.lines().count(), 1, "one line, no stack trace: {stderr}");
+    assert!(stderr.starts_with(&format!("error: cannot reach {url}: ")), "{stderr}");
+    assert!(stderr.to_lowercase().contains("refused"), "names the cause: {stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn a_failed_threshold_makes_the_exit_code_non_zero() {
+    let consumer = Consumer::start("consumer-thresholds");
+    let args = ["--url", &consumer.url, "--path", "/health", "--requests", "20", "--concurrency", "2", "--probes", "1"];
+    let (code, summary, _) =
+        generator_json(&[&args[..], &["--threshold", "p50<1us", "--threshold", "success>99%"]].concat());
+    assert_eq!(code, Some(1));
+    assert_eq!(summary["sent"], 20);
+    let verdicts = summary["thresholds"].as_array().expect("thresholds");
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!((&verdicts[0]["expr"], &verdicts[0]["passed"]), (&"p50<1us".into(), &false.into()));
+    assert_eq!((&verdicts[1]["expr"], &verdicts[1]["passed"]), (&"success>99%".into(), &true.into()));
+
+    let (code, _, _) = generator_json(&[&args[..], &["--threshold", "success>99%"]].concat());
+    assert_eq!(code, Some(0), "a passing threshold leaves the exit code at 0");
+}
+
+#[test]
+fn a_dry_run_resolves_the_plan_and_sends_nothing() {
+    // Nothing listens here: a dry run must not need the consumer.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let (code, plan, stderr) = generator_json(&["--url", &url, "--test", "heavy", "--shard", "1/4", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let run = &plan["runs"][0];
+    assert_eq!(run["profile"], "heavy");
+    assert_eq!(run["method"], "POST");
+    assert_eq!(run["path"], "/process?cpu_intensity=9&memory_size=150&duration=20&async_mode=true");
+    assert_eq!((&run["model"], &run["concurrency"], &run["requests"]), (&"closed".into(), &10.into(), &8.into()));
+    assert_eq!(plan["shard"], serde_json::json!({"index": 1, "count": 4}));
+
+    let output = generator(&["--url", &url, "--test", "all", "--dry-run"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(text.lines().filter(|l| l.starts_with("run ")).count(), 7, "all resolves to every profile:\n{text}");
+}
+
+#[test]
+fn bad_flags_name_themselves_and_exit_2() {
+    let output = generator(&["--test", "enormous", "--dry-run"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).expect("utf-8");
+    assert!(stderr.starts_with("error: --test \"enormous\": unknown profile; choose one of light,"), "{stderr}");
+}

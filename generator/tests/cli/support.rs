@@ -1,0 +1,168 @@
+//! What the generator's tests run against: the real consumer binary, a real HAProxy, and a server that stalls.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Runs the real generator binary to completion.
+pub fn generator(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_generator")).args(args).output().expect("run the generator binary")
+}
+
+/// The generator's exit code, its stdout parsed as JSON, and its stderr.
+pub fn generator_json(args: &[&str]) -> (Option<i32>, Value, String) {
+    let output = generator(&[args, &["--output", "json"]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let summary =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
+    (output.status.code(), summary, stderr)
+}
+
+/// A free loopback port (bound and released: the caller's server takes it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The consumer binary from the same build (`cargo test --workspace` builds it beside the generator).
+fn consumer_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_generator")).with_file_name("consumer");
+    assert!(path.exists(), "{} is missing: run `cargo build --bin consumer` first (make test does)", path.display());
+    path
+}
+
+pub struct Consumer {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+impl Consumer {
+    /// Starts the real consumer on a free port with this pod name.
+    pub fn start(pod_name: &str) -> Self {
+        let mut child = Command::new(consumer_binary())
+            .args(["--bind", "127.0.0.1", "--port", "0", "--drain-delay-secs", "0"])
+            .env("POD_NAME", pod_name)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the consumer");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let port = loop {
+            let line = lines.next().expect("the consumer exited before listening").expect("read stdout");
+            let event: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if event["message"] == "consumer listening" {
+                break u16::try_from(event["port"].as_u64().expect("port")).expect("port fits u16");
+            }
+        };
+        // Drain stdout so the consumer never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        Self { child, port, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// `GET /process/status`, read with a plain socket.
+    pub fn status(&self) -> Value {
+        let body = http_get(self.port, "/process/status");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {body}"))
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).expect("a response with a body")
+}
+
+/// Debian's HAProxy in `mode tcp`, `balance roundrobin`: per-connection balancing, like a Kubernetes Service.
+pub struct Haproxy {
+    child: Child,
+    pub url: String,
+    _config: tempfile::TempDir,
+}
+
+impl Haproxy {
+    pub fn start(backends: &[u16]) -> Self {
+        let port = free_port();
+        let servers: String =
+            backends.iter().enumerate().map(|(i, p)| format!("  server pod{i} 127.0.0.1:{p}\n")).collect();
+        let config = format!(
+            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend service\n  bind 127.0.0.1:{port}\n  default_backend pods\nbackend pods\n  balance roundrobin\n{servers}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).expect("write haproxy.cfg");
+        let binary = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("haproxy is installed (scripts/install-tools.sh installs it)");
+        let child = Command::new(binary)
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start haproxy");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "haproxy never listened on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, url: format!("http://127.0.0.1:{port}"), _config: dir }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP server that answers every request after `stall`, one request at a time per connection.
+pub fn stalling_server(stall: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || serve_stalled(stream, stall));
+        }
+    });
+    port
+}
+
+fn serve_stalled(stream: std::net::TcpStream, stall: Duration) {
+    use std::io::Write;
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        // Read one request head (no bodies: the generator sends none here).
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+        }
+        std::thread::sleep(stall);
+        let response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Served-By: stall\r\n\r\nok";
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
