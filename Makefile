@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 PORT ?= 8000
+# Image tag: the workspace version, which the manifests pin (tests/deploy checks they agree).
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+export IMAGE_TAG
 
 .PHONY: help
 help: ## List the targets
@@ -17,13 +20,44 @@ build: ## Build the consumer and the generator (release)
 	$(CARGO) build --release --workspace
 
 .PHONY: test
-test: lint ## Everything CI checks: lint, then every test of the workspace
+test: lint lint-deploy ## Everything CI checks: lints, then every test of the workspace (manifests included)
 	$(CARGO) test --workspace --all-targets
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: lint-deploy
+lint-deploy: ## yamllint, hadolint and shellcheck over manifests, dashboards' kustomization, Dockerfiles, scripts
+	yamllint --strict kubernetes-manifests grafana .yamllint
+	hadolint Dockerfile generator/Dockerfile
+	shellcheck scripts/*.sh .ci/run
+
+.PHONY: images
+images: ## Build the consumer and generator images (docker)
+	docker build -f Dockerfile -t surge-consumer:$(IMAGE_TAG) .
+	docker build -f generator/Dockerfile -t surge-generator:$(IMAGE_TAG) .
+
+.PHONY: dev
+dev: ## Local cluster (kind/minikube): build and load images, install KEDA and metrics-server, deploy, wait
+	@scripts/dev.sh dev
+
+.PHONY: load-%
+load-%: ## Run a load Job (load-heavy, load-memory-stress, load-distributed, ...) and follow its log
+	@scripts/dev.sh load $*
+
+.PHONY: status
+status: ## ScaledObject, HPA, deployments, pods and Jobs in the surge namespace
+	@scripts/dev.sh status
+
+.PHONY: grafana
+grafana: ## Port-forward Grafana to localhost:3000 and print its admin password
+	@scripts/dev.sh grafana
+
+.PHONY: undeploy
+undeploy: ## Remove everything `make dev` applied
+	@scripts/dev.sh undeploy
 
 .PHONY: fmt
 fmt: ## Format the code

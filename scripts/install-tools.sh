@@ -22,3 +22,13 @@ if [ ${#missing_pip[@]} -gt 0 ]; then
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# KEDA's CRD schema for tests/deploy, pinned by package-lock.json.
+if [ ! -d scripts/keda-schema/node_modules/@kubernetes-models/keda ]; then
+  echo "installing the KEDA schema package (npm)"
+  npm ci --prefix scripts/keda-schema --no-audit --no-fund --loglevel=error
+fi
+
+for tool in kubectl node; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required by make test and is not installed" >&2; exit 1; }
+done

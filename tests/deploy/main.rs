@@ -1,0 +1,12 @@
+//! The Kubernetes side, short of a cluster: real kustomize renders, real schemas (Kubernetes 1.30 and KEDA's CRD),
+//! policy over the rendered objects, and cross-checks against the real consumer, generator, Prometheus and make.
+
+#[path = "../support/consumer.rs"]
+#[allow(dead_code)] // Shared with tests/process, which uses all of it; the cross-checks need only the start-up.
+mod consumer;
+mod crosscheck;
+mod manifests;
+mod policy;
+mod promql;
+mod schema;
+mod scraping;

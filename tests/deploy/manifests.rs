@@ -1,0 +1,130 @@
+//! Renders the overlays and components with `kubectl kustomize` and parses what comes out.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn kustomize(dir: &Path) -> String {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl is installed (kustomize is built in)");
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+pub fn parse(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|document| serde::Deserialize::deserialize(document).expect("rendered YAML parses"))
+        .filter(|object: &Value| !object.is_null())
+        .collect()
+}
+
+/// One rendered kustomization: a name for messages, the YAML, the objects.
+pub struct Rendering {
+    pub name: String,
+    pub yaml: String,
+    pub objects: Vec<Value>,
+}
+
+fn render(name: String, dir: &Path) -> Rendering {
+    let yaml = kustomize(dir);
+    let objects = parse(&yaml);
+    Rendering { name, yaml, objects }
+}
+
+pub fn overlay(name: &str) -> Rendering {
+    render(format!("overlays/{name}"), &repo().join("kubernetes-manifests/overlays").join(name))
+}
+
+fn subdirectories(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry"))
+        .filter(|entry| entry.path().join("kustomization.yaml").exists())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A component on its own, and composed with the base and the consumer (patching components need a target).
+pub fn component(name: &str) -> (Rendering, Rendering) {
+    let alone = render(format!("components/{name}"), &repo().join("kubernetes-manifests/components").join(name));
+    // Kustomize wants relative paths, so the composition lives under target/ in this repository.
+    let dir = repo().join("target/kustomize-compose").join(name);
+    std::fs::create_dir_all(&dir).expect("create compose dir");
+    let mut components = vec!["consumer".to_owned()];
+    if name != "consumer" {
+        components.push(name.to_owned());
+    }
+    let listed: String =
+        components.iter().map(|c| format!("  - ../../../kubernetes-manifests/components/{c}\n")).collect();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: surge\n\
+             resources:\n  - ../../../kubernetes-manifests/base\ncomponents:\n{listed}"
+        ),
+    )
+    .expect("write compose kustomization");
+    (alone, render(format!("base + consumer + {name}"), &dir))
+}
+
+pub fn overlay_names() -> Vec<String> {
+    subdirectories(&repo().join("kubernetes-manifests/overlays"))
+}
+
+pub fn component_names() -> Vec<String> {
+    subdirectories(&repo().join("kubernetes-manifests/components"))
+}
+
+/// Every overlay, and every component composed with base and consumer.
+pub fn all() -> Vec<Rendering> {
+    let mut renderings: Vec<Rendering> = overlay_names().iter().map(|o| overlay(o)).collect();
+    renderings.extend(component_names().iter().map(|c| component(c).1));
+    renderings
+}
+
+pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+}
+
+pub fn kinds(objects: &[Value], kind: &str) -> Vec<Value> {
+    objects.iter().filter(|o| o["kind"] == kind).cloned().collect()
+}
+
+/// The pod template of a workload (Deployment or Job), if it is one.
+pub fn pod_spec(object: &Value) -> Option<&Value> {
+    matches!(object["kind"].as_str(), Some("Deployment" | "Job" | "StatefulSet" | "DaemonSet"))
+        .then(|| &object["spec"]["template"]["spec"])
+}
+
+/// The Job files users apply on their own with `kubectl apply -f`.
+pub fn job_files() -> Vec<(String, Value)> {
+    let dir = repo().join("kubernetes-manifests/components/load-generator");
+    let mut files: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .expect("read load-generator dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("job-")))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read job file");
+            let mut objects = parse(&text);
+            assert_eq!(objects.len(), 1, "{} holds one Job", p.display());
+            (p.file_name().expect("name").to_string_lossy().into_owned(), objects.remove(0))
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files
+}

@@ -1,0 +1,183 @@
+//! Policy over the rendered objects: hardened, bounded containers; pinned images; no plaintext secrets;
+//! the recommended labels; and the shape each overlay and component promises.
+
+use serde_json::Value;
+
+use crate::manifests::{self, find, kinds, pod_spec};
+
+fn containers(pod: &Value) -> Vec<&Value> {
+    ["initContainers", "containers"].iter().flat_map(|key| pod[key].as_array().into_iter().flatten()).collect()
+}
+
+#[test]
+fn every_container_is_non_root_read_only_unprivileged_and_bounded() {
+    for rendering in manifests::all() {
+        for object in &rendering.objects {
+            let Some(pod) = pod_spec(object) else { continue };
+            let workload = format!("{}: {} {}", rendering.name, object["kind"], object["metadata"]["name"]);
+            assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{workload}");
+            for container in containers(pod) {
+                let at = format!("{workload} container {}", container["name"]);
+                let security = &container["securityContext"];
+                let non_root = security["runAsNonRoot"] == true || pod["securityContext"]["runAsNonRoot"] == true;
+                assert!(non_root, "{at}: runAsNonRoot");
+                assert_eq!(security["readOnlyRootFilesystem"], true, "{at}");
+                assert_eq!(security["allowPrivilegeEscalation"], false, "{at}");
+                assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]), "{at}");
+                for bound in ["requests", "limits"] {
+                    for resource in ["cpu", "memory"] {
+                        assert!(
+                            container["resources"][bound][resource].is_string(),
+                            "{at}: resources.{bound}.{resource}"
+                        );
+                    }
+                }
+                let image = container["image"].as_str().expect("image");
+                let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+                assert!(!tag.is_empty() && tag != "latest" && !tag.contains('/'), "{at}: image {image} is not pinned");
+            }
+        }
+    }
+}
+
+#[test]
+fn no_plaintext_passwords() {
+    for rendering in manifests::all() {
+        assert!(kinds(&rendering.objects, "Secret").is_empty(), "{}: secrets are created out of band", rendering.name);
+        for object in &rendering.objects {
+            let Some(pod) = pod_spec(object) else { continue };
+            for container in containers(pod) {
+                for env in container["env"].as_array().into_iter().flatten() {
+                    let name = env["name"].as_str().unwrap_or("").to_ascii_uppercase();
+                    let sensitive = ["PASSWORD", "SECRET", "TOKEN", "API_KEY"].iter().any(|s| name.contains(s));
+                    assert!(
+                        !(sensitive && env.get("value").is_some()),
+                        "{}: {} sets {name} as a literal; use secretKeyRef",
+                        rendering.name,
+                        container["name"]
+                    );
+                }
+            }
+        }
+        assert!(!rendering.yaml.to_lowercase().contains("password: "), "{}: a literal password", rendering.name);
+    }
+}
+
+#[test]
+fn every_object_carries_the_recommended_labels_and_namespace() {
+    for rendering in manifests::all() {
+        for object in &rendering.objects {
+            let at = format!("{}: {} {}", rendering.name, object["kind"], object["metadata"]["name"]);
+            assert_eq!(object["metadata"]["labels"]["app.kubernetes.io/part-of"], "surge", "{at}");
+            let cluster_scoped =
+                matches!(object["kind"].as_str(), Some("Namespace" | "ClusterRole" | "ClusterRoleBinding"));
+            if !cluster_scoped {
+                assert_eq!(object["metadata"]["namespace"], "surge", "{at}");
+            }
+            if object["kind"] != "Namespace" {
+                assert!(
+                    object["metadata"]["labels"]["app.kubernetes.io/name"].is_string(),
+                    "{at}: app.kubernetes.io/name"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_consumer_leaves_replicas_to_the_autoscaler_and_outlives_its_drain() {
+    for rendering in manifests::all() {
+        let Some(deployment) = find(&rendering.objects, "Deployment", "consumer") else { continue };
+        assert!(deployment["spec"].get("replicas").is_none(), "{}: replicas belong to the autoscaler", rendering.name);
+        let pod = &deployment["spec"]["template"]["spec"];
+        let args: Vec<&str> =
+            pod["containers"][0]["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+        let flag = |name: &str| -> u64 {
+            args.iter().find_map(|a| a.strip_prefix(&format!("--{name}="))).and_then(|v| v.parse().ok()).expect(name)
+        };
+        let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("grace period");
+        assert!(
+            grace > flag("shutdown-timeout-secs"),
+            "{}: the kubelet would kill a drain in progress",
+            rendering.name
+        );
+        let env: Vec<&str> =
+            pod["containers"][0]["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+        for name in ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "LOKI_URL"] {
+            assert!(env.contains(&name), "{}: {name} missing", rendering.name);
+        }
+        assert!(find(&rendering.objects, "PodDisruptionBudget", "consumer").is_some(), "{}: a PDB", rendering.name);
+    }
+}
+
+fn triggers(scaled_object: &Value) -> Vec<Value> {
+    scaled_object["spec"]["triggers"].as_array().expect("triggers").clone()
+}
+
+#[test]
+fn the_scaled_object_has_the_four_named_triggers_and_a_safe_fallback() {
+    let objects = manifests::overlay("development").objects;
+    let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
+    assert_eq!((&so["spec"]["minReplicaCount"], &so["spec"]["maxReplicaCount"]), (&1.into(), &10.into()));
+    assert_eq!(so["spec"]["fallback"]["behavior"], "currentReplicasIfHigher");
+    let behavior = &so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+    assert_eq!(behavior["scaleDown"]["stabilizationWindowSeconds"], 300);
+    assert_eq!(behavior["scaleUp"]["stabilizationWindowSeconds"], 0);
+    let by_name: Vec<(String, String, String)> = triggers(so)
+        .iter()
+        .map(|t| {
+            assert_eq!(t["type"], "prometheus");
+            assert!(t["metadata"].get("metricName").is_none(), "metricName is deprecated");
+            assert_eq!(t["metadata"]["ignoreNullValues"], "false");
+            let query = t["metadata"]["query"].as_str().expect("query");
+            assert!(!query.contains("instance"), "select by relabelled labels, never instance: {query}");
+            assert!(query.contains(r#"namespace="surge""#) && query.contains(r#"app_kubernetes_io_name="consumer""#));
+            assert!(query.trim_end().ends_with("or vector(0)"), "an empty result is legitimate: {query}");
+            (
+                t["name"].as_str().expect("named").to_owned(),
+                t["metricType"].as_str().expect("metricType").to_owned(),
+                t["metadata"]["threshold"].as_str().expect("threshold").to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("request-rate", "AverageValue", "5"),
+        ("process-latency-p95", "Value", "2"),
+        ("allocator-pressure", "AverageValue", "32"),
+        ("tasks-in-flight", "AverageValue", "2"),
+    ];
+    assert_eq!(by_name, expected.map(|(n, m, t)| (n.to_owned(), m.to_owned(), t.to_owned())));
+}
+
+#[test]
+fn overlays_compose_what_they_promise() {
+    let development = manifests::overlay("development").objects;
+    for (kind, name) in
+        [("Deployment", "grafana"), ("Deployment", "loki"), ("Deployment", "tempo"), ("Service", "consumer-nodeport")]
+    {
+        assert!(find(&development, kind, name).is_some(), "development has {kind} {name}");
+    }
+    assert_eq!(find(&development, "Service", "consumer-nodeport").expect("nodeport")["spec"]["type"], "NodePort");
+    let jobs = kinds(&development, "Job");
+    assert_eq!(jobs.len(), manifests::job_files().len(), "development carries every load Job");
+    assert!(jobs.iter().all(|j| j["spec"]["suspend"] == true), "deploying must not start load");
+    let consumer =
+        &find(&development, "Deployment", "consumer").expect("consumer")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(consumer["imagePullPolicy"], "IfNotPresent");
+
+    let production = manifests::overlay("production").objects;
+    assert!(kinds(&production, "Job").is_empty(), "no load generator in production");
+    let so = find(&production, "ScaledObject", "consumer").expect("ScaledObject");
+    assert_eq!(so["spec"]["minReplicaCount"], 2);
+    let types: Vec<Value> = triggers(so).iter().map(|t| t["type"].clone()).collect();
+    assert!(types.contains(&"cpu".into()) && types.contains(&"memory".into()), "{types:?}");
+    let pod = &find(&production, "Deployment", "consumer").expect("consumer")["spec"]["template"]["spec"];
+    assert!(pod["affinity"]["podAntiAffinity"].is_object());
+
+    let (_, hpa) = manifests::component("hpa");
+    assert!(find(&hpa.objects, "HorizontalPodAutoscaler", "consumer").is_some());
+    assert!(kinds(&hpa.objects, "ScaledObject").is_empty(), "hpa is the baseline without KEDA");
+    let (alone, affinity) = manifests::component("session-affinity");
+    assert!(alone.objects.is_empty(), "session-affinity only patches");
+    assert_eq!(find(&affinity.objects, "Service", "consumer").expect("service")["spec"]["sessionAffinity"], "ClientIP");
+}

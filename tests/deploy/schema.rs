@@ -1,0 +1,75 @@
+//! Every rendered object against the Kubernetes 1.30 schemas (kubernetes-validate --strict) and, for KEDA's
+//! kinds, against KEDA's CRD schema from the `@kubernetes-models/keda` registry package.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::manifests::{self, find};
+
+/// Kinds kubernetes-validate has no schema for, each validated against its own CRD schema below.
+const CRD_KINDS: [&str; 1] = ["ScaledObject"];
+
+fn run_with_stdin(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn every_rendering_passes_kubernetes_validate_strict() {
+    for rendering in manifests::all() {
+        let output = run_with_stdin(
+            Command::new("kubernetes-validate").args(["-k", "1.30.0", "--strict", "-"]),
+            rendering.yaml.as_bytes(),
+        );
+        let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{}:\n{report}", rendering.name);
+        for line in report.lines().filter(|l| !l.starts_with("INFO")) {
+            // A WARN means no schema was found and nothing was checked: only CRD kinds may be skipped here.
+            let crd = CRD_KINDS.iter().any(|kind| line.contains(&format!("kind {kind} ")));
+            assert!(line.starts_with("WARN") && crd, "{}: unexpected report line: {line}", rendering.name);
+        }
+        let validated = report.lines().filter(|l| l.starts_with("INFO - passed for resource")).count();
+        let crds = rendering.objects.iter().filter(|o| CRD_KINDS.iter().any(|k| o["kind"] == *k)).count();
+        assert_eq!(validated + crds, rendering.objects.len(), "{}: every object validated:\n{report}", rendering.name);
+    }
+}
+
+fn keda_validate(objects: &[serde_json::Value]) -> (bool, String) {
+    let script = manifests::repo().join("scripts/keda-schema/validate.mjs");
+    let input = serde_json::to_vec(objects).expect("JSON");
+    let output = run_with_stdin(Command::new("node").arg(script), &input);
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), report)
+}
+
+#[test]
+fn scaled_objects_pass_kedas_own_crd_schema() {
+    for rendering in manifests::all() {
+        let keda: Vec<_> =
+            rendering.objects.iter().filter(|o| o["apiVersion"] == "keda.sh/v1alpha1").cloned().collect();
+        if keda.is_empty() {
+            continue;
+        }
+        let (ok, report) = keda_validate(&keda);
+        assert!(ok, "{}: {report}", rendering.name);
+        assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), keda.len(), "{}: {report}", rendering.name);
+    }
+}
+
+#[test]
+fn the_keda_check_rejects_unknown_fields_and_bad_values() {
+    let mut rendering = manifests::overlay("production").objects;
+    let index = rendering.iter().position(|o| o["kind"] == "ScaledObject").expect("a ScaledObject");
+    let mut broken = rendering.swap_remove(index);
+    assert!(find(&[broken.clone()], "ScaledObject", "consumer").is_some());
+    broken["spec"]["minReplicas"] = 2.into();
+    broken["spec"]["triggers"][0]["metricTyp"] = "Value".into();
+    broken["spec"]["fallback"]["behavior"] = "sometimes".into();
+    let (ok, report) = keda_validate(&[broken]);
+    assert!(!ok);
+    for expected in ["unknown field /spec/minReplicas", "unknown field /spec/triggers/0/metricTyp", "fallback/behavior"]
+    {
+        assert!(report.contains(expected), "{expected} not reported: {report}");
+    }
+}

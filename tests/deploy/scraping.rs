@@ -1,0 +1,107 @@
+//! The monitoring component's own scrape config, relabeling included, run by a real Prometheus against the real
+//! consumer; then the ScaledObject's own queries must find it. Debian's Prometheus is built without Kubernetes
+//! discovery, so the discovered pod is given as a static target carrying the same `__meta_kubernetes_*` labels.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::consumer::ConsumerProcess;
+use crate::manifests::{self, find};
+use crate::promql::Prometheus;
+
+const POD: &str = "consumer-7d9f8b6c5-x2x4q";
+
+/// The rendered prometheus.yml with kubernetes_sd_configs swapped for one static "discovered" pod on `port`.
+fn config_with_discovered_pod(port: u16) -> String {
+    let objects = manifests::overlay("development").objects;
+    let text = find(&objects, "ConfigMap", "prometheus-config").expect("prometheus-config")["data"]["prometheus.yml"]
+        .as_str()
+        .expect("prometheus.yml")
+        .to_owned();
+    let mut config: Value = serde_yaml_ng::from_str(&text).expect("prometheus.yml is YAML");
+    assert_eq!(config["global"]["scrape_interval"], "5s", "KEDA polls every 5 s; scrapes keep up");
+    // Faster scrapes only so the test need not wait for two 5 s samples.
+    config["global"]["scrape_interval"] = "500ms".into();
+    let jobs = config["scrape_configs"].as_array_mut().expect("scrape_configs");
+    assert_eq!(jobs.len(), 1);
+    let job = jobs[0].as_object_mut().expect("job");
+    assert!(job.remove("kubernetes_sd_configs").is_some(), "pods are discovered through the Kubernetes API");
+    let (deployment, container) = {
+        let deployment = find(&objects, "Deployment", "consumer").expect("consumer");
+        (deployment["spec"]["template"].clone(), deployment["spec"]["template"]["spec"]["containers"][0].clone())
+    };
+    let annotation = |key: &str| deployment["metadata"]["annotations"][key].clone();
+    let mut labels = json!({
+        "__meta_kubernetes_namespace": "surge",
+        "__meta_kubernetes_pod_name": POD,
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_pod_node_name": "node-1",
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape": annotation("prometheus.io/scrape"),
+        "__meta_kubernetes_pod_annotation_prometheus_io_path": annotation("prometheus.io/path"),
+        // The pod's annotation names the container port; here the consumer listens on a free port instead.
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": port.to_string(),
+    });
+    assert_eq!(annotation("prometheus.io/port"), container["ports"][0]["containerPort"].to_string());
+    for (key, value) in deployment["metadata"]["labels"].as_object().expect("pod labels") {
+        let sanitised: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        labels[format!("__meta_kubernetes_pod_label_{sanitised}")] = value.clone();
+    }
+    // Discovery reports the pod IP with the container port; relabeling must swap in the annotated port.
+    job.insert("static_configs".into(), json!([{"targets": ["127.0.0.1:8000"], "labels": labels}]));
+    serde_yaml_ng::to_string(&config).expect("YAML")
+}
+
+#[tokio::test]
+async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabeling() {
+    let consumer = ConsumerProcess::start(&[]);
+    let port: u16 = consumer.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let config = config_with_discovered_pod(port);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("prometheus.yml"), &config).expect("write");
+    let check = Command::new("promtool").args(["check", "config"]).arg(dir.path().join("prometheus.yml")).output();
+    let check = check.expect("promtool is installed");
+    assert!(check.status.success(), "promtool: {}", String::from_utf8_lossy(&check.stdout));
+
+    let client = reqwest::Client::new();
+    let prometheus = Prometheus::start(&client, &config).await;
+    let objects = manifests::overlay("development").objects;
+    let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject").clone();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    loop {
+        // Load the triggers watch: requests, and work that allocates.
+        for _ in 0..5 {
+            client.get(format!("{}/", consumer.address)).send().await.expect("GET /");
+        }
+        let process = format!("{}/process?cpu_intensity=1&memory_size=4&duration=1", consumer.address);
+        client.post(process).send().await.expect("POST /process");
+        sent += 1;
+
+        let up = prometheus
+            .query(&client, &format!(r#"up{{namespace="surge", app_kubernetes_io_name="consumer", pod="{POD}"}}"#))
+            .await;
+        let mut values = Vec::new();
+        for trigger in so["spec"]["triggers"].as_array().expect("triggers") {
+            let result = prometheus.query(&client, trigger["metadata"]["query"].as_str().expect("query")).await;
+            assert_eq!(result.len(), 1, "trigger {} aggregates to one series: {result:?}", trigger["name"]);
+            let value: f64 = result[0]["value"][1].as_str().expect("value").parse().expect("number");
+            values.push((trigger["name"].as_str().expect("name").to_owned(), value));
+        }
+        let positive = |name: &str| values.iter().any(|(n, v)| n == name && *v > 0.0);
+        if up.len() == 1
+            && positive("request-rate")
+            && positive("allocator-pressure")
+            && positive("process-latency-p95")
+        {
+            assert_eq!(up[0]["value"][1], "1", "relabeling reached the consumer on its annotated port");
+            let p95 = values.iter().find(|(n, _)| n == "process-latency-p95").expect("p95").1;
+            assert!(p95 > 0.5 && p95 <= 2.0, "1 s sync tasks give a p95 near 1 s, not divided by replicas: {p95}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "after {sent} rounds the triggers still read {values:?}, up {up:?}");
+    }
+}
