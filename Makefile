@@ -15,6 +15,10 @@ help: ## List the targets
 run: ## Build and start the consumer on port $(PORT)
 	$(CARGO) run --release --bin consumer -- --port $(PORT)
 
+.PHONY: demo
+demo: build ## No cluster: start the consumer, run a generator profile against it (PROFILE=light), stop
+	PORT=$(PORT) PROFILE=$(or $(PROFILE),light) scripts/demo.sh
+
 .PHONY: build
 build: ## Build the consumer and the generator (release)
 	$(CARGO) build --release --workspace
@@ -58,6 +62,11 @@ grafana: ## Port-forward Grafana to localhost:3000 and print its admin password
 .PHONY: undeploy
 undeploy: ## Remove everything `make dev` applied
 	@scripts/dev.sh undeploy
+
+.PHONY: bench
+bench: ## Throughput ratios in one run: metrics middleware on/off, bare actix, /metrics render, generator vs wrk/oha
+	$(CARGO) build --release -p surge-generator
+	$(CARGO) bench --bench throughput
 
 .PHONY: fmt
 fmt: ## Format the code
