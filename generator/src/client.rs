@@ -28,12 +28,11 @@ pub struct Client {
     host: HeaderValue,
     timeout: Duration,
     reuse: bool,
-    traceparent: bool,
 }
 
 impl Client {
     /// Resolves the target once: in Kubernetes the Service name maps to one stable ClusterIP.
-    pub async fn new(target: &Target, timeout: Duration, reuse: bool, traceparent: bool) -> Result<Self, String> {
+    pub async fn new(target: &Target, timeout: Duration, reuse: bool) -> Result<Self, String> {
         let address = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
@@ -41,7 +40,7 @@ impl Client {
             .ok_or_else(|| format!("{} resolves to no address", target.host))?;
         let host =
             HeaderValue::from_str(&target.authority).map_err(|e| format!("bad host {}: {e}", target.authority))?;
-        Ok(Self { address, host, timeout, reuse, traceparent })
+        Ok(Self { address, host, timeout, reuse })
     }
 
     async fn connect(&self) -> std::io::Result<Connection> {
@@ -60,6 +59,7 @@ impl Client {
         connection: &mut Option<Connection>,
         method: &Method,
         uri: &Uri,
+        traceparent: Option<HeaderValue>,
     ) -> Result<Reply, Failure> {
         let attempt = async {
             let mut sender = match connection.take() {
@@ -67,7 +67,8 @@ impl Client {
                 _ => self.connect().await.map_err(|_| Failure::Connect)?,
             };
             sender.ready().await.map_err(|_| Failure::Io)?;
-            let response = sender.send_request(self.request(method, uri.clone())).await.map_err(|_| Failure::Io)?;
+            let response =
+                sender.send_request(self.request(method, uri.clone(), traceparent)).await.map_err(|_| Failure::Io)?;
             let status = response.status();
             let served_by = response.headers().get("x-served-by").cloned();
             let body = response.into_body().collect().await.map_err(|_| Failure::Io)?.to_bytes();
@@ -84,7 +85,7 @@ impl Client {
         let attempt = async {
             let uri: Uri = path.parse().map_err(|e| format!("bad path {path}: {e}"))?;
             let mut sender = self.connect().await.map_err(|e| e.to_string())?;
-            let mut request = self.request(&method, uri);
+            let mut request = self.request(&method, uri, None);
             request.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
             let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
             let status = response.status();
@@ -97,7 +98,7 @@ impl Client {
             .unwrap_or_else(|_| Err(format!("no response within {}", humantime::format_duration(self.timeout))))
     }
 
-    fn request(&self, method: &Method, uri: Uri) -> Request<Empty<Bytes>> {
+    fn request(&self, method: &Method, uri: Uri, traceparent: Option<HeaderValue>) -> Request<Empty<Bytes>> {
         let mut request = Request::new(Empty::new());
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
@@ -106,33 +107,9 @@ impl Client {
         if !self.reuse {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        if self.traceparent {
-            headers.insert("traceparent", traceparent());
+        if let Some(traceparent) = traceparent {
+            headers.insert("traceparent", traceparent);
         }
         request
-    }
-}
-
-/// A fresh sampled W3C trace context, so the consumer's spans for this request share one trace id.
-fn traceparent() -> HeaderValue {
-    let trace_id = fastrand::u128(1..);
-    let span_id = fastrand::u64(1..);
-    let value = format!("00-{trace_id:032x}-{span_id:016x}-01");
-    HeaderValue::from_str(&value)
-        .unwrap_or_else(|_| HeaderValue::from_static("00-00000000000000000000000000000001-0000000000000001-01"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traceparents_are_well_formed_and_fresh() {
-        let (a, b) = (traceparent(), traceparent());
-        assert_ne!(a, b);
-        let text = a.to_str().expect("ascii");
-        let parts: Vec<&str> = text.split('-').collect();
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [2, 32, 16, 2]);
-        assert!(parts.iter().all(|p| p.chars().all(|c| c.is_ascii_hexdigit())));
     }
 }

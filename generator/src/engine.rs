@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::{Method, Uri};
 use tokio::sync::Semaphore;
@@ -14,9 +14,18 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Client, Connection};
 use crate::plan::{Model, Stage};
 use crate::stats::{Failure, Outcome, Recorder};
+use crate::traces::{random_traceparent, Traces};
 
 /// How long in-flight requests may finish after an interrupt before they are abandoned.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether requests carry a trace context, and whether the generator exports its own spans for them.
+pub enum Tracing {
+    Off,
+    /// `--trace` without an OTLP endpoint: a fresh `traceparent` per request, no spans of our own.
+    Random,
+    Export(Arc<Traces>),
+}
 
 /// One request shape, shared by every worker.
 pub struct Job {
@@ -24,13 +33,27 @@ pub struct Job {
     pub method: Method,
     pub uri: Uri,
     pub recorder: Recorder,
+    pub tracing: Tracing,
 }
 
 impl Job {
     async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant) {
         self.recorder.sent();
-        let result = self.client.exchange(connection, &self.method, &self.uri).await;
+        let (span, traceparent) = match &self.tracing {
+            Tracing::Off => (None, None),
+            Tracing::Random => (None, Some(random_traceparent())),
+            Tracing::Export(traces) => {
+                let started = SystemTime::now() - intended.elapsed();
+                let span = traces.start(&self.method, &self.uri.to_string(), started);
+                let header = span.traceparent.clone();
+                (Some(span), Some(header))
+            }
+        };
+        let result = self.client.exchange(connection, &self.method, &self.uri, traceparent).await;
         let latency = intended.elapsed();
+        if let Some(span) = span {
+            span.end(result.as_ref().map(|reply| reply.status).map_err(|failure| failure.key()));
+        }
         match result {
             Ok(reply) => {
                 let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());
@@ -42,11 +65,13 @@ impl Job {
     }
 }
 
-/// How many tallies a model needs: one per closed worker; open-model tasks share a few.
+/// Tallies to spread workers over: each holds a ~200 KiB histogram, so workers share a bounded few.
+const MAX_TALLIES: usize = 32;
+
 pub fn slots(model: &Model) -> usize {
     match model {
-        Model::Closed { concurrency, .. } => *concurrency as usize,
-        Model::Open { .. } => 64,
+        Model::Closed { concurrency, .. } => (*concurrency as usize).min(MAX_TALLIES),
+        Model::Open { .. } => MAX_TALLIES,
     }
 }
 

@@ -12,6 +12,7 @@ mod printer;
 mod profiles;
 mod stats;
 mod threshold;
+mod traces;
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Output};
 use crate::client::Client;
-use crate::engine::Job;
+use crate::engine::{Job, Tracing};
 use crate::plan::{Model, Plan, Run};
 use crate::stats::{Recorder, Summary};
 
@@ -62,7 +63,7 @@ fn fail(message: &str) -> ExitCode {
 
 async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::time::Duration) -> ExitCode {
     let url = plan.target.url.clone();
-    let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse, plan.traceparent);
+    let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse);
     let control = match connect(false).await {
         Ok(client) => client,
         Err(cause) => return fail(&format!("cannot reach {url}: {cause}")),
@@ -81,6 +82,10 @@ async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::tim
         }
     }
 
+    let traces = match traces::Traces::from_env(&url) {
+        Ok(traces) => traces.map(Arc::new),
+        Err(message) => return fail(&message),
+    };
     let cancel = CancellationToken::new();
     tokio::spawn(interrupt_on_signal(cancel.clone()));
     let mut summaries = Vec::new();
@@ -96,7 +101,12 @@ async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::tim
             Ok(client) => client,
             Err(cause) => return fail(&format!("cannot reach {url}: {cause}")),
         };
-        let mut summary = execute(run, client, &plan, &replicas_seen, &cancel, monitor_interval).await;
+        let tracing = match (&traces, plan.traceparent) {
+            (Some(traces), _) => Tracing::Export(Arc::clone(traces)),
+            (None, true) => Tracing::Random,
+            (None, false) => Tracing::Off,
+        };
+        let mut summary = execute(run, client, tracing, &plan, &replicas_seen, &cancel, monitor_interval).await;
         summary.thresholds = plan.parsed_thresholds.iter().map(|t| t.check(&summary)).collect();
         if output == Output::Text {
             print!("{}", printer::summary_text(&summary));
@@ -105,6 +115,9 @@ async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::tim
         if cancel.is_cancelled() {
             break;
         }
+    }
+    if let Some(traces) = traces {
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
     }
     if output == Output::Json {
         let document = match summaries.as_slice() {
@@ -144,6 +157,7 @@ async fn probe(client: &Client, probes: u32, url: &str) -> Result<BTreeSet<Strin
 async fn execute(
     run: &Run,
     client: Client,
+    tracing: Tracing,
     plan: &Plan,
     replicas_seen: &BTreeSet<String>,
     cancel: &CancellationToken,
@@ -158,6 +172,7 @@ async fn execute(
         method: run.method.parse().unwrap_or(Method::GET),
         uri: run.path.parse().unwrap_or_default(),
         recorder: Recorder::new(engine::slots(&run.model)),
+        tracing,
     });
     eprintln!("running {}: {} {}{} ({})", run.profile, run.method, plan.target.url, run.path, model_brief(&run.model));
     let finished = CancellationToken::new();

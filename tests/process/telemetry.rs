@@ -168,3 +168,41 @@ async fn sinks_that_hang_cost_no_requests_and_bounded_memory() {
     );
     assert_eq!(consumer.events("Loki is behind; dropping log lines (counted in telemetry_dropped_total)").len(), 1);
 }
+
+#[tokio::test]
+async fn the_generators_client_spans_parent_the_consumers_request_spans() {
+    let (otlp, otlp_addr) = OtlpReceiver::start().await;
+    let otlp_env =
+        [("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}")), ("OTEL_BSP_SCHEDULE_DELAY", "100".into())];
+    let consumer = ConsumerProcess::start_with_env(&[], &otlp_env);
+    let generator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_consumer")).with_file_name("generator");
+    assert!(generator.exists(), "{} missing: `cargo test --workspace` builds it", generator.display());
+    let output = tokio::process::Command::new(generator)
+        .args(["--url", &consumer.address, "--path", "/info", "--requests", "3", "--concurrency", "1", "--probes", "1"])
+        .envs(otlp_env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .expect("run the generator");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let (client, server) = eventually("3 generator spans and 3 consumer /info spans", || {
+        let spans = otlp.spans();
+        let client: Vec<Span> =
+            spans.iter().filter(|(svc, _)| svc == "surge-generator").map(|(_, s)| s.clone()).collect();
+        let server: Vec<Span> = spans
+            .iter()
+            .filter(|(svc, s)| svc != "surge-generator" && s.name == "GET /info")
+            .map(|(_, s)| s.clone())
+            .collect();
+        (client.len() == 3 && server.len() == 3).then_some((client, server))
+    })
+    .await;
+    for span in &server {
+        let parent =
+            client.iter().find(|c| c.span_id == span.parent_span_id).expect("a generator span parents each request");
+        assert_eq!(parent.trace_id, span.trace_id, "one trace from generator to consumer");
+        assert_eq!(parent.name, "GET");
+        assert!(parent.start_time_unix_nano <= span.start_time_unix_nano, "the client span encloses the request");
+        assert!(parent.end_time_unix_nano >= span.end_time_unix_nano);
+    }
+}
