@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use surge_consumer::identity::PodIdentity;
 use surge_consumer::metrics::{Metrics, RequestMetrics};
 use surge_consumer::routes;
 use surge_consumer::startup::AppState;
-use surge_consumer::telemetry::RequestSpan;
+use surge_consumer::telemetry::request_span;
 use surge_consumer::work::tasks::TaskRegistry;
 
 const SECONDS: u32 = 4;
@@ -71,37 +71,16 @@ fn serve_consumer(with_metrics: bool) -> (String, web::Data<AppState>) {
     let url = url(&listener);
     let data = state(&listener);
     let shared = data.clone();
-    let server = if with_metrics {
-        HttpServer::new(move || {
-            App::new()
-                .wrap(RequestSpan)
-                .wrap(RequestMetrics::new(shared.metrics.http.clone()))
-                .wrap(DefaultHeaders::new().add(("X-Served-By", "bench")))
-                .app_data(shared.clone())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run()
-    } else {
-        HttpServer::new(move || {
-            App::new()
-                .wrap(RequestSpan)
-                .wrap(DefaultHeaders::new().add(("X-Served-By", "bench")))
-                .app_data(shared.clone())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .expect("listen")
-        .run()
-    };
-    tokio::spawn(server);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(request_span))
+            .wrap(Condition::new(with_metrics, RequestMetrics::new(shared.metrics.http.clone())))
+            .wrap(DefaultHeaders::new().add(("X-Served-By", "bench")))
+            .app_data(shared.clone())
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    });
+    tokio::spawn(server.workers(1).disable_signals().listen(listener).expect("listen").run());
     (url, data)
 }
 

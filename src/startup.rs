@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
 use crate::configuration::Settings;
 use crate::identity::PodIdentity;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::routes;
-use crate::telemetry::RequestSpan;
+use crate::telemetry::request_span;
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
 
@@ -57,7 +57,7 @@ impl Application {
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(RequestSpan)
+                .wrap(from_fn(request_span))
                 .wrap(RequestMetrics::new(app_state.metrics.http.clone()))
                 .wrap(DefaultHeaders::new().add(("X-Served-By", served_by.as_str())))
                 .app_data(app_state.clone())

@@ -16,8 +16,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::Error;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
-/// The `handler` label of requests that matched no route, so cardinality stays bounded.
-pub const UNMATCHED: &str = "none";
+use crate::routes;
 
 /// Methods with their own label value; anything else is `OTHER`.
 const METHODS: [Method; 9] = [
@@ -109,13 +108,8 @@ pub struct RequestMetricsService<S> {
 impl<S> RequestMetricsService<S> {
     fn series_for(&self, req: &ServiceRequest) -> Rc<RouteSeries> {
         let method_index = METHODS.iter().position(|m| m == req.method()).unwrap_or(METHODS.len());
-        let resources = req.resource_map();
-        // Routes are named by their template (see routes::configure), so the common case borrows, not allocates.
-        let pattern = match resources.match_name(req.path()) {
-            Some(name) => RouteLabel::Borrowed(name),
-            None => resources.match_pattern(req.path()).map_or(RouteLabel::Borrowed(UNMATCHED), RouteLabel::Owned),
-        };
-        let handler = pattern.as_str();
+        let route = routes::route_template(req.request());
+        let handler: &str = &route;
         let mut cache = self.cache.borrow_mut();
         if let Some(series) = cache.get(handler).and_then(|methods| methods[method_index].as_ref()) {
             return Rc::clone(series);
@@ -124,20 +118,6 @@ impl<S> RequestMetricsService<S> {
         let series = Rc::new(self.http.series(method, handler));
         cache.entry(handler.into()).or_default()[method_index] = Some(Rc::clone(&series));
         series
-    }
-}
-
-enum RouteLabel<'a> {
-    Borrowed(&'a str),
-    Owned(String),
-}
-
-impl RouteLabel<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Borrowed(s) => s,
-            Self::Owned(s) => s,
-        }
     }
 }
 

@@ -76,6 +76,11 @@ impl TaskMetrics {
     pub fn count(&self, kind: WorkKind, is_async: bool, outcome: Outcome) {
         self.totals[kind as usize][usize::from(is_async)][outcome as usize].inc();
     }
+
+    /// Tasks that ended with `outcome`: every task does CPU work, so the cpu series count each task once.
+    pub fn tasks(&self, outcome: Outcome) -> u64 {
+        self.totals[WorkKind::Cpu as usize].iter().map(|by_outcome| by_outcome[outcome as usize].get()).sum()
+    }
 }
 
 /// Every metric the consumer exports, in its own registry (tests run several apps in one process).
@@ -172,6 +177,7 @@ impl Metrics {
 /// Allocator and process metrics, read fresh on every scrape so nothing has to keep them up to date.
 struct ScrapeTimeCollector {
     descs: Vec<(Desc, MetricType)>,
+    start_time_seconds: f64,
 }
 
 impl ScrapeTimeCollector {
@@ -201,7 +207,7 @@ impl ScrapeTimeCollector {
             .iter()
             .map(|&(name, help, kind)| Ok((Desc::new(name.into(), help.into(), vec![], Default::default())?, kind)))
             .collect::<prometheus::Result<_>>()?;
-        Ok(Self { descs })
+        Ok(Self { descs, start_time_seconds: process::start_time_seconds() })
     }
 }
 
@@ -223,7 +229,7 @@ impl Collector for ScrapeTimeCollector {
             proc.threads as f64,
             proc.open_fds as f64,
             proc.max_fds as f64,
-            proc.start_time_seconds,
+            self.start_time_seconds,
         ];
         self.descs.iter().zip(values).map(|((desc, kind), value)| family(desc, *kind, value)).collect()
     }

@@ -17,7 +17,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use request_span::RequestSpan;
+pub use request_span::request_span;
 
 use crate::identity::PodIdentity;
 

@@ -1,41 +1,18 @@
 //! One span per request with the HTTP semantic-convention attributes, continuing an incoming W3C `traceparent`,
-//! and one JSON log line per request when it ends.
+//! and one JSON log line per request when it ends. Wrapped with `middleware::from_fn(request_span)`.
 
-use std::future::{ready, Ready};
 use std::time::Instant;
 
-use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
+use actix_web::middleware::Next;
 use actix_web::Error;
-use futures_util::future::LocalBoxFuture;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::current_trace_ids;
-use crate::metrics::middleware::UNMATCHED;
-
-/// The middleware factory: `App::new().wrap(RequestSpan)`.
-pub struct RequestSpan;
-
-impl<S, B> Transform<S, ServiceRequest> for RequestSpan
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = RequestSpanService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequestSpanService { service }))
-    }
-}
-
-pub struct RequestSpanService<S> {
-    service: S,
-}
+use crate::routes;
 
 /// Reads W3C trace context from actix's headers.
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -50,70 +27,59 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-impl<S, B> Service<ServiceRequest> for RequestSpanService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let method = req.method().as_str().to_owned();
-        let route = req.resource_map().match_pattern(req.path()).unwrap_or_else(|| UNMATCHED.to_owned());
-        let span = tracing::info_span!(
-            "HTTP request",
-            otel.name = %format!("{method} {route}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
-            http.route = %route,
-            url.path = %req.path(),
-            url.query = %req.query_string(),
-            url.scheme = %req.connection_info().scheme(),
-            server.address = %req.connection_info().host(),
-            client.address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
-            network.protocol.version = ?req.version(),
-            user_agent.original = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
-            http.response.status_code = tracing::field::Empty,
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let method = req.method().clone();
+    let route = routes::route_template(req.request()).into_owned();
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %req.path(),
+        url.query = %req.query_string(),
+        url.scheme = %req.connection_info().scheme(),
+        server.address = %req.connection_info().host(),
+        client.address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
+        network.protocol.version = ?req.version(),
+        user_agent.original = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(req.headers()))
+    });
+    // Without the OpenTelemetry layer there is no trace to join; the span still carries the log line.
+    let _ = span.set_parent(parent);
+    let started = Instant::now();
+    let path = req.path().to_owned();
+    async move {
+        let result = next.call(req).await;
+        let status = match &result {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        let current = tracing::Span::current();
+        current.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            current.record("otel.status_code", "ERROR");
+        }
+        let ids = current_trace_ids();
+        tracing::info!(
+            method = %method,
+            route = %route,
+            path = %path,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            trace_id = ids.trace_id.as_deref(),
+            span_id = ids.span_id.as_deref(),
+            "request"
         );
-        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&HeaderExtractor(req.headers()))
-        });
-        // Without the OpenTelemetry layer there is no trace to join; the span still carries the log line.
-        let _ = span.set_parent(parent);
-        let started = Instant::now();
-        let path = req.path().to_owned();
-        let response = self.service.call(req).instrument(span.clone());
-        Box::pin(
-            async move {
-                let result = response.await;
-                let status = match &result {
-                    Ok(response) => response.status(),
-                    Err(error) => error.as_response_error().status_code(),
-                };
-                let current = tracing::Span::current();
-                current.record("http.response.status_code", status.as_u16());
-                if status.is_server_error() {
-                    current.record("otel.status_code", "ERROR");
-                }
-                let ids = current_trace_ids();
-                tracing::info!(
-                    method = %method,
-                    route = %route,
-                    path = %path,
-                    status = status.as_u16(),
-                    duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    trace_id = ids.trace_id.as_deref(),
-                    span_id = ids.span_id.as_deref(),
-                    "request"
-                );
-                result
-            }
-            .instrument(span),
-        )
+        result
     }
+    .instrument(span)
+    .await
 }

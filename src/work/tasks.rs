@@ -147,14 +147,6 @@ pub struct CleanupReport {
     pub bytes_freed: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    started: AtomicU64,
-    completed: AtomicU64,
-    rejected: AtomicU64,
-    cancelled: AtomicU64,
-}
-
 /// Shared state of all tasks.
 pub struct TaskRegistry {
     budget_bytes: u64,
@@ -168,7 +160,8 @@ pub struct TaskRegistry {
     /// Running tasks by kind and retained bytes live here, and `/process/status` reads them back.
     metrics: TaskMetrics,
     recent: Mutex<VecDeque<TaskReport>>,
-    counters: Counters,
+    /// Tasks admitted; how they ended is counted in `metrics`.
+    started: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     runtime: Handle,
@@ -187,7 +180,7 @@ impl TaskRegistry {
             retained: Mutex::new(Vec::new()),
             metrics,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
-            counters: Counters::default(),
+            started: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             runtime,
@@ -225,7 +218,7 @@ impl TaskRegistry {
         }
         let task_id = Uuid::new_v4();
         self.running.insert(task_id, Instant::now() + spec.duration);
-        self.counters.started.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         let ids = current_trace_ids();
         tracing::info!(
             task_id = %task_id,
@@ -242,7 +235,6 @@ impl TaskRegistry {
     }
 
     fn reject(&self, spec: &WorkSpec, reason: OverloadReason, message: String) -> Overload {
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
         self.count_kinds(spec, Outcome::Rejected);
         tracing::warn!(reason = ?reason, %message, "task rejected");
         let now = Instant::now();
@@ -306,11 +298,10 @@ impl TaskRegistry {
             retained = report.retained,
             "task finished"
         );
-        let (counter, outcome) = match report.status {
-            TaskStatus::Cancelled => (&self.counters.cancelled, Outcome::Cancelled),
-            _ => (&self.counters.completed, Outcome::Completed),
+        let outcome = match report.status {
+            TaskStatus::Cancelled => Outcome::Cancelled,
+            _ => Outcome::Completed,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
         self.count_kinds(spec, outcome);
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() == RECENT_TASKS {
@@ -349,10 +340,10 @@ impl TaskRegistry {
             reserved_bytes: load(&self.reserved_bytes),
             max_tasks: self.max_tasks,
             totals: Totals {
-                started: load(&self.counters.started),
-                completed: load(&self.counters.completed),
-                rejected: load(&self.counters.rejected),
-                cancelled: load(&self.counters.cancelled),
+                started: load(&self.started),
+                completed: self.metrics.tasks(Outcome::Completed),
+                rejected: self.metrics.tasks(Outcome::Rejected),
+                cancelled: self.metrics.tasks(Outcome::Cancelled),
             },
             recent: self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect(),
         }
