@@ -66,16 +66,13 @@ impl Client {
                 Some(sender) if self.reuse && !sender.is_closed() => sender,
                 _ => self.connect().await.map_err(|_| Failure::Connect)?,
             };
-            sender.ready().await.map_err(|_| Failure::Io)?;
-            let response =
-                sender.send_request(self.request(method, uri.clone(), traceparent)).await.map_err(|_| Failure::Io)?;
-            let status = response.status();
-            let served_by = response.headers().get("x-served-by").cloned();
-            let body = response.into_body().collect().await.map_err(|_| Failure::Io)?.to_bytes();
+            let reply = round_trip(&mut sender, self.request(method, uri.clone(), traceparent))
+                .await
+                .map_err(|_| Failure::Io)?;
             if self.reuse {
                 *connection = Some(sender);
             }
-            Ok(Reply { status, served_by, body })
+            Ok(reply)
         };
         tokio::time::timeout(self.timeout, attempt).await.unwrap_or(Err(Failure::Timeout))
     }
@@ -87,11 +84,7 @@ impl Client {
             let mut sender = self.connect().await.map_err(|e| e.to_string())?;
             let mut request = self.request(&method, uri, None);
             request.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-            let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            let served_by = response.headers().get("x-served-by").cloned();
-            let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok(Reply { status, served_by, body })
+            round_trip(&mut sender, request).await.map_err(|e| e.to_string())
         };
         tokio::time::timeout(self.timeout, attempt)
             .await
@@ -112,4 +105,14 @@ impl Client {
         }
         request
     }
+}
+
+/// Sends one request and reads the whole response, so a kept connection is ready for the next.
+async fn round_trip(sender: &mut Connection, request: Request<Empty<Bytes>>) -> Result<Reply, hyper::Error> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let served_by = response.headers().get("x-served-by").cloned();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Reply { status, served_by, body })
 }

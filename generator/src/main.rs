@@ -107,7 +107,7 @@ async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::tim
             (None, false) => Tracing::Off,
         };
         let mut summary = execute(run, client, tracing, &plan, &replicas_seen, &cancel, monitor_interval).await;
-        summary.thresholds = plan.parsed_thresholds.iter().map(|t| t.check(&summary)).collect();
+        summary.thresholds = plan.thresholds.iter().map(|t| t.check(&summary)).collect();
         if output == Output::Text {
             print!("{}", printer::summary_text(&summary));
         }
@@ -169,12 +169,12 @@ async fn execute(
     };
     let job = Arc::new(Job {
         client,
-        method: run.method.parse().unwrap_or(Method::GET),
-        uri: run.path.parse().unwrap_or_default(),
+        method: run.method.clone(),
+        uri: run.uri.clone(),
         recorder: Recorder::new(engine::slots(&run.model)),
         tracing,
     });
-    eprintln!("running {}: {} {}{} ({})", run.profile, run.method, plan.target.url, run.path, model_brief(&run.model));
+    eprintln!("running {}: {} {}{} ({})", run.profile, run.method, plan.target.url, run.uri, model_brief(&run.model));
     let finished = CancellationToken::new();
     let reporter =
         monitor::Reporter { expected, interval: monitor_interval, monitor: plan.monitor, profile: run.profile.clone() }

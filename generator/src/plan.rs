@@ -70,8 +70,11 @@ pub enum Model {
 pub struct Run {
     /// The profile name, or `custom` for a plain endpoint load test.
     pub profile: String,
-    pub method: String,
-    pub path: String,
+    #[serde(serialize_with = "as_text")]
+    pub method: hyper::Method,
+    /// Path and query, parsed once for every request to reuse.
+    #[serde(rename = "path", serialize_with = "as_text")]
+    pub uri: hyper::Uri,
     #[serde(flatten)]
     pub model: Model,
 }
@@ -123,9 +126,8 @@ pub struct Plan {
     pub cleanup: bool,
     pub monitor: bool,
     pub traceparent: bool,
-    pub thresholds: Vec<String>,
-    #[serde(skip)]
-    pub parsed_thresholds: Vec<Threshold>,
+    #[serde(serialize_with = "expressions")]
+    pub thresholds: Vec<Threshold>,
     #[serde(serialize_with = "as_secs")]
     pub pause: Duration,
     pub runs: Vec<Run>,
@@ -144,14 +146,14 @@ impl Plan {
             return Err("--concurrency 0: must be at least 1".into());
         }
         let shard = Shard::resolve(cli.shard.as_deref(), &env)?;
-        let parsed_thresholds = cli.thresholds.iter().map(|t| Threshold::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        let thresholds = cli.thresholds.iter().map(|t| Threshold::parse(t)).collect::<Result<Vec<_>, _>>()?;
         let runs = match cli.test.as_deref() {
-            Some("all") => profiles::PROFILES.iter().map(|p| profile_run(p, cli, shard)).collect(),
+            Some("all") => profiles::PROFILES.iter().map(|p| profile_run(p, cli, shard)).collect::<Result<_, _>>()?,
             Some(name) => {
                 let profile = profiles::find(name).ok_or_else(|| {
                     format!("--test {name:?}: unknown profile; choose one of {}, or all", profiles::names())
                 })?;
-                vec![profile_run(profile, cli, shard)]
+                vec![profile_run(profile, cli, shard)?]
             }
             None => vec![custom_run(cli, shard)?],
         };
@@ -163,8 +165,7 @@ impl Plan {
             cleanup: cli.cleanup,
             monitor: cli.monitor,
             traceparent: cli.trace || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty()),
-            thresholds: cli.thresholds.clone(),
-            parsed_thresholds,
+            thresholds,
             pause: cli.pause.mul_f64(cli.scale),
             runs,
         })
@@ -175,24 +176,26 @@ fn scaled_count(count: u64, scale: f64) -> u64 {
     ((count as f64 * scale).round() as u64).max(1)
 }
 
-fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Run {
+fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String> {
     let requests = shard.share(scaled_count(profile.total, cli.scale));
     let concurrency = cli.concurrency.unwrap_or(profile.concurrent);
-    Run {
+    let path = profile.path(cli.scale);
+    Ok(Run {
         profile: profile.name.to_owned(),
-        method: "POST".into(),
-        path: profile.path(cli.scale),
+        method: hyper::Method::POST,
+        uri: path.parse().map_err(|e| format!("profile {} path {path}: {e}", profile.name))?,
         model: Model::Closed { concurrency, requests: Some(requests), duration: None, delay: profile.delay },
-    }
+    })
 }
 
 fn custom_run(cli: &Cli, shard: Shard) -> Result<Run, String> {
-    let method = cli.method.to_ascii_uppercase();
-    hyper::Method::from_bytes(method.as_bytes())
+    let method = hyper::Method::from_bytes(cli.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("--method {:?} is not an HTTP method", cli.method))?;
-    if !cli.path.starts_with('/') || cli.path.parse::<hyper::Uri>().is_err() {
-        return Err(format!("--path {:?} must be a path starting with /, with an optional query", cli.path));
+    let bad_path = || format!("--path {:?} must be a path starting with /, with an optional query", cli.path);
+    if !cli.path.starts_with('/') {
+        return Err(bad_path());
     }
+    let uri: hyper::Uri = cli.path.parse().map_err(|_| bad_path())?;
     let duration = cli.duration.map(|d| d.mul_f64(cli.scale));
     let open = cli.rate.is_some() || cli.stages.is_some();
     let model = if open {
@@ -238,7 +241,7 @@ fn custom_run(cli: &Cli, shard: Shard) -> Result<Run, String> {
         };
         Model::Closed { concurrency, requests, duration, delay: Duration::ZERO }
     };
-    Ok(Run { profile: "custom".into(), method, path: cli.path.clone(), model })
+    Ok(Run { profile: "custom".into(), method, uri, model })
 }
 
 /// `30s:50,1m:200,30s:0` into stages.
@@ -259,6 +262,14 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(stages)
+}
+
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+fn expressions<S: serde::Serializer>(thresholds: &[Threshold], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(thresholds.iter().map(Threshold::expr))
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -41,7 +41,7 @@ pub fn plan_text(plan: &Plan) -> String {
         plan.traceparent
     );
     for threshold in &plan.thresholds {
-        let _ = writeln!(out, "threshold: {threshold}");
+        let _ = writeln!(out, "threshold: {}", threshold.expr());
     }
     for run in &plan.runs {
         let model = match &run.model {
@@ -60,7 +60,7 @@ pub fn plan_text(plan: &Plan) -> String {
                 )
             }
         };
-        let _ = writeln!(out, "run {}: {} {}; {model}", run.profile, run.method, run.path);
+        let _ = writeln!(out, "run {}: {} {}; {model}", run.profile, run.method, run.uri);
     }
     out
 }

@@ -73,6 +73,11 @@ impl Threshold {
         Ok(Self { expr: text.to_owned(), subject, comparison, limit })
     }
 
+    /// The condition as the user wrote it.
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
     pub fn check(&self, summary: &Summary) -> Verdict {
         let actual = match self.subject {
             Subject::Success => summary.success_rate * 100.0,
