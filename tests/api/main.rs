@@ -5,5 +5,7 @@ mod endpoints;
 mod helpers;
 mod metrics;
 mod prometheus;
+#[path = "../support/prometheus.rs"]
+mod prometheus_server;
 mod tasks;
 mod validation;

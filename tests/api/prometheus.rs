@@ -1,69 +1,31 @@
 //! A real Prometheus (Debian's package) scrapes the consumer under load: the rates KEDA will query are there and sane.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
 use crate::helpers::{json, spawn_app, MIB};
+use crate::prometheus_server::Prometheus;
 
-/// A Prometheus server on a loopback port, scraping `target` every 250 ms; killed on drop.
-struct PrometheusServer {
-    child: Child,
-    address: String,
-    _data: tempfile::TempDir,
+/// A Prometheus scraping `target` every 250 ms, labelled as the monitoring component's relabeling would.
+async fn scraping(client: &reqwest::Client, target: &str) -> Prometheus {
+    let config = format!(
+        "global: {{scrape_interval: 250ms, scrape_timeout: 250ms, evaluation_interval: 250ms}}\n\
+         scrape_configs:\n\
+         - job_name: consumer\n  static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, pod: consumer-0}}\n"
+    );
+    Prometheus::start(client, &config).await
 }
 
-impl PrometheusServer {
-    fn start(target: &str) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 250ms, scrape_timeout: 250ms, evaluation_interval: 250ms}}\n\
-                 scrape_configs:\n\
-                 - job_name: consumer\n  static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, pod: consumer-0}}\n"
-            ),
-        )
-        .expect("write config");
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed (.ci/run installs Debian's prometheus package)");
-        Self { child, address: format!("http://127.0.0.1:{port}"), _data: data }
-    }
-
-    /// The value of a single-series instant query, once it has one (polling for up to 30 s).
-    async fn query_until_present(&self, client: &reqwest::Client, promql: &str) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let response =
-                client.get(format!("{}/api/v1/query", self.address)).query(&[("query", promql)]).send().await;
-            if let Ok(response) = response {
-                let body: Value = response.json().await.expect("query JSON");
-                assert_ne!(body["status"], "error", "{promql}: {body}");
-                if let Some(value) = body["data"]["result"][0]["value"][1].as_str() {
-                    return value.parse().expect("sample value");
-                }
-            }
-            assert!(Instant::now() < deadline, "no result for {promql}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
+/// The value of a single-series instant query, once it has one (polling for up to 30 s).
+async fn query_until_present(prometheus: &Prometheus, client: &reqwest::Client, promql: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = prometheus.query(client, promql).await.first().and_then(|s| s["value"][1].as_str()) {
+            return value.parse().expect("sample value");
         }
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(Instant::now() < deadline, "no result for {promql}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -71,10 +33,10 @@ impl Drop for PrometheusServer {
 async fn prometheus_sees_request_and_allocation_rates_under_load() {
     let app = spawn_app(&[]).await;
     let target = app.address.trim_start_matches("http://").to_owned();
-    let prometheus = PrometheusServer::start(&target);
     let client = reqwest::Client::new();
+    let prometheus = scraping(&client, &target).await;
     // Wait for the first scrape so the rate window covers only the load below.
-    prometheus.query_until_present(&client, "up{job=\"consumer\"} == 1").await;
+    query_until_present(&prometheus, &client, "up{job=\"consumer\"} == 1").await;
 
     let started = Instant::now();
     let (mut requests, mut memory_bytes) = (0u32, 0u64);
@@ -91,15 +53,18 @@ async fn prometheus_sees_request_and_allocation_rates_under_load() {
     let seconds = started.elapsed().as_secs_f64();
     let sent_rate = f64::from(requests) / seconds;
 
-    let request_rate = prometheus
-        .query_until_present(&client, "sum(rate(http_requests_total{namespace=\"surge\",handler!=\"/metrics\"}[3s]))")
-        .await;
+    let request_rate = query_until_present(
+        &prometheus,
+        &client,
+        "sum(rate(http_requests_total{namespace=\"surge\",handler!=\"/metrics\"}[3s]))",
+    )
+    .await;
     assert!(
         request_rate > 0.5 * sent_rate && request_rate < 1.5 * sent_rate,
         "Prometheus sees {request_rate:.1} req/s; {sent_rate:.1} req/s were sent"
     );
     let allocation_rate =
-        prometheus.query_until_present(&client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
+        query_until_present(&prometheus, &client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
     let task_rate = memory_bytes as f64 / seconds;
     assert!(
         allocation_rate > 0.5 * task_rate,
@@ -108,6 +73,7 @@ async fn prometheus_sees_request_and_allocation_rates_under_load() {
         task_rate / MIB as f64
     );
     let in_flight =
-        prometheus.query_until_present(&client, "max_over_time(consumer_tasks_in_flight{kind=\"memory\"}[10s])").await;
+        query_until_present(&prometheus, &client, "max_over_time(consumer_tasks_in_flight{kind=\"memory\"}[10s])")
+            .await;
     assert!(in_flight >= 1.0, "memory work in flight was seen: {in_flight}");
 }

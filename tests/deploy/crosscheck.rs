@@ -9,11 +9,6 @@ use serde_json::Value;
 use crate::consumer::ConsumerProcess;
 use crate::manifests::{self, find, pod_spec};
 
-fn consumer_container(objects: &[Value]) -> (Value, Value) {
-    let deployment = find(objects, "Deployment", "consumer").expect("Deployment consumer");
-    (deployment["spec"]["template"].clone(), deployment["spec"]["template"]["spec"]["containers"][0].clone())
-}
-
 fn strings(value: &Value) -> Vec<String> {
     value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
 }
@@ -21,7 +16,7 @@ fn strings(value: &Value) -> Vec<String> {
 #[tokio::test]
 async fn probes_and_scrape_annotations_answer_on_the_real_consumer() {
     let objects = manifests::overlay("development").objects;
-    let (template, container) = consumer_container(&objects);
+    let (template, container) = manifests::consumer_pod(&objects);
     let port = container["ports"][0]["containerPort"].as_u64().expect("containerPort");
     let port_name = container["ports"][0]["name"].as_str().expect("port name");
     let args = strings(&container["args"]);
@@ -164,23 +159,13 @@ fn every_image_of_ours_is_built_by_a_dockerfile_and_a_make_target() {
 #[test]
 fn dashboards_chart_the_scaled_objects_own_queries() {
     let normalise = |q: &str| q.split_whitespace().collect::<Vec<_>>().join(" ");
-    let dir = manifests::repo().join("grafana/dashboards");
-    let mut expressions = BTreeSet::new();
-    let mut uids = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).expect("dashboards") {
-        let dashboard: Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.expect("entry").path()).expect("read"))
-                .expect("dashboard JSON");
-        for panel in dashboard["panels"].as_array().expect("panels") {
-            uids.insert(panel["datasource"]["uid"].as_str().expect("datasource uid").to_owned());
-            for target in panel["targets"].as_array().expect("targets") {
-                expressions.insert(normalise(target["expr"].as_str().expect("expr")));
-            }
-        }
-    }
+    let panels = manifests::dashboard_panels();
+    let expressions: BTreeSet<String> = panels.iter().flat_map(manifests::expressions).map(|e| normalise(&e)).collect();
+    let uids: BTreeSet<&str> =
+        panels.iter().map(|p| p["datasource"]["uid"].as_str().expect("datasource uid")).collect();
     let objects = manifests::overlay("development").objects;
     let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
-    for trigger in so["spec"]["triggers"].as_array().expect("triggers") {
+    for trigger in manifests::triggers(so) {
         let query = normalise(trigger["metadata"]["query"].as_str().expect("query"));
         assert!(expressions.contains(&query), "no dashboard panel shows trigger {}: {query}", trigger["name"]);
     }

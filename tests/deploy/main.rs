@@ -7,6 +7,8 @@ mod consumer;
 mod crosscheck;
 mod manifests;
 mod policy;
+#[path = "../support/prometheus.rs"]
+mod prometheus_server;
 mod promql;
 mod schema;
 mod scraping;

@@ -128,3 +128,30 @@ pub fn job_files() -> Vec<(String, Value)> {
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files
 }
+
+/// The consumer Deployment's pod template and its first container.
+pub fn consumer_pod(objects: &[Value]) -> (Value, Value) {
+    let template = &find(objects, "Deployment", "consumer").expect("Deployment consumer")["spec"]["template"];
+    (template.clone(), template["spec"]["containers"][0].clone())
+}
+
+pub fn triggers(scaled_object: &Value) -> Vec<Value> {
+    scaled_object["spec"]["triggers"].as_array().expect("triggers").clone()
+}
+
+/// Every panel of every dashboard in grafana/dashboards.
+pub fn dashboard_panels() -> Vec<Value> {
+    let dir = repo().join("grafana/dashboards");
+    let mut panels = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("dashboards") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read dashboard");
+        let dashboard: Value = serde_json::from_str(&text).expect("dashboard JSON");
+        panels.extend(dashboard["panels"].as_array().expect("panels").iter().cloned());
+    }
+    panels
+}
+
+/// The query expressions of a panel.
+pub fn expressions(panel: &Value) -> Vec<String> {
+    panel["targets"].as_array().expect("targets").iter().map(|t| t["expr"].as_str().expect("expr").to_owned()).collect()
+}

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::manifests::{self, find, kinds, pod_spec};
+use crate::manifests::{self, find, kinds, pod_spec, triggers};
 
 fn containers(pod: &Value) -> Vec<&Value> {
     ["initContainers", "containers"].iter().flat_map(|key| pod[key].as_array().into_iter().flatten()).collect()
@@ -108,10 +108,6 @@ fn the_consumer_leaves_replicas_to_the_autoscaler_and_outlives_its_drain() {
         }
         assert!(find(&rendering.objects, "PodDisruptionBudget", "consumer").is_some(), "{}: a PDB", rendering.name);
     }
-}
-
-fn triggers(scaled_object: &Value) -> Vec<Value> {
-    scaled_object["spec"]["triggers"].as_array().expect("triggers").clone()
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::consumer::ConsumerProcess;
 use crate::manifests::{self, find};
-use crate::promql::Prometheus;
+use crate::prometheus_server::Prometheus;
 
 const POD: &str = "consumer-7d9f8b6c5-x2x4q";
 
@@ -28,10 +28,7 @@ fn config_with_discovered_pod(port: u16) -> String {
     assert_eq!(jobs.len(), 1);
     let job = jobs[0].as_object_mut().expect("job");
     assert!(job.remove("kubernetes_sd_configs").is_some(), "pods are discovered through the Kubernetes API");
-    let (deployment, container) = {
-        let deployment = find(&objects, "Deployment", "consumer").expect("consumer");
-        (deployment["spec"]["template"].clone(), deployment["spec"]["template"]["spec"]["containers"][0].clone())
-    };
+    let (deployment, container) = manifests::consumer_pod(&objects);
     let annotation = |key: &str| deployment["metadata"]["annotations"][key].clone();
     let mut labels = json!({
         "__meta_kubernetes_namespace": "surge",
@@ -85,7 +82,7 @@ async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabelin
             .query(&client, &format!(r#"up{{namespace="surge", app_kubernetes_io_name="consumer", pod="{POD}"}}"#))
             .await;
         let mut values = Vec::new();
-        for trigger in so["spec"]["triggers"].as_array().expect("triggers") {
+        for trigger in manifests::triggers(&so) {
             let result = prometheus.query(&client, trigger["metadata"]["query"].as_str().expect("query")).await;
             assert_eq!(result.len(), 1, "trigger {} aggregates to one series: {result:?}", trigger["name"]);
             let value: f64 = result[0]["value"][1].as_str().expect("value").parse().expect("number");
