@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::{web, App, HttpResponse, HttpServer};
+use surge_consumer::configuration::Settings;
 use surge_consumer::identity::PodIdentity;
 use surge_consumer::metrics::{Metrics, RequestMetrics};
 use surge_consumer::routes;
-use surge_consumer::startup::AppState;
+use surge_consumer::state::AppState;
 use surge_consumer::telemetry::request_span;
 use surge_consumer::work::tasks::TaskRegistry;
 
@@ -34,7 +35,10 @@ fn pin_to_core(core: usize) {
 
 fn state(listener: &TcpListener) -> web::Data<AppState> {
     let metrics = Metrics::new().expect("metrics");
-    let registry = TaskRegistry::new(1 << 30, 64, metrics.tasks.clone(), tokio::runtime::Handle::current());
+    let config = <Settings as clap::Parser>::parse_from(["consumer", "--memory-budget-mb", "1024"])
+        .registry_config()
+        .expect("registry config");
+    let registry = TaskRegistry::new(config, metrics.tasks.clone(), tokio::runtime::Handle::current());
     web::Data::new(AppState {
         identity: PodIdentity::from_env(listener.local_addr().expect("addr")),
         registry,

@@ -1,9 +1,14 @@
 //! Typed settings: every flag is also an environment variable, so the same binary runs from a shell or a Pod spec.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::work::capacity::Limits;
+use crate::work::cpu::CpuWork;
+use crate::work::tasks::RegistryConfig;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -32,6 +37,24 @@ pub struct Settings {
     #[arg(long, env = "MAX_TASKS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_tasks: u32,
 
+    /// CPU capacity for /process work, in cores [default: the cgroup CPU quota when set, else the cores available].
+    #[arg(long, env = "CPU_CAPACITY", value_parser = parse_cores)]
+    pub cpu_capacity: Option<f64>,
+
+    /// Running tasks may ask for up to this multiple of the CPU capacity (each then runs slower); past it, work queues.
+    #[arg(long, env = "CPU_OVERCOMMIT", default_value_t = 2.0, value_parser = parse_overcommit)]
+    pub cpu_overcommit: f64,
+
+    /// `burn` really uses the CPU; `simulate` keeps the same schedule and accounting but waits instead (capacity
+    /// experiments and closed-loop tests only: CPU-based autoscaling needs `burn`).
+    #[arg(long, env = "CPU_WORK", value_enum, default_value_t = CpuWork::Burn)]
+    pub cpu_work: CpuWork,
+
+    /// Tasks that may wait for capacity; past it, 503 with Retry-After. 100 holds the largest burst a profile sends
+    /// to one pod (40) twice over, while the forecast wait of the last place stays within minutes, not hours.
+    #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub queue_capacity: u32,
+
     /// Seconds the listener keeps serving after SIGTERM, so endpoints controllers remove the pod first.
     #[arg(long, env = "DRAIN_DELAY_SECS", default_value_t = 5)]
     pub drain_delay_secs: u64,
@@ -54,12 +77,67 @@ impl Settings {
         }
     }
 
+    /// The CPU capacity in cores: the flag when given, else the cgroup quota, else the cores this process may use.
+    pub fn cpu_capacity_cores(&self) -> f64 {
+        self.cpu_capacity.unwrap_or_else(|| {
+            cgroup_cpu_quota(Path::new(CGROUP_ROOT))
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |cores| cores.get() as f64))
+        })
+    }
+
+    /// The task registry's limits, queue and CPU mode.
+    pub fn registry_config(&self) -> std::io::Result<RegistryConfig> {
+        Ok(RegistryConfig {
+            limits: Limits {
+                capacity_cores: self.cpu_capacity_cores(),
+                overcommit: self.cpu_overcommit,
+                max_tasks: self.max_tasks,
+                budget_bytes: self.memory_budget_bytes()?,
+            },
+            queue_capacity: self.queue_capacity as usize,
+            cpu_work: self.cpu_work,
+        })
+    }
+
     pub fn drain_delay(&self) -> Duration {
         Duration::from_secs(self.drain_delay_secs)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}
+
+/// Where the container's cgroup is mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The CPU quota in cores: cgroup v2 `cpu.max` (`quota period`), else v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`;
+/// `None` when unlimited or unreadable.
+fn cgroup_cpu_quota(root: &Path) -> Option<f64> {
+    let ratio = |quota: &str, period: &str| -> Option<f64> {
+        let (quota, period) = (quota.trim().parse::<f64>().ok()?, period.trim().parse::<f64>().ok()?);
+        (quota > 0.0 && period > 0.0).then(|| quota / period)
+    };
+    if let Ok(max) = std::fs::read_to_string(root.join("cpu.max")) {
+        let (quota, period) = max.trim().split_once(' ')?;
+        return ratio(quota, period);
+    }
+    let quota = std::fs::read_to_string(root.join("cpu/cpu.cfs_quota_us")).ok()?;
+    let period = std::fs::read_to_string(root.join("cpu/cpu.cfs_period_us")).ok()?;
+    ratio(&quota, &period)
+}
+
+fn parse_cores(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(cores) if (0.01..=1024.0).contains(&cores) => Ok(cores),
+        _ => Err(format!("expected cores from 0.01 to 1024, got {raw:?}")),
+    }
+}
+
+fn parse_overcommit(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(ratio) if (1.0..=100.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("expected a ratio from 1 to 100, got {raw:?}")),
     }
 }
 
@@ -97,6 +175,37 @@ mod tests {
         let budget = settings.memory_budget_bytes().expect("memory size is readable");
         assert!(budget > 0);
         assert!(budget <= system.total_memory() / 4 * 3);
+    }
+
+    #[test]
+    fn cpu_capacity_comes_from_the_flag_else_the_machine() {
+        let settings = Settings::parse_from(["consumer", "--cpu-capacity", "1.5"]);
+        assert_eq!(settings.cpu_capacity_cores(), 1.5);
+        assert!(Settings::parse_from(["consumer"]).cpu_capacity_cores() > 0.0);
+        assert!(Settings::try_parse_from(["consumer", "--cpu-capacity", "0"]).is_err());
+        assert!(Settings::try_parse_from(["consumer", "--cpu-overcommit", "0.5"]).is_err());
+    }
+
+    #[test]
+    fn cgroup_quota_is_read_from_v2_then_v1() {
+        // (files under the root, expected cores)
+        type Files = &'static [(&'static str, &'static str)];
+        let cases: &[(Files, Option<f64>)] = &[
+            (&[("cpu.max", "150000 100000\n")], Some(1.5)),
+            (&[("cpu.max", "max 100000\n")], None),
+            (&[("cpu/cpu.cfs_quota_us", "50000\n"), ("cpu/cpu.cfs_period_us", "100000\n")], Some(0.5)),
+            (&[("cpu/cpu.cfs_quota_us", "-1\n"), ("cpu/cpu.cfs_period_us", "100000\n")], None),
+            (&[], None),
+        ];
+        for (files, expected) in cases {
+            let root = tempfile::tempdir().expect("temp dir");
+            for (name, content) in *files {
+                let path = root.path().join(name);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(path, content).expect("write");
+            }
+            assert_eq!(cgroup_cpu_quota(root.path()), *expected, "{files:?}");
+        }
     }
 
     #[test]

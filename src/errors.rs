@@ -1,5 +1,7 @@
 //! Every error the API returns, as JSON: 422 names the field and its allowed range, 503 says when to retry.
 
+use std::borrow::Cow;
+
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -15,7 +17,7 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed: Option<&'static str>,
+    pub allowed: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,6 +43,8 @@ impl ErrorBody {
 pub enum ApiError {
     #[error("invalid value {received:?} for {field}: expected {allowed}")]
     Validation { field: &'static str, allowed: &'static str, received: String },
+    #[error("memory_size of {requested_mib} MiB is larger than this pod's whole memory budget of {budget_mib} MiB")]
+    LargerThanBudget { requested_mib: u64, budget_mib: u64 },
     #[error("overloaded: {}", .0.message)]
     Overloaded(Overload),
     #[error("no route for {0}")]
@@ -54,7 +58,7 @@ pub enum ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation { .. } | Self::LargerThanBudget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -67,8 +71,14 @@ impl ResponseError for ApiError {
         let body = match self {
             Self::Validation { field, allowed, received } => ErrorBody {
                 field: Some(field),
-                allowed: Some(allowed),
+                allowed: Some(Cow::Borrowed(allowed)),
                 received: Some(received.clone()),
+                ..ErrorBody::message(self.to_string())
+            },
+            Self::LargerThanBudget { requested_mib, budget_mib } => ErrorBody {
+                field: Some("memory_size"),
+                allowed: Some(Cow::Owned(format!("integer from 0 to {budget_mib} (this pod's memory budget in MiB)"))),
+                received: Some(requested_mib.to_string()),
                 ..ErrorBody::message(self.to_string())
             },
             Self::Overloaded(overload) => {
@@ -81,7 +91,7 @@ impl ResponseError for ApiError {
             }
             Self::MethodNotAllowed(allow) => {
                 response.insert_header((header::ALLOW, *allow));
-                ErrorBody { allowed: Some(allow), ..ErrorBody::message("method not allowed") }
+                ErrorBody { allowed: Some(Cow::Borrowed(allow)), ..ErrorBody::message("method not allowed") }
             }
             Self::NotFound(_) | Self::TaskFailed(_) => ErrorBody::message(self.to_string()),
         };

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod work;
 

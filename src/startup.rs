@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -14,18 +13,10 @@ use crate::configuration::Settings;
 use crate::identity::PodIdentity;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::routes;
+use crate::state::AppState;
 use crate::telemetry::request_span;
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
-
-/// What every handler shares.
-pub struct AppState {
-    pub identity: PodIdentity,
-    pub registry: Arc<TaskRegistry>,
-    pub metrics: Metrics,
-    /// Set when SIGTERM arrives; `/ready` answers 503 from then on.
-    pub draining: AtomicBool,
-}
 
 /// A built, not yet running, consumer.
 pub struct Application {
@@ -41,12 +32,9 @@ impl Application {
         pin_mmap_threshold();
         let local_addr = listener.local_addr()?;
         let metrics = Metrics::new().map_err(std::io::Error::other)?;
-        let registry = TaskRegistry::new(
-            settings.memory_budget_bytes()?,
-            settings.max_tasks,
-            metrics.tasks.clone(),
-            tokio::runtime::Handle::current(),
-        );
+        metrics.http.initialise(&routes::NAMED_ROUTES);
+        let registry =
+            TaskRegistry::new(settings.registry_config()?, metrics.tasks.clone(), tokio::runtime::Handle::current());
         let state = web::Data::new(AppState {
             identity: PodIdentity::from_env(local_addr),
             registry,
@@ -93,6 +81,7 @@ impl Application {
             () = shutdown => {}
         }
         state.draining.store(true, Ordering::Release);
+        state.registry.begin_drain();
         tracing::info!(drain_delay_secs = settings.drain_delay_secs, "shutdown signal: readiness is now 503, draining");
         let deadline = tokio::time::Instant::now() + settings.shutdown_timeout();
         let drained =

@@ -46,6 +46,14 @@ impl HttpMetrics {
         Self { requests, duration, in_progress }
     }
 
+    /// Creates every status class of these (method, route template) pairs at zero, so the first burst on a fresh pod
+    /// is an increase `rate()` can see rather than a series born at its first value.
+    pub fn initialise(&self, routes: &[(&'static str, &str)]) {
+        for &(method, handler) in routes {
+            self.series(method, handler);
+        }
+    }
+
     fn series(&self, method: &'static str, handler: &str) -> RouteSeries {
         RouteSeries {
             in_progress: self.in_progress.with_label_values(&[method, handler]),

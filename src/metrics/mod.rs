@@ -9,7 +9,8 @@ pub mod process;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge as GaugeMetric, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use middleware::RequestMetrics;
@@ -27,6 +28,12 @@ pub mod names {
     pub const TASKS_TOTAL: &str = "consumer_tasks_total";
     pub const RETAINED_MEMORY_BYTES: &str = "consumer_retained_memory_bytes";
     pub const MEMORY_BUDGET_BYTES: &str = "consumer_memory_budget_bytes";
+    pub const TASKS_QUEUED: &str = "consumer_tasks_queued";
+    pub const TASK_QUEUE_WAIT_SECONDS: &str = "consumer_task_queue_wait_seconds";
+    pub const TASK_DURATION_SECONDS: &str = "consumer_task_duration_seconds";
+    pub const TASK_SLOWDOWN_RATIO: &str = "consumer_task_slowdown_ratio";
+    pub const CPU_CAPACITY_CORES: &str = "consumer_cpu_capacity_cores";
+    pub const CPU_DEMAND_CORES: &str = "consumer_cpu_demand_cores";
     pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
     pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
     pub const PROCESS_THREADS: &str = "process_threads";
@@ -42,6 +49,13 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0,
     7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
+
+/// Queue-wait buckets from 10 ms to 10 min: a backlog's wait grows far past a task's own length.
+pub const QUEUE_WAIT_BUCKETS: &[f64] =
+    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0];
+
+/// Slowdown buckets (actual ÷ requested run time): 1 is a pod with room, 2 a pod asked for twice its capacity.
+pub const SLOWDOWN_BUCKETS: &[f64] = &[1.05, 1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 16.0];
 
 /// The kinds of work, as the `kind` label says them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +80,13 @@ pub struct TaskMetrics {
     totals: [[[IntCounter; 3]; 2]; 2],
     pub retained_bytes: IntGauge,
     pub budget_bytes: IntGauge,
+    pub queued: IntGauge,
+    pub queue_wait: Histogram,
+    /// Indexed by mode: sync, async.
+    duration: [Histogram; 2],
+    pub slowdown: Histogram,
+    pub capacity_cores: GaugeMetric,
+    pub demand_cores: GaugeMetric,
 }
 
 impl TaskMetrics {
@@ -75,6 +96,10 @@ impl TaskMetrics {
 
     pub fn count(&self, kind: WorkKind, is_async: bool, outcome: Outcome) {
         self.totals[kind as usize][usize::from(is_async)][outcome as usize].inc();
+    }
+
+    pub fn duration(&self, is_async: bool) -> &Histogram {
+        &self.duration[usize::from(is_async)]
     }
 
     /// Tasks that ended with `outcome`: every task does CPU work, so the cpu series count each task once.
@@ -115,6 +140,38 @@ impl Metrics {
         let retained_bytes =
             IntGauge::new(names::RETAINED_MEMORY_BYTES, "Memory kept with retain=true until DELETE /process/cleanup.")?;
         let budget_bytes = IntGauge::new(names::MEMORY_BUDGET_BYTES, "Memory /process work may hold at once.")?;
+        let queued = IntGauge::new(
+            names::TASKS_QUEUED,
+            "Tasks accepted and waiting to start (no free slot, memory or CPU): the backlog; per pod, KEDA's queue length.",
+        )?;
+        let queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                names::TASK_QUEUE_WAIT_SECONDS,
+                "Time from acceptance to start: grows only when the pod is short of capacity.",
+            )
+            .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
+        )?;
+        let task_duration = HistogramVec::new(
+            HistogramOpts::new(
+                names::TASK_DURATION_SECONDS,
+                "Run time from start to finish by mode; stretches past the requested duration when CPU is shared.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["mode"],
+        )?;
+        let slowdown = Histogram::with_opts(
+            HistogramOpts::new(
+                names::TASK_SLOWDOWN_RATIO,
+                "Actual run time divided by the requested duration: 1 on a pod with room, above 1 when it is overloaded.",
+            )
+            .buckets(SLOWDOWN_BUCKETS.to_vec()),
+        )?;
+        let capacity_cores =
+            GaugeMetric::new(names::CPU_CAPACITY_CORES, "CPU capacity of this pod for /process work, in cores.")?;
+        let demand_cores = GaugeMetric::new(
+            names::CPU_DEMAND_CORES,
+            "CPU the running tasks ask for, in cores; divided by the capacity, the pod's utilisation of capacity.",
+        )?;
         let telemetry_dropped = IntCounterVec::new(
             Opts::new(names::TELEMETRY_DROPPED_TOTAL, "Telemetry items dropped because a sink was slow or down."),
             &["sink"],
@@ -136,6 +193,12 @@ impl Metrics {
             }),
             retained_bytes: retained_bytes.clone(),
             budget_bytes: budget_bytes.clone(),
+            queued: queued.clone(),
+            queue_wait: queue_wait.clone(),
+            duration: ["sync", "async"].map(|mode| task_duration.with_label_values(&[mode])),
+            slowdown: slowdown.clone(),
+            capacity_cores: capacity_cores.clone(),
+            demand_cores: demand_cores.clone(),
         };
         for sink in ["otlp", "loki"] {
             telemetry_dropped.with_label_values(&[sink]);
@@ -149,6 +212,12 @@ impl Metrics {
             Box::new(totals),
             Box::new(retained_bytes),
             Box::new(budget_bytes),
+            Box::new(queued),
+            Box::new(queue_wait),
+            Box::new(task_duration),
+            Box::new(slowdown),
+            Box::new(capacity_cores),
+            Box::new(demand_cores),
             Box::new(telemetry_dropped.clone()),
             Box::new(build_info),
             Box::new(ScrapeTimeCollector::new()?),

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::identity::IdentityReport;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long `/load` pretends to work.
 const LOAD_SLEEP: Duration = Duration::from_secs(1);

@@ -12,6 +12,19 @@ use actix_web::{web, HttpRequest, HttpResponse, Resource};
 
 use crate::errors::ApiError;
 
+/// Every (method, route template) `configure` binds: the series the metrics initialise at zero.
+pub const NAMED_ROUTES: [(&str, &str); 9] = [
+    ("GET", "/"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/info"),
+    ("GET", "/load"),
+    ("POST", "/process"),
+    ("GET", "/process/status"),
+    ("DELETE", "/process/cleanup"),
+    ("GET", "/metrics"),
+];
+
 /// Registers every route, with a JSON 405 (and `Allow`) on each path and a JSON 404 elsewhere.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", "GET").route(web::get().to(info::welcome)))

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::errors::{ApiError, ErrorBody};
-use crate::startup::AppState;
-use crate::work::tasks::{CleanupReport, Mode, StatusSnapshot, TaskReport, TaskStarted, WorkSpec};
+use crate::state::AppState;
+use crate::work::tasks::{CleanupReport, Mode, Refusal, StatusSnapshot, TaskAccepted, TaskReport, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -36,41 +38,59 @@ const MEMORY_SIZE: IntParam = int_param!("memory_size", 0..=500, default 50);
 const DURATION: IntParam = int_param!("duration", 1..=60, default 10);
 const BOOL_ALLOWED: &str = "true or false";
 
-/// Does CPU and memory work; sync answers 200 after it, async answers 202 at once.
+/// The 200 body of `POST /process`: one of two shapes, by mode.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ProcessAnswer {
+    /// Sync: the finished task.
+    Report(TaskReport),
+    /// Async: accepted, started or queued.
+    Accepted(TaskAccepted),
+}
+
+/// Does CPU and memory work. Work that cannot start now waits in the pod's backlog. Sync answers 200 with the report
+/// once it has run (its latency includes the wait); async answers 200 at once, `queued` or `started`. Async is 200 and
+/// not 202 because the Python service's clients, its load generator first, count only 200 as success.
 #[utoipa::path(post, path = "/process", tag = "work",
     params(
-        ("cpu_intensity" = Option<u8>, Query, minimum = 1, maximum = 10, description = "N keeps N/10 of one core busy (default 5)"),
-        ("memory_size" = Option<u32>, Query, minimum = 0, maximum = 500, description = "MiB allocated and resident for the duration (default 50)"),
-        ("duration" = Option<u8>, Query, minimum = 1, maximum = 60, description = "Seconds of work (default 10)"),
-        ("async_mode" = Option<bool>, Query, description = "Answer 202 at once and work in the background (default false)"),
+        ("cpu_intensity" = Option<u8>, Query, minimum = 1, maximum = 10, description = "N asks for N/10 of a core for `duration` seconds: N/10 × duration core-seconds of work, stretched when the pod's CPU is shared (default 5)"),
+        ("memory_size" = Option<u32>, Query, minimum = 0, maximum = 500, description = "MiB allocated and resident while the task runs (default 50); more than the pod's budget is a 422"),
+        ("duration" = Option<u8>, Query, minimum = 1, maximum = 60, description = "Seconds of work on a pod with room (default 10)"),
+        ("async_mode" = Option<bool>, Query, description = "Answer at once and work in the background (default false)"),
         ("retain" = Option<bool>, Query, description = "Keep the memory until DELETE /process/cleanup (default false)"),
     ),
     responses(
-        (status = 200, body = TaskReport, description = "Sync work finished"),
-        (status = 202, body = TaskStarted, description = "Async work started"),
-        (status = 422, body = ErrorBody, description = "A parameter is out of range or malformed"),
-        (status = 503, body = ErrorBody, description = "Memory budget or task cap reached; see Retry-After"),
+        (status = 200, body = ProcessAnswer, description = "Sync: the task's report once it has run. Async: accepted, started or queued, with estimates"),
+        (status = 422, body = ErrorBody, description = "A parameter is out of range or malformed, or memory_size exceeds the pod's whole budget"),
+        (status = 503, body = ErrorBody, description = "The backlog is full, retained memory leaves no room, or the pod is draining; see Retry-After"),
     ))]
 pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let spec = parse_spec(req.query_string())?;
-    let admission = state.registry.admit(&spec).map_err(ApiError::Overloaded)?;
+    let accepted = state.registry.submit(spec).map_err(|refusal| match refusal {
+        Refusal::Overloaded(overload) => ApiError::Overloaded(overload),
+        Refusal::LargerThanBudget { budget_bytes } => {
+            ApiError::LargerThanBudget { requested_mib: spec.memory_bytes / MIB, budget_mib: budget_bytes / MIB }
+        }
+    })?;
     match spec.mode {
         Mode::Sync => {
-            let report =
-                state.registry.run_sync(admission, spec).await.map_err(|e| ApiError::TaskFailed(e.to_string()))?;
-            Ok(HttpResponse::Ok().json(report))
+            let finished = accepted.finish().await.map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+            if !finished.started {
+                return Err(ApiError::Overloaded(state.registry.drained_while_queued()));
+            }
+            Ok(HttpResponse::Ok().json(ProcessAnswer::Report(finished.report)))
         }
-        Mode::Async => Ok(HttpResponse::Accepted().json(state.registry.run_async(admission, spec))),
+        Mode::Async => Ok(HttpResponse::Ok().json(ProcessAnswer::Accepted(accepted.answer))),
     }
 }
 
-/// Running tasks by kind, retained memory, the budget, totals and the last five finished tasks.
+/// Running and queued tasks, CPU capacity and demand, retained memory, the budget, totals and the last five tasks.
 #[utoipa::path(get, path = "/process/status", tag = "work", responses((status = 200, body = StatusSnapshot)))]
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.registry.snapshot())
 }
 
-/// Frees all memory kept with `retain=true`.
+/// Frees all memory kept with `retain=true`, and starts queued work that now fits.
 #[utoipa::path(delete, path = "/process/cleanup", tag = "work", responses((status = 200, body = CleanupReport)))]
 pub async fn cleanup(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.registry.cleanup())

@@ -1,51 +1,137 @@
-//! CPU work as a duty cycle: intensity N keeps N/10 of one core busy, measured in thread CPU time, not wall time.
+//! CPU work: a fixed amount of core-seconds, done at the rate the pod's fair share allows.
 //!
-//! Runs on a blocking-pool thread so the async workers serving probes and `/metrics` never starve.
+//! Burning mode spins a blocking-pool thread in a duty cycle (so the async workers serving probes and `/metrics` never
+//! starve) and counts the thread's own CPU time as work done, so a CPU-starved pod takes longer instead of finishing on
+//! time having done less. Simulated mode runs the same accounting on the clock and sleeps instead of burning.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
 use tokio_util::sync::CancellationToken;
+
+use super::capacity;
 
 /// One duty-cycle period; short enough that the load looks steady to a 5 s scrape, long enough to be cheap.
 const PERIOD: Duration = Duration::from_millis(100);
 
+/// How CPU work is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CpuWork {
+    /// Really burn the CPU: what a pod does, and what CPU-based autoscaling needs.
+    Burn,
+    /// Wait instead of burning, with the same scheduling and accounting: for capacity experiments that model many pods
+    /// with a core each on a small machine.
+    Simulate,
+}
+
+impl CpuWork {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Burn => "burn",
+            Self::Simulate => "simulate",
+        }
+    }
+}
+
+/// The pod's current max-min share level (see `capacity::share_level`), read by every running task each period.
+#[derive(Debug)]
+pub struct ShareLevel(AtomicU64);
+
+impl Default for ShareLevel {
+    fn default() -> Self {
+        Self(AtomicU64::new(f64::INFINITY.to_bits()))
+    }
+}
+
+impl ShareLevel {
+    pub fn set(&self, level: f64) {
+        self.0.store(level.to_bits(), Ordering::Release);
+    }
+
+    fn rate(&self, demand_cores: f64) -> f64 {
+        capacity::rate(demand_cores, f64::from_bits(self.0.load(Ordering::Acquire)))
+    }
+}
+
+/// Work done so far, in micro-core-seconds: what forecasts read to know how much a running task has left.
+#[derive(Debug, Default)]
+pub struct Progress(AtomicU64);
+
+impl Progress {
+    pub fn core_seconds(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    fn record(&self, core_seconds: f64) {
+        self.0.store((core_seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+
 /// What a CPU run did.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuOutcome {
+    /// Core-seconds delivered: the thread's CPU time when burning, the clock's account when simulating.
     pub cpu_seconds: f64,
     pub cancelled: bool,
 }
 
-/// Keeps `intensity`/10 of one core busy for `duration`, or until `cancel` fires. Blocks the calling thread.
-///
-/// The target is cumulative CPU time, so a period cut short by preemption is made up in the next one.
-pub fn run_duty_cycle(intensity: u8, duration: Duration, cancel: &CancellationToken) -> CpuOutcome {
-    let fraction = f64::from(intensity.min(10)) / 10.0;
-    let start_wall = Instant::now();
-    let start_cpu = thread_cpu_time();
-    let mut period_end = Duration::ZERO;
-    while period_end < duration {
-        period_end = (period_end + PERIOD).min(duration);
-        let target_cpu = period_end.mul_f64(fraction);
-        while thread_cpu_time().saturating_sub(start_cpu) < target_cpu && start_wall.elapsed() < period_end {
-            if cancel.is_cancelled() {
-                return outcome(start_cpu, true);
-            }
-            spin();
-        }
-        if let Some(rest) = period_end.checked_sub(start_wall.elapsed()) {
-            std::thread::sleep(rest);
-        }
-        if cancel.is_cancelled() {
-            return outcome(start_cpu, true);
-        }
-    }
-    outcome(start_cpu, false)
+/// One task's CPU work: `demand` cores at most, `work` core-seconds in all.
+pub struct CpuJob<'a> {
+    pub demand: f64,
+    pub work: f64,
+    pub share: &'a ShareLevel,
+    pub progress: &'a Progress,
+    pub cancel: &'a CancellationToken,
 }
 
-fn outcome(start_cpu: Duration, cancelled: bool) -> CpuOutcome {
-    CpuOutcome { cpu_seconds: thread_cpu_time().saturating_sub(start_cpu).as_secs_f64(), cancelled }
+impl CpuJob<'_> {
+    /// Burns the CPU until the work is done or cancelled. Blocks the calling thread.
+    pub fn burn(&self) -> CpuOutcome {
+        let start_cpu = thread_cpu_time();
+        let done = || thread_cpu_time().saturating_sub(start_cpu).as_secs_f64();
+        while done() < self.work {
+            let period_start = Instant::now();
+            let period_cpu = done();
+            let target = (PERIOD.as_secs_f64() * self.share.rate(self.demand)).min(self.work - period_cpu);
+            while done() - period_cpu < target && period_start.elapsed() < PERIOD {
+                if self.cancel.is_cancelled() {
+                    return CpuOutcome { cpu_seconds: done(), cancelled: true };
+                }
+                spin();
+            }
+            self.progress.record(done());
+            if let Some(rest) = PERIOD.checked_sub(period_start.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            if self.cancel.is_cancelled() {
+                return CpuOutcome { cpu_seconds: done(), cancelled: true };
+            }
+        }
+        CpuOutcome { cpu_seconds: done(), cancelled: false }
+    }
+
+    /// Accounts the work on the clock at the same rate as `burn`, sleeping instead of spinning.
+    pub async fn simulate(&self) -> CpuOutcome {
+        let mut done = 0.0;
+        let mut last = tokio::time::Instant::now();
+        while done < self.work {
+            let rate = self.share.rate(self.demand);
+            // At least the timer's 1 ms, so a remainder of float dust still moves the clock.
+            let left = ((self.work - done) / rate.max(1e-9)).clamp(0.001, PERIOD.as_secs_f64());
+            let left = Duration::from_secs_f64(left);
+            tokio::select! {
+                () = tokio::time::sleep(left) => {}
+                () = self.cancel.cancelled() => return CpuOutcome { cpu_seconds: done, cancelled: true },
+            }
+            let now = tokio::time::Instant::now();
+            done = (done + rate * (now - last).as_secs_f64()).min(self.work);
+            last = now;
+            self.progress.record(done);
+        }
+        CpuOutcome { cpu_seconds: done, cancelled: false }
+    }
 }
 
 /// About 20 µs of arithmetic between clock reads, kept alive by `black_box`.
@@ -74,19 +160,45 @@ pub fn thread_cpu_time() -> Duration {
 mod tests {
     use super::*;
 
+    fn job<'a>(
+        demand: f64,
+        seconds: f64,
+        share: &'a ShareLevel,
+        progress: &'a Progress,
+        cancel: &'a CancellationToken,
+    ) -> CpuJob<'a> {
+        CpuJob { demand, work: demand * seconds, share, progress, cancel }
+    }
+
     #[test]
-    fn half_intensity_uses_half_a_core() {
-        let outcome = run_duty_cycle(5, Duration::from_secs(1), &CancellationToken::new());
+    fn burning_delivers_the_work_asked_for() {
+        let (share, progress, cancel) = (ShareLevel::default(), Progress::default(), CancellationToken::new());
+        let outcome = job(0.5, 1.0, &share, &progress, &cancel).burn();
         assert!(!outcome.cancelled);
-        assert!((0.45..=0.55).contains(&outcome.cpu_seconds), "cpu_seconds = {}", outcome.cpu_seconds);
+        // The work is counted in the thread's own CPU time, so it is delivered in full however the machine is shared.
+        assert!((0.5..0.52).contains(&outcome.cpu_seconds), "cpu_seconds = {}", outcome.cpu_seconds);
+        assert!((progress.core_seconds() - outcome.cpu_seconds).abs() < 0.01);
     }
 
     #[test]
     fn cancellation_stops_the_work() {
-        let cancel = CancellationToken::new();
+        let (share, progress, cancel) = (ShareLevel::default(), Progress::default(), CancellationToken::new());
         cancel.cancel();
-        let outcome = run_duty_cycle(10, Duration::from_secs(30), &cancel);
+        let outcome = job(1.0, 30.0, &share, &progress, &cancel).burn();
         assert!(outcome.cancelled);
         assert!(outcome.cpu_seconds < 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn simulation_runs_at_the_share_it_is_given() {
+        let (share, progress, cancel) = (ShareLevel::default(), Progress::default(), CancellationToken::new());
+        share.set(0.25);
+        let started = tokio::time::Instant::now();
+        let outcome = job(1.0, 2.0, &share, &progress, &cancel).simulate().await;
+        assert!(!outcome.cancelled);
+        assert!((outcome.cpu_seconds - 2.0).abs() < 1e-9);
+        // Two core-seconds at a quarter of a core: eight seconds of (paused, auto-advanced) clock.
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!((7.9..8.2).contains(&elapsed), "elapsed {elapsed}");
     }
 }

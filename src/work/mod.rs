@@ -1,5 +1,7 @@
-//! The work `/process` does: CPU duty cycles, resident memory, and the registry that admits and tracks tasks.
+//! The work `/process` does: the capacity model, CPU work, resident memory, and the registry that queues, starts and
+//! tracks tasks.
 
+pub mod capacity;
 pub mod cpu;
 pub mod memory;
 pub mod tasks;

@@ -1,17 +1,20 @@
-//! The task registry: admission control (memory budget, task cap), running tasks, retained memory and history.
+//! The task registry: admission into a bounded FIFO backlog, starts under the pod's capacity, fair CPU sharing among
+//! running tasks, retained memory and history.
 //!
-//! Every task runs on the main runtime under one `TaskTracker`, so shutdown can cancel background work and wait for
-//! it, whichever HTTP worker accepted the request.
+//! A task starts when a slot is free, its memory fits the budget and the CPU asked for stays within the overcommit of
+//! the capacity (`capacity::can_start`); otherwise it waits in the queue, holding no memory. Every task runs on the
+//! main runtime under one `TaskTracker`, so shutdown can cancel background work and wait for it, whichever HTTP worker
+//! accepted the request.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use serde::Serialize;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,15 +22,21 @@ use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::cpu::run_duty_cycle;
+use super::capacity::{self, Demand, Forecast, Limits};
+use super::cpu::{CpuJob, CpuWork, Progress, ShareLevel};
 use super::memory::MemoryBlock;
 use crate::metrics::{Outcome, TaskMetrics, WorkKind};
 use crate::telemetry::current_trace_ids;
 
 /// How many finished tasks `/process/status` shows.
 const RECENT_TASKS: usize = 5;
-/// Retry-After when only a cleanup can free the budget (retained memory, nothing running).
+/// Retry-After when only a cleanup can make room (retained memory leaves too little of the budget).
 const RETRY_AFTER_RETAINED: Duration = Duration::from_secs(30);
+/// Retry-After while draining: another replica can take the work at once.
+const RETRY_AFTER_DRAINING: Duration = Duration::from_secs(1);
+/// Longest Retry-After: a client should look again within this even behind a long backlog.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
+const MIB: u64 = 1024 * 1024;
 
 /// Validated parameters of one `/process` call.
 #[derive(Debug, Clone, Copy)]
@@ -39,19 +48,26 @@ pub struct WorkSpec {
     pub retain: bool,
 }
 
+impl WorkSpec {
+    /// Cores the task asks for: intensity N is N/10 of a core.
+    fn cores(&self) -> f64 {
+        f64::from(self.cpu_intensity.min(10)) / 10.0
+    }
+
+    fn demand(&self) -> Demand {
+        Demand {
+            cores: self.cores(),
+            work: self.cores() * self.duration.as_secs_f64(),
+            memory_bytes: self.memory_bytes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Sync,
     Async,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
-    Started,
-    Completed,
-    Cancelled,
 }
 
 impl Mode {
@@ -63,9 +79,19 @@ impl Mode {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Started,
+    Completed,
+    Cancelled,
+}
+
 impl TaskStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Started => "started",
             Self::Completed => "completed",
             Self::Cancelled => "cancelled",
@@ -81,29 +107,42 @@ pub struct TaskReport {
     pub mode: Mode,
     pub cpu_intensity: u8,
     pub memory_size: u64,
+    /// The duration asked for, in seconds.
     pub duration: f64,
     pub retained: bool,
+    /// Accepted → started: time spent in the backlog.
+    pub queue_wait_seconds: f64,
+    /// Started → finished: the actual duration, longer than `duration` when the pod's CPU was shared.
     pub wall_seconds: f64,
-    /// CPU time the task's thread actually used.
+    /// `wall_seconds` ÷ `duration`: 1 on a pod with room.
+    pub slowdown: f64,
+    /// CPU seconds delivered: the thread's CPU time when burning, the accounted core-seconds when simulating.
     pub cpu_seconds: f64,
     pub allocated_bytes: u64,
     pub finished_at: DateTime<Utc>,
 }
 
-/// The 202 body of an async task.
+/// The 200 body of an async task: started now or queued, with when it should start and finish.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TaskStarted {
+pub struct TaskAccepted {
     pub task_id: Uuid,
+    /// `started` or `queued`.
     pub status: TaskStatus,
+    /// Place in the backlog, 1 = next to start; absent when started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
+    pub estimated_start: DateTime<Utc>,
     pub estimated_completion: DateTime<Utc>,
+    pub message: String,
 }
 
-/// Why a task was refused.
+/// Why a task was refused with 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OverloadReason {
+    QueueFull,
     MemoryBudget,
-    TaskCap,
+    Draining,
 }
 
 /// A refusal: the caller answers 503 with Retry-After.
@@ -112,6 +151,15 @@ pub struct Overload {
     pub reason: OverloadReason,
     pub message: String,
     pub retry_after_seconds: u64,
+}
+
+/// Why a task was not accepted.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// 503: come back later.
+    Overloaded(Overload),
+    /// 422: its memory is larger than the whole budget, so it could never run on this pod.
+    LargerThanBudget { budget_bytes: u64 },
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -128,55 +176,177 @@ pub struct RunningByKind {
     pub memory: u32,
 }
 
+/// The backlog: how many wait and for how long the oldest has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueStatus {
+    pub length: usize,
+    pub capacity: usize,
+    pub oldest_wait_seconds: f64,
+}
+
+/// The pod's CPU capacity and what the running tasks ask of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CpuStatus {
+    pub capacity_cores: f64,
+    pub demand_cores: f64,
+    pub overcommit: f64,
+    /// `burn` or `simulate`.
+    pub work: &'static str,
+}
+
+/// Field names the Python service's clients read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LegacyCurrentStatus {
+    /// Memory blocks held now (running and retained).
+    pub memory_store_objects: u64,
+    pub memory_store_size_estimate_mb: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LegacyStatistics {
+    /// Tasks completed.
+    pub total_processed: u64,
+}
+
 /// The `/process/status` body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusSnapshot {
     pub tasks_running: RunningByKind,
+    pub queue: QueueStatus,
+    pub cpu: CpuStatus,
     pub retained_bytes: u64,
     pub budget_bytes: u64,
     pub reserved_bytes: u64,
     pub max_tasks: u32,
     pub totals: Totals,
     pub recent: Vec<TaskReport>,
+    pub current_status: LegacyCurrentStatus,
+    pub statistics: LegacyStatistics,
 }
 
-/// The `DELETE /process/cleanup` body.
+/// The `DELETE /process/cleanup` body, with the Python service's field names alongside.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CleanupReport {
     pub objects_freed: u64,
     pub bytes_freed: u64,
+    /// Always `cleaned`.
+    pub status: &'static str,
+    pub objects_removed: u64,
+    pub estimated_mb_freed: f64,
+    pub message: String,
+}
+
+/// How the registry is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryConfig {
+    pub limits: Limits,
+    pub queue_capacity: usize,
+    pub cpu_work: CpuWork,
+}
+
+/// Why a queued task's wait ended.
+enum StartSignal {
+    Go,
+    Drained,
+}
+
+struct QueuedTask {
+    id: Uuid,
+    demand: Demand,
+    accepted: Instant,
+    start: oneshot::Sender<StartSignal>,
+}
+
+struct RunningTask {
+    demand: Demand,
+    progress: Arc<Progress>,
+}
+
+/// Everything admission and starts decide on, under one lock.
+#[derive(Default)]
+struct Schedule {
+    draining: bool,
+    queue: VecDeque<QueuedTask>,
+    running: HashMap<Uuid, RunningTask>,
+    /// Memory of running tasks plus retained memory: starts keep this at or under the budget.
+    reserved_bytes: u64,
+}
+
+impl Schedule {
+    fn demand_cores(&self) -> f64 {
+        self.running.values().map(|task| task.demand.cores).sum()
+    }
+
+    fn can_start(&self, limits: &Limits, task: &Demand) -> bool {
+        let running = u32::try_from(self.running.len()).unwrap_or(u32::MAX);
+        capacity::can_start(limits, running, self.demand_cores(), self.reserved_bytes, task)
+    }
+
+    /// Running tasks as the forecast sees them: the work they have left.
+    fn running_demands(&self) -> Vec<Demand> {
+        self.running
+            .values()
+            .map(|task| Demand { work: (task.demand.work - task.progress.core_seconds()).max(0.0), ..task.demand })
+            .collect()
+    }
+
+    fn forecast(&self, limits: &Limits, retained_bytes: u64, extra: Option<Demand>, target: usize) -> Option<Forecast> {
+        let queued: Vec<Demand> = self.queue.iter().map(|task| task.demand).chain(extra).collect();
+        capacity::forecast(limits, retained_bytes, &self.running_demands(), &queued, target)
+    }
 }
 
 /// Shared state of all tasks.
 pub struct TaskRegistry {
-    budget_bytes: u64,
-    max_tasks: u32,
-    active_tasks: AtomicU32,
-    /// Bytes promised to running tasks plus bytes retained: admission keeps this at or under the budget.
-    reserved_bytes: AtomicU64,
-    /// Expected end of each running task, for Retry-After.
-    running: DashMap<Uuid, Instant>,
+    config: RegistryConfig,
+    schedule: Mutex<Schedule>,
+    share: ShareLevel,
     retained: Mutex<Vec<MemoryBlock>>,
-    /// Running tasks by kind and retained bytes live here, and `/process/status` reads them back.
+    /// Queue, running and retained figures live here too, and `/process/status` reads some of them back.
     metrics: TaskMetrics,
     recent: Mutex<VecDeque<TaskReport>>,
-    /// Tasks admitted; how they ended is counted in `metrics`.
+    /// Tasks started; how they ended is counted in `metrics`.
     started: AtomicU64,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     runtime: Handle,
 }
 
+/// An accepted task: what to answer now, and its end (a sync request awaits it).
+pub struct Accepted {
+    pub answer: TaskAccepted,
+    pub finished: JoinHandle<Finished>,
+    /// Cancels the task when dropped unless disarmed: a sync request whose client is gone cancels its work.
+    cancel: CancellationToken,
+}
+
+impl Accepted {
+    /// Awaits the end of a sync task; dropping this future cancels it, queued or running. (actix drops a handler's
+    /// future on some client disconnects only: actix-web issues 1313 and 3462.)
+    pub async fn finish(self) -> Result<Finished, tokio::task::JoinError> {
+        let guard = self.cancel.drop_guard();
+        let finished = self.finished.await;
+        guard.disarm();
+        finished
+    }
+}
+
+/// How an accepted task ended.
+pub struct Finished {
+    pub report: TaskReport,
+    /// False when it was cancelled while still queued (drain, or the client left).
+    pub started: bool,
+}
+
 impl TaskRegistry {
     /// `runtime` runs every task, so tasks outlive the HTTP worker that accepted them.
-    pub fn new(budget_bytes: u64, max_tasks: u32, metrics: TaskMetrics, runtime: Handle) -> Arc<Self> {
-        metrics.budget_bytes.set(i64::try_from(budget_bytes).unwrap_or(i64::MAX));
+    pub fn new(config: RegistryConfig, metrics: TaskMetrics, runtime: Handle) -> Arc<Self> {
+        metrics.budget_bytes.set(i64::try_from(config.limits.budget_bytes).unwrap_or(i64::MAX));
+        metrics.capacity_cores.set(config.limits.capacity_cores);
         Arc::new(Self {
-            budget_bytes,
-            max_tasks,
-            active_tasks: AtomicU32::new(0),
-            reserved_bytes: AtomicU64::new(0),
-            running: DashMap::new(),
+            config,
+            schedule: Mutex::new(Schedule::default()),
+            share: ShareLevel::default(),
             retained: Mutex::new(Vec::new()),
             metrics,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
@@ -188,37 +358,76 @@ impl TaskRegistry {
     }
 
     pub fn budget_bytes(&self) -> u64 {
-        self.budget_bytes
+        self.config.limits.budget_bytes
     }
 
-    /// Takes a task slot and reserves the task's memory, or refuses without changing anything.
-    pub fn admit(self: &Arc<Self>, spec: &WorkSpec) -> Result<Admission, Overload> {
-        let max = self.max_tasks;
-        if self.active_tasks.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_err()
-        {
-            return Err(self.reject(
-                spec,
-                OverloadReason::TaskCap,
-                format!("{max} tasks are already running (max_tasks)"),
-            ));
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn retained_bytes(&self) -> u64 {
+        u64::try_from(self.metrics.retained_bytes.get()).unwrap_or(0)
+    }
+
+    /// Starts the task now, queues it, or refuses it without changing anything.
+    pub fn submit(self: &Arc<Self>, spec: WorkSpec) -> Result<Accepted, Refusal> {
+        let limits = self.config.limits;
+        if spec.memory_bytes > limits.budget_bytes {
+            self.count_kinds(&spec, Outcome::Rejected);
+            return Err(Refusal::LargerThanBudget { budget_bytes: limits.budget_bytes });
         }
-        let budget = self.budget_bytes;
-        let wanted = spec.memory_bytes;
-        let reserved = self.reserved_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-            held.checked_add(wanted).filter(|&total| total <= budget)
-        });
-        if let Err(held) = reserved {
-            self.active_tasks.fetch_sub(1, Ordering::AcqRel);
-            let free = budget.saturating_sub(held);
-            return Err(self.reject(
-                spec,
-                OverloadReason::MemoryBudget,
-                format!("{wanted} bytes requested, {free} of the {budget}-byte memory budget free"),
-            ));
-        }
+        let demand = spec.demand();
         let task_id = Uuid::new_v4();
-        self.running.insert(task_id, Instant::now() + spec.duration);
-        self.started.fetch_add(1, Ordering::Relaxed);
+        let cancel = match spec.mode {
+            Mode::Sync => CancellationToken::new(),
+            Mode::Async => self.shutdown.child_token(),
+        };
+        let mut schedule = self.schedule();
+        if schedule.draining {
+            drop(schedule);
+            return Err(Refusal::Overloaded(self.refuse(
+                &spec,
+                OverloadReason::Draining,
+                "the pod is draining".into(),
+                RETRY_AFTER_DRAINING,
+            )));
+        }
+        let retained = self.retained_bytes();
+        let starts_now = schedule.queue.is_empty() && schedule.can_start(&limits, &demand);
+        if !starts_now && schedule.queue.len() >= self.config.queue_capacity {
+            let until_room = schedule
+                .forecast(&limits, retained, schedule.queue.is_empty().then_some(demand), 0)
+                .map_or(RETRY_AFTER_RETAINED, |f| Duration::from_secs_f64(f.start_in));
+            let message = format!("the backlog is full ({} tasks queued)", schedule.queue.len());
+            drop(schedule);
+            return Err(Refusal::Overloaded(self.refuse(&spec, OverloadReason::QueueFull, message, until_room)));
+        }
+        let position = schedule.queue.len();
+        let Some(forecast) = schedule.forecast(&limits, retained, Some(demand), position) else {
+            drop(schedule);
+            let message = format!(
+                "{} MiB requested; retained memory leaves too little of the {} MiB budget (DELETE /process/cleanup)",
+                spec.memory_bytes / MIB,
+                limits.budget_bytes / MIB
+            );
+            return Err(Refusal::Overloaded(self.refuse(
+                &spec,
+                OverloadReason::MemoryBudget,
+                message,
+                RETRY_AFTER_RETAINED,
+            )));
+        };
+        let start = if starts_now {
+            self.mark_running(&mut schedule, task_id, demand);
+            None
+        } else {
+            let (sender, receiver) = oneshot::channel();
+            schedule.queue.push_back(QueuedTask { id: task_id, demand, accepted: Instant::now(), start: sender });
+            self.metrics.queued.inc();
+            Some(receiver)
+        };
+        drop(schedule);
+
         let ids = current_trace_ids();
         tracing::info!(
             task_id = %task_id,
@@ -229,50 +438,94 @@ impl TaskRegistry {
             memory_bytes = spec.memory_bytes,
             duration_seconds = spec.duration.as_secs(),
             retain = spec.retain,
-            "task started"
+            queued = start.is_some(),
+            "task accepted"
         );
-        Ok(Admission { registry: Arc::clone(self), task_id, reserved_bytes: wanted })
+        // Created here, inside the request's span, so the task's spans are children of the request's.
+        let span = tracing::info_span!("task", task.id = %task_id, task.mode = spec.mode.as_str());
+        let task = drive(Arc::clone(self), task_id, spec, start, cancel.clone());
+        let finished = self.tracker.spawn_on(task.instrument(span), &self.runtime);
+        let now = Utc::now();
+        let at = |seconds: f64| now + chrono::Duration::from_std(Duration::from_secs_f64(seconds)).unwrap_or_default();
+        let (status, queue_position) =
+            if starts_now { (TaskStatus::Started, None) } else { (TaskStatus::Queued, Some(position + 1)) };
+        let message = match queue_position {
+            None => "task started".to_owned(),
+            Some(place) => format!("task queued at position {place}"),
+        };
+        Ok(Accepted {
+            answer: TaskAccepted {
+                task_id,
+                status,
+                queue_position,
+                estimated_start: at(forecast.start_in),
+                estimated_completion: at(forecast.finish_in),
+                message,
+            },
+            finished,
+            cancel,
+        })
     }
 
-    fn reject(&self, spec: &WorkSpec, reason: OverloadReason, message: String) -> Overload {
+    fn refuse(&self, spec: &WorkSpec, reason: OverloadReason, message: String, retry_after: Duration) -> Overload {
         self.count_kinds(spec, Outcome::Rejected);
         tracing::warn!(reason = ?reason, %message, "task rejected");
-        let now = Instant::now();
-        let soonest_end = self.running.iter().map(|entry| entry.value().saturating_duration_since(now)).min();
-        let retry_after = soonest_end.unwrap_or(RETRY_AFTER_RETAINED);
-        Overload { reason, message, retry_after_seconds: retry_after.as_secs().clamp(1, 60) }
+        let retry_after_seconds =
+            retry_after.clamp(Duration::from_secs(1), RETRY_AFTER_MAX).as_secs_f64().ceil() as u64;
+        Overload { reason, message, retry_after_seconds }
     }
 
-    /// Runs an admitted task to its end and returns its report. Dropping the future (client gone) cancels the work.
-    pub async fn run_sync(
-        self: &Arc<Self>,
-        admission: Admission,
-        spec: WorkSpec,
-    ) -> Result<TaskReport, tokio::task::JoinError> {
-        let cancel = CancellationToken::new();
-        let guard = cancel.clone().drop_guard();
-        let report = self.spawn(admission, spec, cancel).await;
-        guard.disarm();
-        report
+    fn mark_running(&self, schedule: &mut Schedule, id: Uuid, demand: Demand) {
+        schedule.reserved_bytes += demand.memory_bytes;
+        schedule.running.insert(id, RunningTask { demand, progress: Arc::default() });
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.reshare(schedule);
     }
 
-    /// Starts an admitted task in the background; shutdown cancels it.
-    pub fn run_async(self: &Arc<Self>, admission: Admission, spec: WorkSpec) -> TaskStarted {
-        let task_id = admission.task_id;
-        let estimated = chrono::Duration::from_std(spec.duration).unwrap_or_default();
-        self.spawn(admission, spec, self.shutdown.child_token());
-        TaskStarted { task_id, status: TaskStatus::Started, estimated_completion: Utc::now() + estimated }
+    /// Recomputes the fair share after the running set changed.
+    fn reshare(&self, schedule: &Schedule) {
+        let demand = schedule.demand_cores();
+        self.share.set(capacity::share_level(
+            schedule.running.values().map(|task| task.demand.cores),
+            self.config.limits.capacity_cores,
+        ));
+        self.metrics.demand_cores.set(demand);
     }
 
-    fn spawn(
-        self: &Arc<Self>,
-        admission: Admission,
-        spec: WorkSpec,
-        cancel: CancellationToken,
-    ) -> JoinHandle<TaskReport> {
-        // Created here, inside the request's span, so the task's spans are children of the request's.
-        let span = tracing::info_span!("task", task.id = %admission.task_id, task.mode = spec.mode.as_str());
-        self.tracker.spawn_on(execute(admission, spec, cancel).instrument(span), &self.runtime)
+    /// Starts queued tasks from the head while they fit (strict FIFO: a large task at the head holds back the rest).
+    fn dispatch(&self, schedule: &mut Schedule) {
+        while let Some(head) = schedule.queue.front() {
+            if !schedule.can_start(&self.config.limits, &head.demand) {
+                break;
+            }
+            let Some(task) = schedule.queue.pop_front() else { break };
+            self.metrics.queued.dec();
+            self.mark_running(schedule, task.id, task.demand);
+            // The driver keeps its receiver until it has left the queue, so this cannot fail while it is queued.
+            if task.start.send(StartSignal::Go).is_err() {
+                self.release(schedule, task.id);
+            }
+        }
+    }
+
+    /// Takes a finished task out of the running set and starts what now fits.
+    fn release(&self, schedule: &mut Schedule, id: Uuid) {
+        if let Some(task) = schedule.running.remove(&id) {
+            schedule.reserved_bytes = schedule.reserved_bytes.saturating_sub(task.demand.memory_bytes);
+        }
+        self.reshare(schedule);
+        self.dispatch(schedule);
+    }
+
+    /// Removes a task that gave up while queued; false if it had already been started.
+    fn withdraw(&self, id: Uuid) -> bool {
+        let mut schedule = self.schedule();
+        let Some(index) = schedule.queue.iter().position(|task| task.id == id) else { return false };
+        schedule.queue.remove(index);
+        self.metrics.queued.dec();
+        // A task behind it may fit now that the head changed.
+        self.dispatch(&mut schedule);
+        true
     }
 
     /// Counts the task once per kind of work it does: CPU always, memory when it asked for some.
@@ -292,7 +545,9 @@ impl TaskRegistry {
             span_id = ids.span_id.as_deref(),
             status = report.status.as_str(),
             mode = report.mode.as_str(),
+            queue_wait_seconds = report.queue_wait_seconds,
             wall_seconds = report.wall_seconds,
+            slowdown = report.slowdown,
             cpu_seconds = report.cpu_seconds,
             allocated_bytes = report.allocated_bytes,
             retained = report.retained,
@@ -311,71 +566,111 @@ impl TaskRegistry {
         report
     }
 
+    /// Keeps a finished task's memory; its reservation stays until `cleanup`.
     fn retain(&self, block: MemoryBlock) {
         let mut retained = self.retained.lock().unwrap_or_else(PoisonError::into_inner);
         self.metrics.retained_bytes.add(i64::try_from(block.bytes()).unwrap_or(i64::MAX));
         retained.push(block);
     }
 
-    /// Frees all retained memory and returns its budget.
+    /// Frees all retained memory, returns its budget and starts what now fits.
     pub fn cleanup(&self) -> CleanupReport {
         let blocks = std::mem::take(&mut *self.retained.lock().unwrap_or_else(PoisonError::into_inner));
         let bytes_freed: u64 = blocks.iter().map(MemoryBlock::bytes).sum();
         let objects_freed = blocks.len() as u64;
-        self.metrics.retained_bytes.sub(i64::try_from(bytes_freed).unwrap_or(i64::MAX));
         drop(blocks);
-        self.reserved_bytes.fetch_sub(bytes_freed, Ordering::AcqRel);
-        CleanupReport { objects_freed, bytes_freed }
+        let mut schedule = self.schedule();
+        self.metrics.retained_bytes.sub(i64::try_from(bytes_freed).unwrap_or(i64::MAX));
+        schedule.reserved_bytes = schedule.reserved_bytes.saturating_sub(bytes_freed);
+        self.dispatch(&mut schedule);
+        drop(schedule);
+        let estimated_mb_freed = bytes_freed as f64 / MIB as f64;
+        CleanupReport {
+            objects_freed,
+            bytes_freed,
+            status: "cleaned",
+            objects_removed: objects_freed,
+            estimated_mb_freed,
+            message: format!("freed {objects_freed} retained blocks ({estimated_mb_freed:.0} MiB)"),
+        }
     }
 
     pub fn snapshot(&self) -> StatusSnapshot {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let schedule = self.schedule();
+        let now = Instant::now();
+        let oldest_wait_seconds =
+            schedule.queue.front().map_or(0.0, |task| now.saturating_duration_since(task.accepted).as_secs_f64());
+        let queue =
+            QueueStatus { length: schedule.queue.len(), capacity: self.config.queue_capacity, oldest_wait_seconds };
+        let demand_cores = schedule.demand_cores();
+        let running_memory = schedule.running.values().filter(|task| task.demand.memory_bytes > 0).count() as u64;
+        let reserved_bytes = schedule.reserved_bytes;
+        drop(schedule);
+        let retained_objects = self.retained.lock().unwrap_or_else(PoisonError::into_inner).len() as u64;
+        let completed = self.metrics.tasks(Outcome::Completed);
         StatusSnapshot {
             tasks_running: RunningByKind {
                 cpu: u32::try_from(self.metrics.in_flight(WorkKind::Cpu).get()).unwrap_or(0),
                 memory: u32::try_from(self.metrics.in_flight(WorkKind::Memory).get()).unwrap_or(0),
             },
-            retained_bytes: u64::try_from(self.metrics.retained_bytes.get()).unwrap_or(0),
-            budget_bytes: self.budget_bytes,
-            reserved_bytes: load(&self.reserved_bytes),
-            max_tasks: self.max_tasks,
+            queue,
+            cpu: CpuStatus {
+                capacity_cores: self.config.limits.capacity_cores,
+                demand_cores,
+                overcommit: self.config.limits.overcommit,
+                work: self.config.cpu_work.as_str(),
+            },
+            retained_bytes: self.retained_bytes(),
+            budget_bytes: self.config.limits.budget_bytes,
+            reserved_bytes,
+            max_tasks: self.config.limits.max_tasks,
             totals: Totals {
-                started: load(&self.started),
-                completed: self.metrics.tasks(Outcome::Completed),
+                started: self.started.load(Ordering::Relaxed),
+                completed,
                 rejected: self.metrics.tasks(Outcome::Rejected),
                 cancelled: self.metrics.tasks(Outcome::Cancelled),
             },
             recent: self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect(),
+            current_status: LegacyCurrentStatus {
+                memory_store_objects: running_memory + retained_objects,
+                memory_store_size_estimate_mb: reserved_bytes as f64 / MIB as f64,
+            },
+            statistics: LegacyStatistics { total_processed: completed },
+        }
+    }
+
+    /// From SIGTERM: new work is refused and every queued task is let go (async ones cancelled, sync ones answered
+    /// 503 by their request), each counted and logged by its driver.
+    pub fn begin_drain(&self) {
+        let mut schedule = self.schedule();
+        schedule.draining = true;
+        let queued = std::mem::take(&mut schedule.queue);
+        drop(schedule);
+        self.metrics.queued.sub(i64::try_from(queued.len()).unwrap_or(i64::MAX));
+        if !queued.is_empty() {
+            tracing::info!(tasks = queued.len(), "draining: letting go of the queued tasks");
+        }
+        for task in queued {
+            // A driver that already gave up has nothing left to tell.
+            let _ = task.start.send(StartSignal::Drained);
+        }
+    }
+
+    /// The 503 for a sync request whose task was let go by the drain before it started (counted as cancelled).
+    pub fn drained_while_queued(&self) -> Overload {
+        Overload {
+            reason: OverloadReason::Draining,
+            message: "the pod began draining before this task could start".into(),
+            retry_after_seconds: RETRY_AFTER_DRAINING.as_secs(),
         }
     }
 
     /// Cancels background tasks and waits for every task to end (sync ones run to completion).
     pub async fn shutdown(&self) {
+        self.begin_drain();
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
-    }
-}
-
-/// A task slot and memory reservation; dropping it gives both back.
-pub struct Admission {
-    registry: Arc<TaskRegistry>,
-    task_id: Uuid,
-    reserved_bytes: u64,
-}
-
-impl Admission {
-    pub fn task_id(&self) -> Uuid {
-        self.task_id
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let registry = &self.registry;
-        registry.reserved_bytes.fetch_sub(self.reserved_bytes, Ordering::AcqRel);
-        registry.active_tasks.fetch_sub(1, Ordering::AcqRel);
-        registry.running.remove(&self.task_id);
     }
 }
 
@@ -395,63 +690,166 @@ impl Drop for Running<'_> {
     }
 }
 
-async fn execute(mut admission: Admission, spec: WorkSpec, cancel: CancellationToken) -> TaskReport {
-    let registry = Arc::clone(&admission.registry);
+/// Takes the task out of the running set however its execution ends.
+struct RunningSlot<'a> {
+    registry: &'a TaskRegistry,
+    id: Uuid,
+}
+
+impl Drop for RunningSlot<'_> {
+    fn drop(&mut self) {
+        let mut schedule = self.registry.schedule();
+        self.registry.release(&mut schedule, self.id);
+    }
+}
+
+/// One accepted task, from the queue (if it waits) to its report.
+async fn drive(
+    registry: Arc<TaskRegistry>,
+    id: Uuid,
+    spec: WorkSpec,
+    start: Option<oneshot::Receiver<StartSignal>>,
+    cancel: CancellationToken,
+) -> Finished {
+    let accepted = Instant::now();
+    if let Some(mut start) = start {
+        let signal = tokio::select! {
+            signal = &mut start => signal,
+            () = cancel.cancelled() => {
+                if registry.withdraw(id) {
+                    Ok(StartSignal::Drained)
+                } else {
+                    // Started in the meantime: the signal is already there; execute sees the cancellation at once.
+                    start.await
+                }
+            }
+        };
+        if !matches!(signal, Ok(StartSignal::Go)) {
+            let report = not_started(id, &spec, accepted.elapsed());
+            return Finished { report: registry.finish(&spec, report), started: false };
+        }
+    }
+    let queue_wait = accepted.elapsed();
+    registry.metrics.queue_wait.observe(queue_wait.as_secs_f64());
+    let report = execute(&registry, id, spec, queue_wait, &cancel).await;
+    Finished { report: registry.finish(&spec, report), started: true }
+}
+
+fn not_started(task_id: Uuid, spec: &WorkSpec, queue_wait: Duration) -> TaskReport {
+    TaskReport {
+        task_id,
+        status: TaskStatus::Cancelled,
+        mode: spec.mode,
+        cpu_intensity: spec.cpu_intensity,
+        memory_size: spec.memory_bytes / MIB,
+        duration: spec.duration.as_secs_f64(),
+        retained: false,
+        queue_wait_seconds: queue_wait.as_secs_f64(),
+        wall_seconds: 0.0,
+        slowdown: 0.0,
+        cpu_seconds: 0.0,
+        allocated_bytes: 0,
+        finished_at: Utc::now(),
+    }
+}
+
+async fn execute(
+    registry: &Arc<TaskRegistry>,
+    task_id: Uuid,
+    spec: WorkSpec,
+    queue_wait: Duration,
+    cancel: &CancellationToken,
+) -> TaskReport {
+    let slot = RunningSlot { registry, id: task_id };
+    let progress = registry.schedule().running.get(&task_id).map(|task| Arc::clone(&task.progress)).unwrap_or_default();
     let started = Instant::now();
     let memory_running = (spec.memory_bytes > 0).then(|| Running::start(registry.metrics.in_flight(WorkKind::Memory)));
     let cpu_running = Running::start(registry.metrics.in_flight(WorkKind::Cpu));
     let bytes = spec.memory_bytes;
-    let (intensity, duration, token) = (spec.cpu_intensity, spec.duration, cancel.clone());
-    // The memory span lasts from allocation to release; the CPU span, the duty cycle.
+    let demand = spec.demand();
+    // The memory span lasts from allocation to release; the CPU span, the CPU work.
     let memory_span = tracing::info_span!("memory_work", memory.bytes = bytes, memory.retain = spec.retain);
     let cpu_span = tracing::info_span!(
         "cpu_work",
-        cpu.intensity = intensity,
-        cpu.duration_seconds = duration.as_secs_f64(),
+        cpu.intensity = spec.cpu_intensity,
+        cpu.duration_seconds = spec.duration.as_secs_f64(),
         cpu.seconds = tracing::field::Empty,
     );
-    let (alloc_span, duty_span) = (memory_span.clone(), cpu_span.clone());
-    // Both on the blocking pool, side by side: touching hundreds of MiB takes a while and must not delay the CPU work.
-    let (block, cpu) = tokio::join!(
-        tokio::task::spawn_blocking(move || alloc_span.in_scope(|| MemoryBlock::allocate(bytes))),
-        tokio::task::spawn_blocking(move || duty_span.in_scope(|| run_duty_cycle(intensity, duration, &token))),
-    );
+    let alloc_span = memory_span.clone();
+    // Allocation on the blocking pool beside the CPU work: touching hundreds of MiB takes a while and must not delay it.
+    let allocation = tokio::task::spawn_blocking(move || alloc_span.in_scope(|| MemoryBlock::allocate(bytes)));
+    let cpu_work = async {
+        match registry.config.cpu_work {
+            CpuWork::Burn => {
+                let (registry, progress, cancel, span) =
+                    (Arc::clone(registry), Arc::clone(&progress), cancel.clone(), cpu_span.clone());
+                tokio::task::spawn_blocking(move || {
+                    let job = CpuJob {
+                        demand: demand.cores,
+                        work: demand.work,
+                        share: &registry.share,
+                        progress: &progress,
+                        cancel: &cancel,
+                    };
+                    span.in_scope(|| job.burn())
+                })
+                .await
+                .ok()
+            }
+            CpuWork::Simulate => {
+                let job = CpuJob {
+                    demand: demand.cores,
+                    work: demand.work,
+                    share: &registry.share,
+                    progress: &progress,
+                    cancel,
+                };
+                Some(job.simulate().instrument(cpu_span.clone()).await)
+            }
+        }
+    };
+    let (block, cpu) = tokio::join!(allocation, cpu_work);
     drop(cpu_running);
+    let wall = started.elapsed();
     let block = block.ok();
     let allocated_bytes = block.as_ref().map_or(0, MemoryBlock::bytes);
-    let (cpu_seconds, cancelled) = match cpu {
-        Ok(outcome) => (outcome.cpu_seconds, outcome.cancelled),
-        Err(_) => (0.0, true),
-    };
+    let (cpu_seconds, cancelled) = cpu.map_or((0.0, true), |outcome| (outcome.cpu_seconds, outcome.cancelled));
     cpu_span.record("cpu.seconds", cpu_seconds);
     drop(cpu_span);
 
     let retained = spec.retain && !cancelled;
-    if let Some(block) = block {
-        if retained {
+    {
+        let mut schedule = registry.schedule();
+        if let (true, Some(block)) = (retained, block) {
             // The reservation moves with the block: `cleanup` gives it back.
-            admission.reserved_bytes = admission.reserved_bytes.saturating_sub(block.bytes());
+            if let Some(task) = schedule.running.get_mut(&task_id) {
+                task.demand.memory_bytes = 0;
+            }
             registry.retain(block);
         }
     }
+    drop(slot);
     drop(memory_running);
     drop(memory_span);
-    let task_id = admission.task_id;
-    drop(admission);
-    registry.finish(
-        &spec,
-        TaskReport {
-            task_id,
-            status: if cancelled { TaskStatus::Cancelled } else { TaskStatus::Completed },
-            mode: spec.mode,
-            cpu_intensity: spec.cpu_intensity,
-            memory_size: spec.memory_bytes / (1024 * 1024),
-            duration: spec.duration.as_secs_f64(),
-            retained,
-            wall_seconds: started.elapsed().as_secs_f64(),
-            cpu_seconds,
-            allocated_bytes,
-            finished_at: Utc::now(),
-        },
-    )
+    let requested = spec.duration.as_secs_f64();
+    let slowdown = wall.as_secs_f64() / requested;
+    if !cancelled {
+        registry.metrics.duration(spec.mode == Mode::Async).observe(wall.as_secs_f64());
+        registry.metrics.slowdown.observe(slowdown);
+    }
+    TaskReport {
+        task_id,
+        status: if cancelled { TaskStatus::Cancelled } else { TaskStatus::Completed },
+        mode: spec.mode,
+        cpu_intensity: spec.cpu_intensity,
+        memory_size: spec.memory_bytes / MIB,
+        duration: requested,
+        retained,
+        queue_wait_seconds: queue_wait.as_secs_f64(),
+        wall_seconds: wall.as_secs_f64(),
+        slowdown,
+        cpu_seconds,
+        allocated_bytes,
+        finished_at: Utc::now(),
+    }
 }

@@ -16,10 +16,12 @@ pub struct TestApp {
     pub client: Client,
 }
 
-/// Starts a consumer with these extra flags (one worker, small defaults for tests).
+/// Starts a consumer with these extra flags (one worker, a 1 GiB budget, simulated CPU work so timings do not depend
+/// on the other tests sharing the machine).
 pub async fn spawn_app(flags: &[&str]) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let args = ["consumer", "--workers", "1", "--memory-budget-mb", "1024"].into_iter().chain(flags.iter().copied());
+    let defaults = ["consumer", "--workers", "1", "--memory-budget-mb", "1024", "--cpu-work", "simulate"];
+    let args = defaults.into_iter().chain(flags.iter().copied());
     let settings = Settings::parse_from(args);
     let app = Application::build(settings, listener).expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -3,6 +3,7 @@
 mod admission;
 mod endpoints;
 mod helpers;
+mod legacy;
 mod metrics;
 mod prometheus;
 #[path = "../support/prometheus.rs"]

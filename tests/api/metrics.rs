@@ -62,9 +62,8 @@ async fn request_counters_equal_what_was_sent() {
 
 #[tokio::test]
 async fn rejections_and_work_in_flight_are_counted() {
-    let app = spawn_app(&["--max-tasks", "1", "--memory-budget-mb", "64"]).await;
-    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=16&duration=3").await, StatusCode::ACCEPTED)
-        .await;
+    let app = spawn_app(&["--max-tasks", "1", "--queue-capacity", "0", "--memory-budget-mb", "64"]).await;
+    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=16&duration=3").await, StatusCode::OK).await;
     json(
         app.post("/process?async_mode=true&cpu_intensity=1&memory_size=16&duration=1").await,
         StatusCode::SERVICE_UNAVAILABLE,

@@ -44,8 +44,7 @@ async fn prometheus_sees_request_and_allocation_rates_under_load() {
         for _ in 0..10 {
             assert_eq!(app.get("/health").await.status(), StatusCode::OK);
         }
-        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=8&duration=1").await, StatusCode::ACCEPTED)
-            .await;
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=8&duration=1").await, StatusCode::OK).await;
         requests += 11;
         memory_bytes += 8 * MIB;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -76,4 +75,50 @@ async fn prometheus_sees_request_and_allocation_rates_under_load() {
         query_until_present(&prometheus, &client, "max_over_time(consumer_tasks_in_flight{kind=\"memory\"}[10s])")
             .await;
     assert!(in_flight >= 1.0, "memory work in flight was seen: {in_flight}");
+}
+
+/// How many times Prometheus has scraped the consumer in the last minute.
+async fn scrapes(prometheus: &Prometheus, client: &reqwest::Client) -> u32 {
+    let samples = prometheus.query(client, "count_over_time(up{job=\"consumer\"}[1m])").await;
+    samples.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A fresh pod's first burst is visible to `rate()`: its `/process` series exist at zero before the burst, so the
+/// jump between two scrapes is an increase, not a series born at 30.
+#[tokio::test]
+async fn a_burst_between_two_scrapes_on_a_fresh_pod_shows_in_rate() {
+    let app = spawn_app(&[]).await;
+    let target = app.address.trim_start_matches("http://").to_owned();
+    let client = reqwest::Client::new();
+    let config = format!(
+        "global: {{scrape_interval: 2s, scrape_timeout: 1s}}\n\
+         scrape_configs:\n\
+         - job_name: consumer\n  static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, pod: consumer-0}}\n"
+    );
+    let prometheus = Prometheus::start(&client, &config).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scrapes(&prometheus, &client).await == 0 {
+        assert!(Instant::now() < deadline, "never scraped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = scrapes(&prometheus, &client).await;
+    for _ in 0..30 {
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::OK).await;
+    }
+    assert_eq!(scrapes(&prometheus, &client).await, before, "the burst landed between two scrapes");
+    while scrapes(&prometheus, &client).await < before + 1 {
+        assert!(Instant::now() < deadline, "no second scrape");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let increase = query_until_present(
+        &prometheus,
+        &client,
+        "sum(increase(http_requests_total{handler=\"/process\", status=\"2xx\"}[1m]))",
+    )
+    .await;
+    let rate =
+        query_until_present(&prometheus, &client, "sum(rate(http_requests_total{handler=\"/process\"}[1m]))").await;
+    println!("burst of 30: increase {increase:.1}, rate {rate:.3} req/s");
+    assert!(increase >= 30.0, "the whole burst is seen (increase extrapolates upward): {increase}");
+    assert!(rate > 0.0, "rate() sees the burst: {rate}");
 }

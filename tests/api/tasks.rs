@@ -23,8 +23,7 @@ async fn sync_work_reports_what_it_did() {
 async fn async_work_is_visible_while_running_and_after() {
     let app = spawn_app(&[]).await;
     let started =
-        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=4&duration=2").await, StatusCode::ACCEPTED)
-            .await;
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=4&duration=2").await, StatusCode::OK).await;
     assert_eq!(started["status"], "started");
     assert!(started["estimated_completion"].as_str().is_some(), "{started}");
     let id = started["task_id"].clone();
@@ -46,10 +45,8 @@ async fn async_work_is_visible_while_running_and_after() {
 #[tokio::test]
 async fn running_tasks_are_counted_by_kind() {
     let app = spawn_app(&[]).await;
-    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=3").await, StatusCode::ACCEPTED)
-        .await;
-    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=2&duration=3").await, StatusCode::ACCEPTED)
-        .await;
+    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=3").await, StatusCode::OK).await;
+    json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=2&duration=3").await, StatusCode::OK).await;
     let status = app.wait_for_status("both tasks to be running", |s| s["tasks_running"]["cpu"] == 2).await;
     assert_eq!(status["tasks_running"]["memory"], 1, "only one task holds memory: {status}");
 }
@@ -58,8 +55,7 @@ async fn running_tasks_are_counted_by_kind() {
 async fn recent_keeps_the_last_five() {
     let app = spawn_app(&[]).await;
     for _ in 0..6 {
-        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::ACCEPTED)
-            .await;
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::OK).await;
     }
     let status = app.wait_for_status("six tasks to complete", |s| s["totals"]["completed"] == 6).await;
     assert_eq!(status["recent"].as_array().expect("recent").len(), 5);

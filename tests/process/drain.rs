@@ -1,4 +1,5 @@
-//! SIGTERM: readiness turns 503 at once, the in-flight sync request completes, background work is cancelled, exit 0.
+//! SIGTERM: readiness turns 503 at once, new work gets 503, queued async tasks are cancelled and counted, queued sync
+//! requests are answered 503, the in-flight sync request completes, background work is cancelled, exit 0.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ async fn status(client: &reqwest::Client, address: &str) -> Value {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_work_and_exits_zero() {
-    let mut consumer = ConsumerProcess::start(&["--drain-delay-secs", "2", "--shutdown-timeout-secs", "15"]);
+    let mut consumer =
+        ConsumerProcess::start(&["--drain-delay-secs", "2", "--shutdown-timeout-secs", "15", "--max-tasks", "2"]);
     // A fresh connection per request: a keep-alive socket would outlive the listener.
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
     let address = consumer.address.clone();
@@ -24,8 +26,8 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
         .send()
         .await
         .expect("async");
-    assert_eq!(background.status(), StatusCode::ACCEPTED);
-    let background_id = background.json::<Value>().await.expect("202 body")["task_id"].clone();
+    assert_eq!(background.status(), StatusCode::OK);
+    let background_id = background.json::<Value>().await.expect("async body")["task_id"].clone();
     let in_flight = tokio::spawn({
         let (client, address) = (client.clone(), address.clone());
         async move { client.post(format!("{address}/process?cpu_intensity=2&memory_size=1&duration=4")).send().await }
@@ -33,6 +35,27 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while status(&client, &address).await["tasks_running"]["cpu"] != 2 {
         assert!(tokio::time::Instant::now() < deadline, "both tasks should be running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Both slots are taken: two async tasks and one sync request wait in the backlog.
+    let mut queued_ids = Vec::new();
+    for _ in 0..2 {
+        let queued = client
+            .post(format!("{address}/process?async_mode=true&cpu_intensity=1&memory_size=1&duration=1"))
+            .send()
+            .await
+            .expect("queued async");
+        let body: Value = queued.json().await.expect("queued body");
+        assert_eq!(body["status"], "queued", "{body}");
+        queued_ids.push(body["task_id"].clone());
+    }
+    let queued_sync = tokio::spawn({
+        let (client, address) = (client.clone(), address.clone());
+        async move { client.post(format!("{address}/process?cpu_intensity=1&memory_size=1&duration=1")).send().await }
+    });
+    while status(&client, &address).await["queue"]["length"] != 3 {
+        assert!(tokio::time::Instant::now() < deadline, "three tasks should be queued");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -44,6 +67,26 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     assert_eq!(ready.json::<Value>().await.expect("JSON")["status"], "draining");
     let health = client.get(format!("{address}/health")).send().await.expect("health during drain");
     assert_eq!(health.status(), StatusCode::OK, "liveness stays up while draining");
+
+    let refused = queued_sync.await.expect("join").expect("the queued sync request is answered before the close");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.json::<Value>().await.expect("JSON")["reason"], "draining");
+    let new_work = client
+        .post(format!("{address}/process?async_mode=true&cpu_intensity=1&memory_size=1&duration=1"))
+        .send()
+        .await
+        .expect("new work during the drain delay");
+    assert_eq!(new_work.status(), StatusCode::SERVICE_UNAVAILABLE, "new work is refused while draining");
+    let during = status(&client, &address).await;
+    assert_eq!(during["queue"]["length"], 0, "{during}");
+    assert_eq!(during["totals"]["cancelled"], 3, "two queued async and one queued sync, counted: {during}");
+    let exposition =
+        client.get(format!("{address}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(
+        exposition.contains(r#"consumer_tasks_total{kind="cpu",mode="async",outcome="cancelled"} 2"#),
+        "queued async tasks counted as cancelled"
+    );
 
     let response = in_flight.await.expect("join").expect("the in-flight request completes");
     assert_eq!(response.status(), StatusCode::OK);
@@ -57,6 +100,10 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     let cancelled =
         finished.iter().find(|e| e["task_id"] == background_id).expect("the background task reports its end");
     assert_eq!(cancelled["status"], "cancelled", "background work is cancelled on shutdown: {cancelled}");
+    for id in &queued_ids {
+        let ended = finished.iter().find(|e| &e["task_id"] == id).expect("each queued task logs its end");
+        assert_eq!(ended["status"], "cancelled", "{ended}");
+    }
     assert!(
         consumer.events("shutdown timeout reached; exiting with work unfinished").is_empty(),
         "drained before the timeout"

@@ -112,7 +112,7 @@ async fn spans_and_logs_reach_their_receivers_and_join_the_callers_trace() {
             .lines()
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(&l.line).ok())
-            .filter(|v| v["message"] == "task finished" || v["message"] == "task started")
+            .filter(|v| v["message"] == "task finished" || v["message"] == "task accepted")
             .collect();
         (found.len() >= 2).then_some(found)
     })
