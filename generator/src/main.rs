@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a threshold failed, 2 bad flags or the consumer is unreachable or unhealthy,
 //! 130 interrupted (Ctrl-C or SIGTERM; the partial summary is still printed).
 
+mod autoscale;
 mod cli;
 mod client;
 mod engine;

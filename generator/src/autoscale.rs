@@ -1,0 +1,390 @@
+//! The arithmetic KEDA's Prometheus scaler and the HPA apply to a ScaledObject, ported from their rules (Kubernetes
+//! `pkg/controller/podautoscaler`: replica_calculator.go, horizontal.go; KEDA `pkg/fallback`) as small pure functions.
+//!
+//! One sync: each trigger's query value → replicas it asks for (AverageValue or Value, 0.1 tolerance) → the maximum
+//! (no scale-down while a trigger fails) → fallback after consecutive failures → `behavior` (stabilisation windows,
+//! rate policies) → clamp to min and max.
+
+use std::collections::VecDeque;
+
+/// The HPA's default tolerance: a ratio within 10% of 1 changes nothing.
+pub const TOLERANCE: f64 = 0.1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    /// The value is divided among the current replicas: desired = ceil(value / target).
+    AverageValue,
+    /// The value is compared as-is: desired = ceil(value / target × ready pods).
+    Value,
+}
+
+/// Replicas one External metric asks for (replica_calculator.go: GetExternalPerPodMetricReplicas and
+/// GetExternalMetricReplicas).
+pub fn metric_replicas(kind: MetricType, value: f64, target: f64, current: u32, ready: u32) -> u32 {
+    if current == 0 {
+        return ceil(value / target);
+    }
+    let ratio = match kind {
+        MetricType::AverageValue => value / (target * f64::from(current)),
+        MetricType::Value => value / target,
+    };
+    if (1.0 - ratio).abs() <= TOLERANCE {
+        return current;
+    }
+    match kind {
+        MetricType::AverageValue => ceil(value / target),
+        MetricType::Value => ceil(ratio * f64::from(ready)),
+    }
+}
+
+fn ceil(x: f64) -> u32 {
+    if x.is_finite() && x > 0.0 {
+        x.ceil().min(f64::from(u32::MAX)) as u32
+    } else {
+        0
+    }
+}
+
+/// How many replicas the valid metrics ask for together: the maximum, but never fewer than now while any failed.
+pub fn combine(proposals: &[Option<u32>], current: u32) -> u32 {
+    let valid = proposals.iter().flatten().copied().max().unwrap_or(current);
+    if proposals.iter().any(Option::is_none) && valid < current {
+        current
+    } else {
+        valid
+    }
+}
+
+/// KEDA's fallback behaviours (ScaledObject `spec.fallback.behavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackBehavior {
+    Static,
+    CurrentReplicas,
+    CurrentReplicasIfHigher,
+    CurrentReplicasIfLower,
+}
+
+impl FallbackBehavior {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "static" => Some(Self::Static),
+            "currentReplicas" => Some(Self::CurrentReplicas),
+            "currentReplicasIfHigher" => Some(Self::CurrentReplicasIfHigher),
+            "currentReplicasIfLower" => Some(Self::CurrentReplicasIfLower),
+            _ => None,
+        }
+    }
+
+    /// The replica count KEDA makes the HPA compute once a trigger has failed `failureThreshold` times in a row.
+    pub fn replicas(self, fallback: u32, current: u32) -> u32 {
+        match self {
+            Self::Static => fallback,
+            Self::CurrentReplicas => current,
+            Self::CurrentReplicasIfHigher => current.max(fallback),
+            Self::CurrentReplicasIfLower => current.min(fallback),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Pods,
+    Percent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    pub value: u32,
+    pub period_seconds: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectPolicy {
+    Max,
+    Min,
+    Disabled,
+}
+
+/// One direction of `spec.behavior`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub stabilization_window_seconds: u32,
+    pub select: SelectPolicy,
+    pub policies: Vec<Policy>,
+}
+
+impl Rules {
+    /// The HPA's default scale-up: no window, the larger of 100% or 4 pods per 15 s.
+    pub fn default_up() -> Self {
+        Self {
+            stabilization_window_seconds: 0,
+            select: SelectPolicy::Max,
+            policies: vec![
+                Policy { kind: PolicyKind::Percent, value: 100, period_seconds: 15 },
+                Policy { kind: PolicyKind::Pods, value: 4, period_seconds: 15 },
+            ],
+        }
+    }
+
+    /// The HPA's default scale-down: a 300 s window, 100% per 15 s.
+    pub fn default_down() -> Self {
+        Self {
+            stabilization_window_seconds: 300,
+            select: SelectPolicy::Max,
+            policies: vec![Policy { kind: PolicyKind::Percent, value: 100, period_seconds: 15 }],
+        }
+    }
+}
+
+/// The HPA's memory between syncs: recent recommendations and scale events (horizontal.go keeps the same).
+#[derive(Debug, Default)]
+pub struct History {
+    /// (time in seconds, recommendation)
+    recommendations: VecDeque<(f64, u32)>,
+    /// (time in seconds, replicas added (> 0) or removed (< 0))
+    events: VecDeque<(f64, i64)>,
+}
+
+/// Bounds and behaviour of one HPA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaling {
+    pub min: u32,
+    pub max: u32,
+    pub up: Rules,
+    pub down: Rules,
+}
+
+impl Scaling {
+    /// The replicas after one sync at time `now` (seconds), from the metrics' combined proposal
+    /// (horizontal.go: normalizeDesiredReplicasWithBehaviors). Records what it decided in `history`.
+    pub fn decide(&self, history: &mut History, now: f64, current: u32, proposal: u32) -> u32 {
+        if current > self.max {
+            return self.record(history, now, current, proposal, self.max);
+        }
+        if current < self.min {
+            return self.record(history, now, current, proposal, self.min);
+        }
+        let stabilized = self.stabilize(history, now, current, proposal);
+        let limited = if stabilized > current {
+            let limit = self.up_limit(history, now, current).max(current);
+            stabilized.min(limit).min(self.max)
+        } else if stabilized < current {
+            let limit = self.down_limit(history, now, current).min(current);
+            stabilized.max(limit).max(self.min)
+        } else {
+            stabilized
+        };
+        self.record(history, now, current, proposal, limited)
+    }
+
+    fn record(&self, history: &mut History, now: f64, current: u32, proposal: u32, decided: u32) -> u32 {
+        history.recommendations.push_back((now, proposal));
+        let keep = f64::from(self.up.stabilization_window_seconds.max(self.down.stabilization_window_seconds));
+        while history.recommendations.front().is_some_and(|&(t, _)| t < now - keep) {
+            history.recommendations.pop_front();
+        }
+        if decided != current {
+            history.events.push_back((now, i64::from(decided) - i64::from(current)));
+        }
+        let longest = self.up.policies.iter().chain(&self.down.policies).map(|p| p.period_seconds).max().unwrap_or(0);
+        while history.events.front().is_some_and(|&(t, _)| t < now - f64::from(longest)) {
+            history.events.pop_front();
+        }
+        decided
+    }
+
+    /// Scale-up takes the lowest recommendation of its window, scale-down the highest of its own.
+    fn stabilize(&self, history: &History, now: f64, current: u32, proposal: u32) -> u32 {
+        let (mut up, mut down) = (proposal, proposal);
+        for &(t, recommendation) in &history.recommendations {
+            if t > now - f64::from(self.up.stabilization_window_seconds) {
+                up = up.min(recommendation);
+            }
+            if t > now - f64::from(self.down.stabilization_window_seconds) {
+                down = down.max(recommendation);
+            }
+        }
+        current.max(up).min(down)
+    }
+
+    /// Replicas added and removed within the last `period` seconds.
+    fn changes_within(history: &History, now: f64, period: u32) -> (i64, i64) {
+        history.events.iter().filter(|&&(t, _)| t > now - f64::from(period)).fold((0, 0), |(added, removed), &(_, n)| {
+            if n > 0 {
+                (added + n, removed)
+            } else {
+                (added, removed - n)
+            }
+        })
+    }
+
+    fn up_limit(&self, history: &History, now: f64, current: u32) -> u32 {
+        let proposals = self.up.policies.iter().map(|policy| {
+            let (added, removed) = Self::changes_within(history, now, policy.period_seconds);
+            let start = (i64::from(current) - added + removed).max(0) as f64;
+            match policy.kind {
+                PolicyKind::Pods => start + f64::from(policy.value),
+                PolicyKind::Percent => (start * (1.0 + f64::from(policy.value) / 100.0)).ceil(),
+            }
+        });
+        let chosen = match self.up.select {
+            SelectPolicy::Disabled => return current,
+            SelectPolicy::Max => proposals.fold(f64::MIN, f64::max),
+            SelectPolicy::Min => proposals.fold(f64::MAX, f64::min),
+        };
+        chosen.clamp(0.0, f64::from(u32::MAX)) as u32
+    }
+
+    fn down_limit(&self, history: &History, now: f64, current: u32) -> u32 {
+        let proposals = self.down.policies.iter().map(|policy| {
+            let (added, removed) = Self::changes_within(history, now, policy.period_seconds);
+            let start = (i64::from(current) + removed - added).max(0) as f64;
+            match policy.kind {
+                PolicyKind::Pods => start - f64::from(policy.value),
+                // horizontal.go truncates here.
+                PolicyKind::Percent => (start * (1.0 - f64::from(policy.value) / 100.0)).trunc(),
+            }
+        });
+        let chosen = match self.down.select {
+            SelectPolicy::Disabled => return current,
+            // The policy allowing the larger change is the one proposing fewer replicas.
+            SelectPolicy::Max => proposals.fold(f64::MAX, f64::min),
+            SelectPolicy::Min => proposals.fold(f64::MIN, f64::max),
+        };
+        chosen.clamp(0.0, f64::from(u32::MAX)) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_replicas_follow_the_documented_examples() {
+        use MetricType::{AverageValue, Value};
+        // (kind, value, target, current, ready, expected)
+        let cases = [
+            // SCALING-NOTES worked example: 23 req/s against 5 per pod on one replica asks for 5.
+            (AverageValue, 23.0, 5.0, 1, 1, 5),
+            // Value: p95 3 s against 2 s with 4 ready pods: ratio 1.5 → 6.
+            (Value, 3.0, 2.0, 4, 4, 6),
+            // Within the 0.1 tolerance nothing changes, either way.
+            (AverageValue, 10.5, 5.0, 2, 2, 2),
+            (AverageValue, 9.5, 5.0, 2, 2, 2),
+            (Value, 2.1, 2.0, 3, 3, 3),
+            // Just outside it.
+            (AverageValue, 11.5, 5.0, 2, 2, 3),
+            // Kubernetes docs: 200m current against 100m target doubles the replicas.
+            (Value, 0.2, 0.1, 3, 3, 6),
+            // Scale down, and a Value metric scales by ready pods, not by desired.
+            (AverageValue, 4.0, 5.0, 6, 6, 1),
+            (Value, 1.0, 2.0, 4, 2, 1),
+            (Value, 0.0, 2.0, 4, 4, 0),
+        ];
+        for (kind, value, target, current, ready, expected) in cases {
+            assert_eq!(
+                metric_replicas(kind, value, target, current, ready),
+                expected,
+                "{kind:?} value {value} target {target} current {current} ready {ready}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_maximum_wins_and_a_failed_metric_blocks_scale_down() {
+        assert_eq!(combine(&[Some(2), Some(5), Some(1)], 3), 5);
+        assert_eq!(combine(&[Some(1), None], 3), 3, "no scale-down while a metric fails");
+        assert_eq!(combine(&[Some(6), None], 3), 6, "scale-up still happens");
+        assert_eq!(combine(&[None, None], 3), 3);
+    }
+
+    #[test]
+    fn fallback_behaviours() {
+        use FallbackBehavior::*;
+        // (behaviour, fallback replicas, current, expected)
+        let cases = [
+            (Static, 2, 7, 2),
+            (CurrentReplicas, 2, 7, 7),
+            (CurrentReplicasIfHigher, 2, 7, 7),
+            (CurrentReplicasIfHigher, 2, 1, 2),
+            (CurrentReplicasIfLower, 2, 7, 2),
+            (CurrentReplicasIfLower, 2, 1, 1),
+        ];
+        for (behavior, fallback, current, expected) in cases {
+            assert_eq!(behavior.replicas(fallback, current), expected, "{behavior:?} {fallback} {current}");
+        }
+        assert_eq!(FallbackBehavior::parse("currentReplicasIfHigher"), Some(CurrentReplicasIfHigher));
+        assert_eq!(FallbackBehavior::parse("sometimes"), None);
+    }
+
+    fn scaling(up: Rules, down: Rules) -> Scaling {
+        Scaling { min: 1, max: 10, up, down }
+    }
+
+    #[test]
+    fn default_scale_up_is_the_larger_of_double_or_four_pods_per_period() {
+        let s = scaling(Rules::default_up(), Rules::default_down());
+        // (current, proposal, expected): SCALING-NOTES worked example first.
+        for (current, proposal, expected) in [(1, 5, 5), (1, 9, 5), (2, 20, 6), (5, 20, 10), (3, 3, 3)] {
+            let mut history = History::default();
+            assert_eq!(s.decide(&mut history, 0.0, current, proposal), expected, "{current} → {proposal}");
+        }
+    }
+
+    #[test]
+    fn scale_up_policies_count_what_was_added_within_the_period() {
+        // 4 pods per 60 s, nothing else: two syncs 15 s apart cannot add 8.
+        let up = Rules {
+            stabilization_window_seconds: 0,
+            select: SelectPolicy::Max,
+            policies: vec![Policy { kind: PolicyKind::Pods, value: 4, period_seconds: 60 }],
+        };
+        let s = scaling(up, Rules::default_down());
+        let mut history = History::default();
+        assert_eq!(s.decide(&mut history, 0.0, 1, 10), 5);
+        assert_eq!(s.decide(&mut history, 15.0, 5, 10), 5, "the period's 4 pods are spent");
+        assert_eq!(s.decide(&mut history, 61.0, 5, 10), 9, "a new period");
+    }
+
+    #[test]
+    fn scale_down_waits_out_the_stabilisation_window() {
+        let s = scaling(Rules::default_up(), Rules::default_down());
+        let mut history = History::default();
+        assert_eq!(s.decide(&mut history, 0.0, 1, 6), 5);
+        assert_eq!(s.decide(&mut history, 15.0, 5, 6), 6);
+        // The load is gone: the highest recommendation of the last 300 s is still 6.
+        assert_eq!(s.decide(&mut history, 30.0, 6, 1), 6);
+        assert_eq!(s.decide(&mut history, 314.0, 6, 1), 6, "the 6 of t=15 is inside the window");
+        assert_eq!(s.decide(&mut history, 316.0, 6, 1), 1, "window over; 100% per 15 s lets it drop at once");
+    }
+
+    #[test]
+    fn scale_down_policies_limit_the_rate() {
+        // 50% per 60 s, Min: the project's scale-down behaviour.
+        let down = Rules {
+            stabilization_window_seconds: 0,
+            select: SelectPolicy::Min,
+            policies: vec![Policy { kind: PolicyKind::Percent, value: 50, period_seconds: 60 }],
+        };
+        let s = scaling(Rules::default_up(), down);
+        let mut history = History::default();
+        assert_eq!(s.decide(&mut history, 0.0, 10, 1), 5);
+        assert_eq!(s.decide(&mut history, 15.0, 5, 1), 5, "the period started at 10 and 50% are gone");
+        assert_eq!(s.decide(&mut history, 61.0, 5, 1), 2, "50% of 5, truncated as horizontal.go does");
+        assert_eq!(s.decide(&mut history, 122.0, 2, 1), 1);
+    }
+
+    #[test]
+    fn bounds_and_disabled_directions() {
+        let disabled = Rules { stabilization_window_seconds: 0, select: SelectPolicy::Disabled, policies: vec![] };
+        let s = scaling(disabled.clone(), Rules::default_down());
+        assert_eq!(s.decide(&mut History::default(), 0.0, 2, 8), 2, "scale-up disabled");
+        let s = scaling(Rules::default_up(), disabled);
+        assert_eq!(s.decide(&mut History::default(), 0.0, 8, 2), 8, "scale-down disabled");
+        let s = scaling(Rules::default_up(), Rules::default_down());
+        assert_eq!(s.decide(&mut History::default(), 0.0, 12, 12), 10, "above max: max");
+        assert_eq!(s.decide(&mut History::default(), 0.0, 0, 0), 1, "below min: min");
+        assert_eq!(s.decide(&mut History::default(), 0.0, 8, 40), 10, "never above max");
+    }
+}
