@@ -210,13 +210,16 @@ impl Scaling {
 
     /// Replicas added and removed within the last `period` seconds.
     fn changes_within(history: &History, now: f64, period: u32) -> (i64, i64) {
-        history.events.iter().filter(|&&(t, _)| t > now - f64::from(period)).fold((0, 0), |(added, removed), &(_, n)| {
-            if n > 0 {
-                (added + n, removed)
-            } else {
-                (added, removed - n)
-            }
-        })
+        history.events.iter().filter(|&&(t, _)| t > now - f64::from(period)).fold(
+            (0, 0),
+            |(added, removed), &(_, n)| {
+                if n > 0 {
+                    (added + n, removed)
+                } else {
+                    (added, removed - n)
+                }
+            },
+        )
     }
 
     fn up_limit(&self, history: &History, now: f64, current: u32) -> u32 {

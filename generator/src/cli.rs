@@ -68,6 +68,10 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
+    /// Times a 503 is sent again after its Retry-After (with ±50% jitter) before it counts as failed; 0 never retries
+    #[arg(long, env = "GENERATOR_MAX_RETRIES", default_value_t = 5)]
+    pub max_retries: u32,
+
     /// Multiplies request counts and durations (a profile's work duration too); 0.1 makes a quick smoke run
     #[arg(long, env = "GENERATOR_SCALE", default_value_t = 1.0)]
     pub scale: f64,
@@ -88,7 +92,8 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
-    /// Pass/fail condition such as `p99<2s`, `p50<=300ms`, `max<10s`, `success>99%`; repeatable
+    /// Pass/fail condition such as `p99<2s`, `p50<=300ms`, `max<10s`, `success>99%`; repeatable. Without a success
+    /// condition, `success>=95%` applies: a run below it exits 1
     #[arg(long = "threshold", env = "GENERATOR_THRESHOLD", value_delimiter = ';')]
     pub thresholds: Vec<String>,
 

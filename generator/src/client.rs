@@ -20,6 +20,8 @@ pub type Connection = SendRequest<Empty<Bytes>>;
 pub struct Reply {
     pub status: StatusCode,
     pub served_by: Option<HeaderValue>,
+    /// `Retry-After` in seconds, when the server sent one.
+    pub retry_after: Option<Duration>,
     pub body: Bytes,
 }
 
@@ -113,6 +115,12 @@ async fn round_trip(sender: &mut Connection, request: Request<Empty<Bytes>>) -> 
     let response = sender.send_request(request).await?;
     let status = response.status();
     let served_by = response.headers().get("x-served-by").cloned();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let body = response.into_body().collect().await?.to_bytes();
-    Ok(Reply { status, served_by, body })
+    Ok(Reply { status, served_by, retry_after, body })
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hyper::{Method, Uri};
+use hyper::{Method, StatusCode, Uri};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -27,6 +27,9 @@ pub enum Tracing {
     Export(Arc<Traces>),
 }
 
+/// Longest wait before a retry, whatever `Retry-After` says: a run must keep moving.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
 /// One request shape, shared by every worker.
 pub struct Job {
     pub client: Client,
@@ -34,33 +37,51 @@ pub struct Job {
     pub uri: Uri,
     pub recorder: Recorder,
     pub tracing: Tracing,
+    /// Times a 503 is retried (after its `Retry-After`, with jitter) before it counts as a failure.
+    pub max_retries: u32,
 }
 
 impl Job {
+    /// Sends one request, retrying a 503 after its `Retry-After` (±50% jitter, so refused clients do not come back in
+    /// step) up to `max_retries` times; latency counts from the intended send time to the last answer.
     async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant) {
         self.recorder.sent();
-        let (span, traceparent) = match &self.tracing {
-            Tracing::Off => (None, None),
-            Tracing::Random => (None, Some(random_traceparent())),
-            Tracing::Export(traces) => {
-                let started = SystemTime::now() - intended.elapsed();
-                let span = traces.start(&self.method, &self.uri.to_string(), started);
-                let header = span.traceparent.clone();
-                (Some(span), Some(header))
+        let mut retries = 0;
+        loop {
+            let (span, traceparent) = match &self.tracing {
+                Tracing::Off => (None, None),
+                Tracing::Random => (None, Some(random_traceparent())),
+                Tracing::Export(traces) => {
+                    let started = SystemTime::now() - intended.elapsed();
+                    let span = traces.start(&self.method, &self.uri.to_string(), started);
+                    let header = span.traceparent.clone();
+                    (Some(span), Some(header))
+                }
+            };
+            let result = self.client.exchange(connection, &self.method, &self.uri, traceparent).await;
+            if let Some(span) = span {
+                span.end(result.as_ref().map(|reply| reply.status).map_err(|failure| failure.key()));
             }
-        };
-        let result = self.client.exchange(connection, &self.method, &self.uri, traceparent).await;
-        let latency = intended.elapsed();
-        if let Some(span) = span {
-            span.end(result.as_ref().map(|reply| reply.status).map_err(|failure| failure.key()));
-        }
-        match result {
-            Ok(reply) => {
-                let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());
-                let failure = Failure::from_status(reply.status.as_u16());
-                self.recorder.record(slot, Outcome { latency, failure, served_by });
+            match result {
+                Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE && retries < self.max_retries => {
+                    retries += 1;
+                    self.recorder.retried();
+                    let wait = reply.retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_RETRY_WAIT);
+                    tokio::time::sleep(wait.mul_f64(0.5 + fastrand::f64())).await;
+                }
+                Ok(reply) => {
+                    let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());
+                    let failure = Failure::from_status(reply.status.as_u16());
+                    let latency = intended.elapsed();
+                    self.recorder.record(slot, Outcome { latency, failure, served_by });
+                    return;
+                }
+                Err(failure) => {
+                    let latency = intended.elapsed();
+                    self.recorder.record(slot, Outcome { latency, failure: Some(failure), served_by: None });
+                    return;
+                }
             }
-            Err(failure) => self.recorder.record(slot, Outcome { latency, failure: Some(failure), served_by: None }),
         }
     }
 }

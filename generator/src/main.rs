@@ -3,18 +3,6 @@
 //! Exit codes: 0 success, 1 a threshold failed, 2 bad flags or the consumer is unreachable or unhealthy,
 //! 130 interrupted (Ctrl-C or SIGTERM; the partial summary is still printed).
 
-mod autoscale;
-mod cli;
-mod client;
-mod engine;
-mod monitor;
-mod plan;
-mod printer;
-mod profiles;
-mod stats;
-mod threshold;
-mod traces;
-
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,11 +11,12 @@ use clap::Parser;
 use hyper::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Output};
-use crate::client::Client;
-use crate::engine::{Job, Tracing};
-use crate::plan::{Model, Plan, Run};
-use crate::stats::{Recorder, Summary};
+use surge_generator::cli::{Cli, Output};
+use surge_generator::client::Client;
+use surge_generator::engine::{Job, Tracing};
+use surge_generator::plan::{Model, Plan, Run};
+use surge_generator::stats::{Recorder, Summary};
+use surge_generator::{engine, monitor, printer, traces};
 
 const THRESHOLD_FAILED: u8 = 1;
 const UNUSABLE: u8 = 2;
@@ -174,6 +163,7 @@ async fn execute(
         uri: run.uri.clone(),
         recorder: Recorder::new(engine::slots(&run.model)),
         tracing,
+        max_retries: plan.max_retries,
     });
     eprintln!("running {}: {} {}{} ({})", run.profile, run.method, plan.target.url, run.uri, model_brief(&run.model));
     let finished = CancellationToken::new();

@@ -123,6 +123,7 @@ pub struct Plan {
     pub connection_reuse: bool,
     #[serde(serialize_with = "as_secs")]
     pub timeout: Duration,
+    pub max_retries: u32,
     pub cleanup: bool,
     pub monitor: bool,
     pub traceparent: bool,
@@ -134,6 +135,8 @@ pub struct Plan {
 }
 
 const DEFAULT_REQUESTS: u64 = 100;
+/// The success floor every run has unless `--threshold success…` replaces it.
+pub const DEFAULT_SUCCESS_FLOOR: &str = "success>=95%";
 const DEFAULT_CONCURRENCY: u32 = 10;
 const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
 
@@ -146,7 +149,11 @@ impl Plan {
             return Err("--concurrency 0: must be at least 1".into());
         }
         let shard = Shard::resolve(cli.shard.as_deref(), &env)?;
-        let thresholds = cli.thresholds.iter().map(|t| Threshold::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        let mut thresholds = cli.thresholds.iter().map(|t| Threshold::parse(t)).collect::<Result<Vec<_>, _>>()?;
+        // A run that did not do its work fails (a Job shows Failed), unless a success threshold of its own is given.
+        if !thresholds.iter().any(Threshold::is_success) {
+            thresholds.push(Threshold::parse(DEFAULT_SUCCESS_FLOOR)?);
+        }
         let runs = match cli.test.as_deref() {
             Some("all") => profiles::PROFILES.iter().map(|p| profile_run(p, cli, shard)).collect::<Result<_, _>>()?,
             Some(name) => {
@@ -162,6 +169,7 @@ impl Plan {
             shard,
             connection_reuse: !cli.no_connection_reuse,
             timeout: cli.timeout,
+            max_retries: cli.max_retries,
             cleanup: cli.cleanup,
             monitor: cli.monitor,
             traceparent: cli.trace || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty()),
@@ -176,15 +184,22 @@ fn scaled_count(count: u64, scale: f64) -> u64 {
     ((count as f64 * scale).round() as u64).max(1)
 }
 
+/// A profile's schedule as an open model: rates divided among shards, durations multiplied by `--scale`.
 fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String> {
-    let requests = shard.share(scaled_count(profile.total, cli.scale));
-    let concurrency = cli.concurrency.unwrap_or(profile.concurrent);
     let path = profile.path(cli.scale);
+    let stages = profile
+        .steps
+        .iter()
+        .map(|s| Stage {
+            duration: Duration::from_secs(u64::from(s.seconds)).mul_f64(cli.scale),
+            target: s.rate / f64::from(shard.count),
+        })
+        .collect();
     Ok(Run {
         profile: profile.name.to_owned(),
         method: hyper::Method::POST,
         uri: path.parse().map_err(|e| format!("profile {} path {path}: {e}", profile.name))?,
-        model: Model::Closed { concurrency, requests: Some(requests), duration: None, delay: profile.delay },
+        model: Model::Open { start_rate: 0.0, stages, max_in_flight: cli.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT) },
     })
 }
 
@@ -313,10 +328,12 @@ mod tests {
     }
 
     #[test]
-    fn a_scaled_profile_keeps_at_least_one_request() {
-        let plan = plan(&["--test", "heavy", "--scale", "0.01"]).expect("plan");
-        let Model::Closed { requests, concurrency, .. } = plan.runs[0].model else { panic!("profiles are closed") };
-        assert_eq!((requests, concurrency), (Some(1), 10));
+    fn a_profile_is_an_arrival_schedule_scaled_and_sharded() {
+        let plan = plan(&["--test", "heavy", "--scale", "0.1", "--shard", "0/2"]).expect("plan");
+        let Model::Open { ref stages, start_rate, .. } = plan.runs[0].model else { panic!("profiles are open") };
+        assert_eq!(start_rate, 0.0);
+        assert_eq!(stages[0], Stage { duration: Duration::from_secs(6), target: 0.125 });
+        assert_eq!(stages.len(), 3);
     }
 
     #[test]

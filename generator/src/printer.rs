@@ -8,19 +8,19 @@ use crate::stats::{Failure, Summary};
 
 pub fn profile_list() -> String {
     let mut out =
-        String::from("profile        concurrent  total  cpu  memory MiB  duration s  async  delay s  description\n");
+        String::from("profile        peak/s  minutes  tasks  cpu  memory MiB  duration s  async  description\n");
     for p in &PROFILES {
         let _ = writeln!(
             out,
-            "{:<14} {:>10}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {:>7}  {}",
+            "{:<14} {:>6}  {:>7}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {}",
             p.name,
-            p.concurrent,
-            p.total,
+            p.peak_rate(),
+            p.length().as_secs_f64() / 60.0,
+            p.tasks().round(),
             p.cpu_intensity,
             p.memory_mib,
             p.duration_secs,
             if p.async_mode { "yes" } else { "no" },
-            p.delay.as_secs_f64(),
             p.description
         );
     }
@@ -82,6 +82,7 @@ pub fn summary_text(summary: &Summary) -> String {
         .filter_map(|f| summary.failed.get(f.key()).filter(|n| **n > 0).map(|n| format!("{} {n}", f.describe())))
         .collect();
     let _ = writeln!(out, "failed: {}", if failures.is_empty() { "none".to_owned() } else { failures.join(", ") });
+    let _ = writeln!(out, "retried: {} (503 with Retry-After, sent again; not failures)", summary.retried);
     let l = &summary.latency_ms;
     let _ = writeln!(
         out,

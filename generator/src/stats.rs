@@ -96,6 +96,8 @@ impl Tally {
 pub struct Recorder {
     tallies: Vec<Mutex<Tally>>,
     sent: AtomicU64,
+    /// 503s retried after their Retry-After; not failures unless the last attempt fails too.
+    retried: AtomicU64,
     done: AtomicU64,
     failed: AtomicU64,
     started: Instant,
@@ -115,6 +117,7 @@ impl Recorder {
         Self {
             tallies: (0..slots.max(1)).map(|_| Mutex::new(Tally::new())).collect(),
             sent: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             started: Instant::now(),
@@ -123,6 +126,10 @@ impl Recorder {
 
     pub fn sent(&self) {
         self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record(&self, slot: usize, outcome: Outcome<'_>) {
@@ -194,6 +201,7 @@ impl Recorder {
             profile: profile.to_owned(),
             sent,
             succeeded,
+            retried: self.retried.load(Ordering::Relaxed),
             failed: Failure::ALL.iter().map(|f| (f.key(), failed[*f as usize])).collect(),
             success_rate: if sent == 0 { 0.0 } else { succeeded as f64 / sent as f64 },
             rate_achieved: completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
@@ -241,6 +249,8 @@ pub struct Summary {
     pub sent: u64,
     pub succeeded: u64,
     pub failed: BTreeMap<&'static str, u64>,
+    /// 503s answered with Retry-After and sent again; a request that finally succeeded counts as a success.
+    pub retried: u64,
     /// Succeeded over sent, 0–1.
     pub success_rate: f64,
     /// Completed responses per second of wall time.

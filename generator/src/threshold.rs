@@ -42,6 +42,10 @@ pub struct Verdict {
 const HELP: &str = "expected p50|p90|p95|p99|p99.9|max followed by <, <=, > or >= and a time (300ms, 2s), or success followed by a percentage (success>99%)";
 
 impl Threshold {
+    pub fn is_success(&self) -> bool {
+        self.subject == Subject::Success
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let expr: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let bad = || format!("--threshold {text:?}: {HELP}");

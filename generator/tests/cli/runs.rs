@@ -11,17 +11,18 @@ fn list_prints_every_profile_with_its_figures() {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from --list:\n{text}");
     }
     let heavy: Vec<&str> = text.lines().find(|l| l.starts_with("heavy")).expect("heavy").split_whitespace().collect();
-    assert_eq!(&heavy[..8], ["heavy", "10", "30", "9", "150", "20", "yes", "0.1"]);
+    assert_eq!(&heavy[..8], ["heavy", "0.25", "10", "135", "9", "150", "20", "yes"]);
 }
 
 #[test]
 fn a_scaled_profile_sends_exactly_its_share_and_the_consumer_sees_each_one() {
     let consumer = Consumer::start("consumer-7f9c-a1b2c");
     let (code, summary, stderr) =
-        generator_json(&["--url", &consumer.url, "--test", "light", "--scale", "0.5", "--cleanup", "--probes", "1"]);
+        generator_json(&["--url", &consumer.url, "--test", "light", "--scale", "0.05", "--cleanup", "--probes", "1"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(summary["profile"], "light");
-    assert_eq!(summary["sent"], 5, "light sends 10 requests; --scale 0.5 halves that");
+    // light's 5 minutes at 0.3/s, a twentieth as long: 1.5 s ramp, 12 s at 0.3/s, 1.5 s down: 4.05 arrivals.
+    assert_eq!(summary["sent"], 5, "{summary}");
     assert_eq!(summary["succeeded"], 5);
     assert_eq!(summary["success_rate"], 1.0);
     assert!(summary["failed"].as_object().expect("failed by cause").values().all(|n| n == 0));
@@ -74,7 +75,8 @@ fn a_dry_run_resolves_the_plan_and_sends_nothing() {
     assert_eq!(run["profile"], "heavy");
     assert_eq!(run["method"], "POST");
     assert_eq!(run["path"], "/process?cpu_intensity=9&memory_size=150&duration=20&async_mode=true");
-    assert_eq!((&run["model"], &run["concurrency"], &run["requests"]), (&"closed".into(), &10.into(), &8.into()));
+    assert_eq!(run["model"], "open", "profiles are arrival schedules");
+    assert_eq!(run["stages"][0], serde_json::json!({"duration": 60.0, "target": 0.0625}), "a quarter of 0.25/s");
     assert_eq!(plan["shard"], serde_json::json!({"index": 1, "count": 4}));
 
     let output = generator(&["--url", &url, "--test", "all", "--dry-run"]);
@@ -89,4 +91,79 @@ fn bad_flags_name_themselves_and_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).expect("utf-8");
     assert!(stderr.starts_with("error: --test \"enormous\": unknown profile; choose one of light,"), "{stderr}");
+}
+
+/// A pod with one slot and no backlog refuses most of a burst with 503 + Retry-After; the generator waits and sends
+/// them again, so every request succeeds and the retries are counted apart from failures.
+#[test]
+fn refused_requests_are_retried_after_retry_after_and_counted() {
+    let consumer = Consumer::start_with(
+        "consumer-retry",
+        &["--max-tasks", "1", "--queue-capacity", "0", "--cpu-work", "simulate"],
+    );
+    let (code, summary, stderr) = generator_json(&[
+        "--url",
+        &consumer.url,
+        "--method",
+        "POST",
+        "--path",
+        "/process?cpu_intensity=1&memory_size=0&duration=1&async_mode=true",
+        "--concurrency",
+        "4",
+        "--requests",
+        "6",
+        "--probes",
+        "1",
+        "--max-retries",
+        "20",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(summary["succeeded"], 6, "{summary}");
+    assert!(summary["retried"].as_u64().is_some_and(|n| n >= 3), "503s were retried: {summary}");
+    assert!(summary["failed"].as_object().expect("failed").values().all(|n| n == 0), "{summary}");
+    assert_eq!(consumer.status()["totals"]["started"], 6);
+}
+
+/// Without retries, the same burst falls below the default 95% success floor: exit 1, so a Job shows Failed.
+#[test]
+fn a_run_below_the_success_floor_exits_1() {
+    let consumer = Consumer::start_with(
+        "consumer-floor",
+        &["--max-tasks", "1", "--queue-capacity", "0", "--cpu-work", "simulate"],
+    );
+    let (code, summary, stderr) = generator_json(&[
+        "--url",
+        &consumer.url,
+        "--method",
+        "POST",
+        "--path",
+        "/process?cpu_intensity=1&memory_size=0&duration=5&async_mode=true",
+        "--concurrency",
+        "4",
+        "--requests",
+        "4",
+        "--probes",
+        "1",
+        "--max-retries",
+        "0",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(summary["succeeded"], 1, "{summary}");
+    let floor =
+        summary["thresholds"].as_array().expect("thresholds").iter().find(|v| v["expr"] == "success>=95%").cloned();
+    assert_eq!(floor.expect("the default floor applies")["passed"], false);
+    // An explicit success threshold replaces the floor.
+    let (code, _, stderr) = generator_json(&[
+        "--url",
+        &consumer.url,
+        "--path",
+        "/health",
+        "--requests",
+        "2",
+        "--probes",
+        "1",
+        "--threshold",
+        "success>=10%",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
 }

@@ -43,8 +43,14 @@ pub struct Consumer {
 impl Consumer {
     /// Starts the real consumer on a free port with this pod name.
     pub fn start(pod_name: &str) -> Self {
+        Self::start_with(pod_name, &[])
+    }
+
+    /// Starts the real consumer with this pod name and extra flags.
+    pub fn start_with(pod_name: &str, flags: &[&str]) -> Self {
         let mut child = Command::new(consumer_binary())
             .args(["--bind", "127.0.0.1", "--port", "0", "--drain-delay-secs", "0"])
+            .args(flags)
             .env("POD_NAME", pod_name)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
