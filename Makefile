@@ -16,8 +16,8 @@ run: ## Build and start the consumer on port $(PORT)
 	$(CARGO) run --release --bin consumer -- --port $(PORT)
 
 .PHONY: demo
-demo: build ## No cluster: start the consumer, run a generator profile against it (PROFILE=light), stop
-	PORT=$(PORT) PROFILE=$(or $(PROFILE),light) scripts/demo.sh
+demo: build ## No cluster: the closed loop (replicas, HAProxy, Prometheus, KEDA/HPA arithmetic) for PROFILE=heavy
+	PROFILE=$(or $(PROFILE),heavy) TIME_SCALE=$(or $(TIME_SCALE),1) scripts/demo.sh
 
 .PHONY: build
 build: ## Build the consumer and the generator (release)

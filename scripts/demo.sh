@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# `make demo`: the consumer and one generator profile on this machine, no cluster needed.
+# `make demo`: the whole loop on this machine, no cluster needed. The `cluster` harness starts consumer replicas behind
+# HAProxy, Prometheus with the monitoring component's relabeling, and the development overlay's ScaledObject evaluated
+# as KEDA and the HPA do; the generator sends PROFILE (default heavy) through it at real time (TIME_SCALE=1). One line
+# per HPA sync: each trigger's value and the replicas it asks for, desired and ready replicas, offered and served rate.
+# Ctrl-C stops everything it started.
 set -euo pipefail
 
-port=${PORT:-8000}
-profile=${PROFILE:-light}
-./target/release/consumer --port "$port" --bind 127.0.0.1 --drain-delay-secs 0 >/dev/null &
-consumer=$!
-trap 'kill "$consumer" 2>/dev/null; wait "$consumer" 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
-  sleep 0.1
+profile=${PROFILE:-heavy}
+time_scale=${TIME_SCALE:-1}
+for tool in kubectl prometheus haproxy; do
+  command -v "$tool" >/dev/null || { echo "make demo needs $tool (scripts/install-tools.sh installs it)" >&2; exit 2; }
 done
-./target/release/generator --url "http://127.0.0.1:$port" --test "$profile" --monitor --monitor-interval 2s --cleanup
-curl -s "http://127.0.0.1:$port/process/status"
-echo
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+kubectl kustomize kubernetes-manifests/overlays/development >"$work/development.yaml"
+./target/release/cluster --manifests "$work/development.yaml" --profile "$profile" --time-scale "$time_scale" \
+  --json "demo-$profile.json"
+echo "trajectory and the generator's summary: demo-$profile.json"

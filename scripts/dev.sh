@@ -5,7 +5,7 @@ set -euo pipefail
 readonly NAMESPACE=surge
 readonly MANIFESTS=kubernetes-manifests
 readonly KIND_CLUSTER=surge
-readonly KEDA_VERSION=2.17.2
+readonly KEDA_VERSION=2.20.2
 readonly METRICS_SERVER_VERSION=0.7.2
 IMAGE_TAG=${IMAGE_TAG:?IMAGE_TAG is set by the Makefile}
 

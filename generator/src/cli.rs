@@ -76,6 +76,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_SCALE", default_value_t = 1.0)]
     pub scale: f64,
 
+    /// Compresses a profile in time: the same tasks arrive F times faster and each lasts F times shorter (the
+    /// closed-loop harness runs a cluster F times faster too)
+    #[arg(long, env = "GENERATOR_TIME_SCALE", default_value_t = 1.0)]
+    pub time_scale: f64,
+
     /// This instance's share of the load, `INDEX/COUNT`; defaults from JOB_COMPLETION_INDEX and GENERATOR_SHARDS
     #[arg(long, env = "GENERATOR_SHARD")]
     pub shard: Option<String>,

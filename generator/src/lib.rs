@@ -4,6 +4,7 @@
 pub mod autoscale;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod engine;
 pub mod monitor;
 pub mod plan;

@@ -145,6 +145,9 @@ impl Plan {
         if !(cli.scale > 0.0 && cli.scale.is_finite()) {
             return Err(format!("--scale {}: must be a positive number", cli.scale));
         }
+        if !(cli.time_scale >= 1.0 && cli.time_scale.is_finite()) {
+            return Err(format!("--time-scale {}: must be 1 or more", cli.time_scale));
+        }
         if cli.concurrency == Some(0) {
             return Err("--concurrency 0: must be at least 1".into());
         }
@@ -184,15 +187,17 @@ fn scaled_count(count: u64, scale: f64) -> u64 {
     ((count as f64 * scale).round() as u64).max(1)
 }
 
-/// A profile's schedule as an open model: rates divided among shards, durations multiplied by `--scale`.
+/// A profile's schedule as an open model: rates divided among shards, durations multiplied by `--scale`; with
+/// `--time-scale F` the same tasks arrive F times faster, each F times shorter.
 fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String> {
-    let path = profile.path(cli.scale);
+    let compress = cli.time_scale;
+    let path = profile.path(cli.scale / compress);
     let stages = profile
         .steps
         .iter()
         .map(|s| Stage {
-            duration: Duration::from_secs(u64::from(s.seconds)).mul_f64(cli.scale),
-            target: s.rate / f64::from(shard.count),
+            duration: Duration::from_secs(u64::from(s.seconds)).mul_f64(cli.scale / compress),
+            target: s.rate * compress / f64::from(shard.count),
         })
         .collect();
     Ok(Run {
@@ -329,11 +334,15 @@ mod tests {
 
     #[test]
     fn a_profile_is_an_arrival_schedule_scaled_and_sharded() {
-        let plan = plan(&["--test", "heavy", "--scale", "0.1", "--shard", "0/2"]).expect("plan");
-        let Model::Open { ref stages, start_rate, .. } = plan.runs[0].model else { panic!("profiles are open") };
+        let sharded = plan(&["--test", "heavy", "--scale", "0.1", "--shard", "0/2"]).expect("plan");
+        let Model::Open { ref stages, start_rate, .. } = sharded.runs[0].model else { panic!("profiles are open") };
         assert_eq!(start_rate, 0.0);
         assert_eq!(stages[0], Stage { duration: Duration::from_secs(6), target: 0.125 });
         assert_eq!(stages.len(), 3);
+        let compressed = plan(&["--test", "heavy", "--time-scale", "20"]).expect("plan");
+        let Model::Open { ref stages, .. } = compressed.runs[0].model else { panic!("profiles are open") };
+        assert_eq!(stages[1], Stage { duration: Duration::from_secs(24), target: 5.0 }, "same tasks, 20 times faster");
+        assert!(compressed.runs[0].uri.to_string().contains("duration=1&"), "20 s tasks last 1 s");
     }
 
     #[test]

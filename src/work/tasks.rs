@@ -274,7 +274,8 @@ struct Schedule {
 
 impl Schedule {
     fn demand_cores(&self) -> f64 {
-        self.running.values().map(|task| task.demand.cores).sum()
+        // A fold from +0.0: an empty f64 `sum` is -0.0, which would read "-0" on the dashboards.
+        self.running.values().map(|task| task.demand.cores).fold(0.0, |total, cores| total + cores)
     }
 
     fn can_start(&self, limits: &Limits, task: &Demand) -> bool {

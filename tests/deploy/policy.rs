@@ -111,7 +111,7 @@ fn the_consumer_leaves_replicas_to_the_autoscaler_and_outlives_its_drain() {
 }
 
 #[test]
-fn the_scaled_object_has_the_four_named_triggers_and_a_safe_fallback() {
+fn the_scaled_object_has_the_five_named_triggers_and_a_safe_fallback() {
     let objects = manifests::overlay("development").objects;
     let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
     assert_eq!((&so["spec"]["minReplicaCount"], &so["spec"]["maxReplicaCount"]), (&1.into(), &10.into()));
@@ -137,10 +137,11 @@ fn the_scaled_object_has_the_four_named_triggers_and_a_safe_fallback() {
         })
         .collect();
     let expected = [
-        ("request-rate", "AverageValue", "5"),
-        ("process-latency-p95", "Value", "2"),
+        ("backlog", "AverageValue", "2"),
+        ("cpu-demand", "AverageValue", "0.8"),
+        ("task-stretch-p95", "Value", "1"),
+        ("request-rate", "AverageValue", "1"),
         ("allocator-pressure", "AverageValue", "32"),
-        ("tasks-in-flight", "AverageValue", "2"),
     ];
     assert_eq!(by_name, expected.map(|(n, m, t)| (n.to_owned(), m.to_owned(), t.to_owned())));
 }

@@ -1,0 +1,206 @@
+//! What the closed-loop harness reads from the rendered manifests: the ScaledObject (triggers, bounds, behavior,
+//! fallback), the consumer pod (labels, annotations, CPU and memory limits) and the monitoring component's scrape job,
+//! so the loop on one machine runs the same configuration a cluster would.
+
+use serde_json::Value;
+
+use crate::autoscale::{FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
+
+/// One Prometheus trigger of the ScaledObject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    pub name: String,
+    pub kind: MetricType,
+    pub query: String,
+    pub threshold: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fallback {
+    pub failure_threshold: u32,
+    pub replicas: u32,
+    pub behavior: FallbackBehavior,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledObject {
+    pub scaling: Scaling,
+    pub fallback: Option<Fallback>,
+    pub triggers: Vec<Trigger>,
+}
+
+/// Every document of a rendered multi-document YAML stream.
+pub fn documents(yaml: &str) -> Result<Vec<Value>, String> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| serde::Deserialize::deserialize(doc).map_err(|e| format!("rendered manifests: {e}")))
+        .filter(|doc: &Result<Value, String>| !matches!(doc, Ok(Value::Null)))
+        .collect()
+}
+
+/// The object of this kind and name.
+pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Result<&'a Value, String> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .ok_or_else(|| format!("no {kind} named {name} in the rendered manifests"))
+}
+
+fn number(value: &Value) -> Option<f64> {
+    value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn rules(value: &Value, default: Rules) -> Result<Rules, String> {
+    if value.is_null() {
+        return Ok(default);
+    }
+    let select = match value["selectPolicy"].as_str().unwrap_or("Max") {
+        "Max" => SelectPolicy::Max,
+        "Min" => SelectPolicy::Min,
+        "Disabled" => SelectPolicy::Disabled,
+        other => return Err(format!("selectPolicy {other}")),
+    };
+    let policies = match value["policies"].as_array() {
+        None => default.policies,
+        Some(list) => list
+            .iter()
+            .map(|p| {
+                let kind = match p["type"].as_str() {
+                    Some("Pods") => PolicyKind::Pods,
+                    Some("Percent") => PolicyKind::Percent,
+                    other => return Err(format!("policy type {other:?}")),
+                };
+                let value = p["value"].as_u64().ok_or("policy value")? as u32;
+                let period_seconds = p["periodSeconds"].as_u64().ok_or("policy periodSeconds")? as u32;
+                Ok(Policy { kind, value, period_seconds })
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    let window =
+        value["stabilizationWindowSeconds"].as_u64().map_or(default.stabilization_window_seconds, |w| w as u32);
+    Ok(Rules { stabilization_window_seconds: window, select, policies })
+}
+
+impl ScaledObject {
+    pub fn from_manifest(so: &Value) -> Result<Self, String> {
+        let spec = &so["spec"];
+        let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+        let scaling = Scaling {
+            min: spec["minReplicaCount"].as_u64().unwrap_or(1) as u32,
+            max: spec["maxReplicaCount"].as_u64().unwrap_or(100) as u32,
+            up: rules(&behavior["scaleUp"], Rules::default_up())?,
+            down: rules(&behavior["scaleDown"], Rules::default_down())?,
+        };
+        let fallback = match &spec["fallback"] {
+            Value::Null => None,
+            f => Some(Fallback {
+                failure_threshold: f["failureThreshold"].as_u64().ok_or("fallback.failureThreshold")? as u32,
+                replicas: f["replicas"].as_u64().ok_or("fallback.replicas")? as u32,
+                behavior: FallbackBehavior::parse(f["behavior"].as_str().unwrap_or("static"))
+                    .ok_or("fallback.behavior")?,
+            }),
+        };
+        let triggers = spec["triggers"]
+            .as_array()
+            .ok_or("spec.triggers")?
+            .iter()
+            .map(|t| {
+                let name = t["name"].as_str().ok_or("trigger name")?.to_owned();
+                let kind = match t["metricType"].as_str().unwrap_or("AverageValue") {
+                    "AverageValue" => MetricType::AverageValue,
+                    "Value" => MetricType::Value,
+                    other => return Err(format!("trigger {name}: metricType {other}")),
+                };
+                let query = t["metadata"]["query"].as_str().ok_or(format!("trigger {name}: query"))?.to_owned();
+                let threshold = number(&t["metadata"]["threshold"]).ok_or(format!("trigger {name}: threshold"))?;
+                Ok(Trigger { name, kind, query, threshold })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { scaling, fallback, triggers })
+    }
+}
+
+/// Divides every range selector (`[1m]`, `[90s]`) by `factor`, so a compressed run's windows hold as many scrapes as
+/// the real ones do.
+pub fn compress_ranges(query: &str, factor: f64) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(']') else { break };
+        let range = &rest[..close];
+        match humantime::parse_duration(range) {
+            Ok(d) => out.push_str(&format!("{}ms", (d.as_secs_f64() * 1000.0 / factor).round().max(1.0))),
+            Err(_) => out.push_str(range),
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A trigger whose value is a per-second rate: compressing time multiplies it by the factor, so the harness divides.
+pub fn is_rate(query: &str) -> bool {
+    query.trim_start().starts_with("sum(rate(")
+}
+
+/// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
+pub fn limits(container: &Value) -> Result<(f64, u64), String> {
+    let limits = &container["resources"]["limits"];
+    let cpu = limits["cpu"].as_str().map(str::to_owned).or_else(|| limits["cpu"].as_f64().map(|c| c.to_string()));
+    let cpu = cpu.ok_or("resources.limits.cpu")?;
+    let cores = match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map_err(|e| e.to_string())? / 1000.0,
+        None => cpu.parse::<f64>().map_err(|e| e.to_string())?,
+    };
+    let memory = limits["memory"].as_str().ok_or("resources.limits.memory")?;
+    let (digits, unit) = memory.split_at(memory.find(|c: char| !c.is_ascii_digit()).unwrap_or(memory.len()));
+    let scale = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        other => return Err(format!("memory unit {other}")),
+    };
+    Ok((cores, digits.parse::<u64>().map_err(|e| e.to_string())? * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_compressed_and_the_rest_is_kept() {
+        assert_eq!(
+            compress_ranges("sum(rate(x{a=\"[b]\"}[1m])) + max_over_time(y[90s])", 20.0),
+            "sum(rate(x{a=\"[b]\"}[3000ms])) + max_over_time(y[4500ms])"
+        );
+        assert_eq!(compress_ranges("sum(q) or vector(0)", 20.0), "sum(q) or vector(0)");
+    }
+
+    #[test]
+    fn limits_are_read_in_kubernetes_units() {
+        let container = serde_json::json!({"resources": {"limits": {"cpu": "500m", "memory": "512Mi"}}});
+        assert_eq!(limits(&container), Ok((0.5, 512 << 20)));
+        let container = serde_json::json!({"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}});
+        assert_eq!(limits(&container), Ok((2.0, 1 << 30)));
+    }
+
+    #[test]
+    fn a_scaled_object_is_read_with_the_hpa_defaults_filled_in() {
+        let so = serde_json::json!({"spec": {
+            "minReplicaCount": 1, "maxReplicaCount": 10,
+            "fallback": {"failureThreshold": 3, "replicas": 2, "behavior": "currentReplicasIfHigher"},
+            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {
+                "stabilizationWindowSeconds": 120, "selectPolicy": "Min",
+                "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}}}},
+            "triggers": [{"type": "prometheus", "name": "backlog", "metricType": "AverageValue",
+                "metadata": {"query": "sum(q)", "threshold": "2"}}]}});
+        let parsed = ScaledObject::from_manifest(&so).expect("parses");
+        assert_eq!(parsed.scaling.up, Rules::default_up());
+        assert_eq!(parsed.scaling.down.stabilization_window_seconds, 120);
+        assert_eq!(parsed.scaling.down.select, SelectPolicy::Min);
+        assert_eq!(parsed.triggers[0].threshold, 2.0);
+        assert_eq!(parsed.fallback.map(|f| f.behavior), Some(FallbackBehavior::CurrentReplicasIfHigher));
+    }
+}

@@ -1,0 +1,162 @@
+//! The closed loop, for every profile: the `cluster` harness plays the cluster (consumer replicas, HAProxy as the
+//! Service, Prometheus with the monitoring component's relabeling, the rendered development overlay's ScaledObject
+//! evaluated as KEDA and the HPA do) while the generator sends the profile, time-compressed. Each run must follow the
+//! trajectory the load-generator README's table promises, lose no request, and come back to the minimum.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// One row of the README's trajectory table.
+#[derive(Debug)]
+struct Promise {
+    profile: String,
+    peak_low: u32,
+    peak_high: u32,
+    /// HPA seconds from the first request.
+    peak_by: f64,
+    drivers: Vec<String>,
+    /// HPA seconds from the end of the load.
+    back_at_min_by: f64,
+    time_scale: f64,
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root")
+}
+
+fn minutes(cell: &str) -> f64 {
+    let number: f64 = cell.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{cell}"));
+    number * 60.0
+}
+
+/// The trajectory table of `components/load-generator/README.md`: the single statement of what each profile does.
+fn promises() -> Vec<Promise> {
+    let readme = std::fs::read_to_string(repo().join("kubernetes-manifests/components/load-generator/README.md"))
+        .expect("the load-generator README");
+    let rows: Vec<Vec<String>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| profile |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().replace('`', "")).collect())
+        .collect();
+    rows.iter()
+        .map(|cells| {
+            let (low, high) = cells[2].split_once('-').unwrap_or((&cells[2], &cells[2]));
+            Promise {
+                profile: cells[0].clone(),
+                peak_low: low.trim().parse().expect("peak low"),
+                peak_high: high.trim().parse().expect("peak high"),
+                peak_by: minutes(&cells[3]),
+                drivers: cells[4].split(" or ").map(|d| d.trim().to_owned()).collect(),
+                back_at_min_by: minutes(&cells[5]),
+                time_scale: cells[6].parse().expect("time scale"),
+            }
+        })
+        .collect()
+}
+
+/// The development overlay, rendered by the real kustomize once for every test.
+fn rendered() -> &'static Path {
+    static RENDERED: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &RENDERED
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let output = Command::new("kubectl")
+                .args(["kustomize"])
+                .arg(repo().join("kubernetes-manifests/overlays/development"))
+                .output()
+                .expect("kubectl is installed");
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let path = dir.path().join("development.yaml");
+            std::fs::write(&path, output.stdout).expect("write the render");
+            (dir, path)
+        })
+        .1
+}
+
+fn run(profile: &str) {
+    let promise = promises().into_iter().find(|p| p.profile == profile).expect("the README's table has the profile");
+    let out = tempfile::tempdir().expect("temp dir");
+    let json = out.path().join("run.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
+        .arg("--manifests")
+        .arg(rendered())
+        .args(["--profile", profile, "--time-scale", &promise.time_scale.to_string(), "--json"])
+        .arg(&json)
+        .output()
+        .expect("run the cluster harness");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    let outline = &report["outline"];
+    let trajectory: Vec<String> = report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            format!(
+                "{:.0}s:{}{}",
+                r["t"].as_f64().unwrap_or(0.0),
+                r["desired"],
+                r["driving"].as_str().map_or(String::new(), |d| format!("({d})"))
+            )
+        })
+        .collect();
+    println!("{profile} at x{}: {}", promise.time_scale, trajectory.join(" "));
+    println!("{profile}: {outline}");
+
+    let sent = outline["sent"].as_u64().expect("sent");
+    assert!(sent > 0, "{outline}");
+    assert_eq!(outline["succeeded"], sent, "every request answered 2xx (503s retried): {outline}");
+    assert!(outline["failed"].as_object().expect("failed").values().all(|n| n == 0), "{outline}");
+    let peak = outline["peak_replicas"].as_u64().expect("peak") as u32;
+    assert!((promise.peak_low..=promise.peak_high).contains(&peak), "peak {peak}, promised {promise:?}");
+    if promise.peak_high > 1 {
+        let at = outline["peak_at_s"].as_f64().expect("peak time");
+        assert!(at <= promise.peak_by, "peak reached at {at:.0} s, promised by {} s", promise.peak_by);
+        let driver = outline["peak_driven_by"].as_str().unwrap_or("none");
+        assert!(promise.drivers.iter().any(|d| d == driver), "driven by {driver}, promised {:?}", promise.drivers);
+    }
+    let ended = outline["load_ended_at_s"].as_f64().expect("the load ended");
+    let back = outline["back_at_min_at_s"].as_f64().expect("back at the minimum");
+    assert!(back - ended <= promise.back_at_min_by, "back at the minimum {:.0} s after the load", back - ended);
+}
+
+#[test]
+fn light() {
+    run("light");
+}
+
+#[test]
+fn medium() {
+    run("medium");
+}
+
+#[test]
+fn heavy() {
+    run("heavy");
+}
+
+#[test]
+fn sustained() {
+    run("sustained");
+}
+
+#[test]
+fn burst() {
+    run("burst");
+}
+
+#[test]
+fn memory_stress() {
+    run("memory_stress");
+}
+
+#[test]
+fn cpu_stress() {
+    run("cpu_stress");
+}
