@@ -93,30 +93,39 @@ fn bad_flags_name_themselves_and_exit_2() {
     assert!(stderr.starts_with("error: --test \"enormous\": unknown profile; choose one of light,"), "{stderr}");
 }
 
-/// A pod with one slot and no backlog refuses most of a burst with 503 + Retry-After; the generator waits and sends
-/// them again, so every request succeeds and the retries are counted apart from failures.
-#[test]
-fn refused_requests_are_retried_after_retry_after_and_counted() {
-    let consumer = Consumer::start_with(
-        "consumer-retry",
-        &["--max-tasks", "1", "--queue-capacity", "0", "--cpu-work", "simulate"],
-    );
-    let (code, summary, stderr) = generator_json(&[
+/// A pod with one slot and no backlog: all but one of a burst of async tasks get 503 + Retry-After.
+fn refusing_consumer(pod: &str) -> Consumer {
+    Consumer::start_with(pod, &["--max-tasks", "1", "--queue-capacity", "0", "--cpu-work", "simulate"])
+}
+
+/// `requests` async tasks of `seconds`, 4 at a time, retrying each 503 up to `retries` times.
+fn burst(consumer: &Consumer, seconds: u32, requests: u32, retries: u32) -> (Option<i32>, serde_json::Value, String) {
+    let path = format!("/process?cpu_intensity=1&memory_size=0&duration={seconds}&async_mode=true");
+    let (requests, retries) = (requests.to_string(), retries.to_string());
+    generator_json(&[
         "--url",
         &consumer.url,
         "--method",
         "POST",
         "--path",
-        "/process?cpu_intensity=1&memory_size=0&duration=1&async_mode=true",
+        &path,
         "--concurrency",
         "4",
         "--requests",
-        "6",
+        &requests,
         "--probes",
         "1",
         "--max-retries",
-        "20",
-    ]);
+        &retries,
+    ])
+}
+
+/// The refused requests are sent again after their Retry-After, so every request succeeds and the retries are
+/// counted apart from failures.
+#[test]
+fn refused_requests_are_retried_after_retry_after_and_counted() {
+    let consumer = refusing_consumer("consumer-retry");
+    let (code, summary, stderr) = burst(&consumer, 1, 6, 20);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(summary["succeeded"], 6, "{summary}");
     assert!(summary["retried"].as_u64().is_some_and(|n| n >= 3), "503s were retried: {summary}");
@@ -127,26 +136,8 @@ fn refused_requests_are_retried_after_retry_after_and_counted() {
 /// Without retries, the same burst falls below the default 95% success floor: exit 1, so a Job shows Failed.
 #[test]
 fn a_run_below_the_success_floor_exits_1() {
-    let consumer = Consumer::start_with(
-        "consumer-floor",
-        &["--max-tasks", "1", "--queue-capacity", "0", "--cpu-work", "simulate"],
-    );
-    let (code, summary, stderr) = generator_json(&[
-        "--url",
-        &consumer.url,
-        "--method",
-        "POST",
-        "--path",
-        "/process?cpu_intensity=1&memory_size=0&duration=5&async_mode=true",
-        "--concurrency",
-        "4",
-        "--requests",
-        "4",
-        "--probes",
-        "1",
-        "--max-retries",
-        "0",
-    ]);
+    let consumer = refusing_consumer("consumer-floor");
+    let (code, summary, stderr) = burst(&consumer, 5, 4, 0);
     assert_eq!(code, Some(1), "{stderr}");
     assert_eq!(summary["succeeded"], 1, "{summary}");
     let floor =
