@@ -24,8 +24,8 @@ build: ## Build the consumer and the generator (release)
 	$(CARGO) build --release --workspace
 
 .PHONY: test
-test: lint lint-deploy ## Everything CI checks: lints, then every test of the workspace (manifests included)
-	$(CARGO) test --workspace --all-targets
+test: lint lint-deploy ## Everything CI checks: lints, then every test of the workspace (manifests and the closed loop included; what tests print is shown)
+	$(CARGO) test --workspace --all-targets -- --show-output
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors
