@@ -23,6 +23,14 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_MONITOR")]
     pub monitor: bool,
 
+    /// Prometheus to ask what KEDA will decide (with --scaled-object): a table per --monitor-interval on stderr
+    #[arg(long, env = "GENERATOR_PROMETHEUS", requires = "scaled_object")]
+    pub prometheus: Option<String>,
+
+    /// The ScaledObject whose triggers --prometheus evaluates (the keda component's file; the Jobs mount it)
+    #[arg(long, env = "GENERATOR_SCALED_OBJECT", requires = "prometheus")]
+    pub scaled_object: Option<String>,
+
     /// How often --monitor and the non-terminal progress line report
     #[arg(long, env = "GENERATOR_MONITOR_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub monitor_interval: Duration,

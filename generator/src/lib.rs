@@ -10,6 +10,8 @@ pub mod monitor;
 pub mod plan;
 pub mod printer;
 pub mod profiles;
+pub mod prometheus;
 pub mod stats;
 pub mod threshold;
 pub mod traces;
+pub mod watch;

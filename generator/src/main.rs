@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
@@ -16,6 +17,7 @@ use surge_generator::client::Client;
 use surge_generator::engine::{Job, Tracing};
 use surge_generator::plan::{Model, Plan, Run};
 use surge_generator::stats::{Recorder, Summary};
+use surge_generator::watch::Watch;
 use surge_generator::{engine, monitor, printer, traces};
 
 const THRESHOLD_FAILED: u8 = 1;
@@ -43,7 +45,20 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    runtime.block_on(run(plan, cli.output, cli.probes, cli.monitor_interval))
+    let stop = Arc::new(AtomicBool::new(false));
+    let watching = autoscaling_table(&cli).map(|watch| watch.spawn(cli.monitor_interval, Arc::clone(&stop)));
+    let code = runtime.block_on(run(plan, cli.output, cli.probes, cli.monitor_interval));
+    stop.store(true, Ordering::Relaxed);
+    if let Some(watching) = watching {
+        let _ = watching.join();
+    }
+    code
+}
+
+/// `--prometheus` with `--scaled-object`: a ScaledObject that cannot be read is a warning, not a reason to send no load.
+fn autoscaling_table(cli: &Cli) -> Option<Watch> {
+    let (url, file) = (cli.prometheus.as_deref()?, cli.scaled_object.as_deref()?);
+    Watch::load(url, file).map_err(|e| eprintln!("warning: no autoscaling table: {e}")).ok()
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -10,7 +10,7 @@
 //! Rate-valued triggers are divided by F (the same requests arrive F times faster). Times printed are HPA seconds.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use surge_generator::autoscale::{combine, metric_replicas, History};
 use surge_generator::cluster::{compress_ranges, documents, find, is_rate, limits, ScaledObject};
+use surge_generator::prometheus::{http_get, Prom};
 
 /// The HPA's sync period and Prometheus's scrape interval in the monitoring component, before compression.
 const SYNC_SECONDS: f64 = 15.0;
@@ -135,7 +136,7 @@ fn run(args: &Args) -> Result<(), String> {
     }
     pods.publish()?;
     wait_until(Duration::from_secs(30), || pods.ready() == so.scaling.min)?;
-    let prometheus = Prom { port: prometheus_port };
+    let prometheus = Prom::new("127.0.0.1", prometheus_port);
     wait_until(Duration::from_secs(30), || prometheus.value("count(up == 1)").is_ok_and(|v| v >= 1.0))?;
     println!(
         "cluster: {} x consumer ({cores} core, {} MiB), HAProxy :{frontend}, Prometheus :{prometheus_port}, time x{factor}",
@@ -329,48 +330,6 @@ impl Drop for Owned {
     }
 }
 
-/// A blocking HTTP/1.0 GET on loopback: the status and the body.
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
-    Ok((status, body))
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-struct Prom {
-    port: u16,
-}
-
-impl Prom {
-    /// A one-series instant query's value; an error when Prometheus fails or the result is not one series (as KEDA).
-    fn value(&self, query: &str) -> Result<f64, String> {
-        let (status, body) = http_get(self.port, &format!("/api/v1/query?query={}", encode(query)))?;
-        let answer: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-        if status != 200 {
-            return Err(format!("{status}: {}", answer["error"]));
-        }
-        let result = answer["data"]["result"].as_array().ok_or("no result")?;
-        match result.as_slice() {
-            [one] => one["value"][1].as_str().and_then(|v| v.parse().ok()).ok_or_else(|| "not a number".into()),
-            other => Err(format!("{} series", other.len())),
-        }
-        .map(|v: f64| if v.is_nan() { 0.0 } else { v })
-    }
-}
-
 fn start_haproxy(dir: &Path, frontend: u16, ports: &[u16], socket: &Path, factor: f64) -> Result<Owned, String> {
     let check_ms = (2000.0 / factor).round().max(100.0);
     let mut config = format!(
@@ -426,7 +385,7 @@ fn start_prometheus(objects: &[Value], dir: &Path, targets: &Path, port: u16, fa
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("prometheus: {e}"))?;
-    wait_until(Duration::from_secs(30), || http_get(port, "/-/ready").is_ok_and(|(s, _)| s == 200))?;
+    wait_until(Duration::from_secs(30), || Prom::new("127.0.0.1", port).ready())?;
     Ok(Owned(child))
 }
 
@@ -476,7 +435,7 @@ impl Pods {
     }
 
     fn ready(&self) -> u32 {
-        let ready = |p: &&Pod| http_get(self.ports[p.index], "/ready").is_ok_and(|(s, _)| s == 200);
+        let ready = |p: &&Pod| http_get("127.0.0.1", self.ports[p.index], "/ready").is_ok_and(|(s, _)| s == 200);
         self.list.iter().filter(|p| !p.draining).filter(ready).count() as u32
     }
 

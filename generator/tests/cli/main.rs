@@ -4,3 +4,4 @@ mod distribution;
 mod open_model;
 mod runs;
 mod support;
+mod watch;

@@ -1,0 +1,85 @@
+//! A small blocking Prometheus client for instant queries: what the closed-loop harness and the generator's
+//! autoscaling monitor ask, with KEDA's rule that a trigger's query must return exactly one series.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A blocking HTTP/1.0 GET: the status and the body.
+pub fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect((host, port)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("no status line")?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body).to_owned();
+    Ok((status, body))
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server's HTTP API.
+pub struct Prom {
+    host: String,
+    port: u16,
+}
+
+impl Prom {
+    pub fn new(host: &str, port: u16) -> Self {
+        Self { host: host.to_owned(), port }
+    }
+
+    /// From a base URL such as `http://prometheus:9090`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// is supported"))?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().map_err(|_| format!("{url}: bad port"))?),
+            None => (authority, 80),
+        };
+        Ok(Self::new(host, port))
+    }
+
+    /// A one-series instant query's value (NaN read as 0); an error when Prometheus fails or the result is not
+    /// exactly one series, as KEDA's Prometheus scaler treats it.
+    pub fn value(&self, query: &str) -> Result<f64, String> {
+        let (status, body) = http_get(&self.host, self.port, &format!("/api/v1/query?query={}", encode(query)))?;
+        let answer: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("{status}: {}", answer["error"]));
+        }
+        let result = answer["data"]["result"].as_array().ok_or("no result")?;
+        match result.as_slice() {
+            [one] => one["value"][1].as_str().and_then(|v| v.parse().ok()).ok_or_else(|| "not a number".into()),
+            other => Err(format!("{} series", other.len())),
+        }
+        .map(|v: f64| if v.is_nan() { 0.0 } else { v })
+    }
+
+    pub fn ready(&self) -> bool {
+        http_get(&self.host, self.port, "/-/ready").is_ok_and(|(status, _)| status == 200)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_queries_are_read_as_prometheus_expects() {
+        let prom = Prom::parse("http://prometheus.surge.svc:9090").expect("parses");
+        assert_eq!((prom.host.as_str(), prom.port), ("prometheus.surge.svc", 9090));
+        assert!(Prom::parse("https://x:1").is_err());
+        assert_eq!(encode("sum(x{a=\"b\"}[1m])"), "sum%28x%7Ba%3D%22b%22%7D%5B1m%5D%29");
+    }
+}
