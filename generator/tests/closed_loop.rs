@@ -113,6 +113,7 @@ fn run(profile: &str) {
     assert!(sent > 0, "{outline}");
     assert_eq!(outline["succeeded"], sent, "every request answered 2xx (503s retried): {outline}");
     assert!(outline["failed"].as_object().expect("failed").values().all(|n| n == 0), "{outline}");
+    assert_eq!(outline["tasks_cancelled"], 0, "no accepted work lost to a scale-down's drain: {outline}");
     let peak = outline["peak_replicas"].as_u64().expect("peak") as u32;
     assert!((promise.peak_low..=promise.peak_high).contains(&peak), "peak {peak}, promised {promise:?}");
     if promise.peak_high > 1 {

@@ -14,6 +14,8 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -129,8 +131,16 @@ fn run(args: &Args) -> Result<(), String> {
         "--shutdown-timeout-secs".to_owned(),
         "3".to_owned(),
     ];
-    let mut pods =
-        Pods { list: Vec::new(), ports, consumer: consumer_bin, args: consumer_args, socket, targets, meta: pod_meta };
+    let mut pods = Pods {
+        list: Vec::new(),
+        ports,
+        consumer: consumer_bin,
+        args: consumer_args,
+        socket,
+        targets,
+        meta: pod_meta,
+        cancelled: Arc::default(),
+    };
     for _ in 0..so.scaling.min {
         pods.add()?;
     }
@@ -237,7 +247,10 @@ fn run(args: &Args) -> Result<(), String> {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
-    let report = report(&args.profile, factor, &rows, load_ended_at, so.scaling.min, &summary);
+    let cancelled = Arc::clone(&pods.cancelled);
+    drop(pods);
+    let mut report = report(&args.profile, factor, &rows, load_ended_at, so.scaling.min, &summary);
+    report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
     println!("{}", serde_json::to_string_pretty(&report["outline"]).unwrap_or_default());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| e.to_string())?;
@@ -416,10 +429,14 @@ struct Pod {
     index: usize,
     child: Owned,
     draining: bool,
+    /// Reads the pod's log until it exits.
+    log: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The Deployment's pods: started and drained as the autoscaler decides, published to HAProxy and Prometheus.
 struct Pods {
+    /// Tasks the pods logged as cancelled, over the whole run.
+    cancelled: Arc<AtomicU64>,
     list: Vec<Pod>,
     ports: Vec<u16>,
     consumer: PathBuf,
@@ -459,8 +476,16 @@ impl Pods {
                 break;
             }
         }
-        std::thread::spawn(move || for _ in lines {});
-        self.list.push(Pod { index, child, draining: false });
+        // Counts the tasks that ended cancelled (a drain ends a pod's background work): work lost to a scale-down.
+        let cancelled = Arc::clone(&self.cancelled);
+        let log = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains(r#""message":"task finished""#) && line.contains(r#""status":"cancelled""#) {
+                    cancelled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        self.list.push(Pod { index, child, draining: false, log: Some(log) });
         self.admin(&format!("enable server pods/pod{index}"))
     }
 
@@ -495,7 +520,18 @@ impl Pods {
     /// Forgets pods that have exited after their drain.
     fn reap(&mut self) -> Result<(), String> {
         let before = self.list.len();
-        self.list.retain_mut(|p| !(p.draining && p.child.0.try_wait().ok().flatten().is_some()));
+        let mut gone = Vec::new();
+        for mut pod in std::mem::take(&mut self.list) {
+            if pod.draining && pod.child.0.try_wait().ok().flatten().is_some() {
+                gone.extend(pod.log.take());
+            } else {
+                self.list.push(pod);
+            }
+        }
+        // Its log is complete once the pod has exited: join the reader so every cancellation is counted.
+        for log in gone {
+            let _ = log.join();
+        }
         if self.list.len() != before {
             self.publish()?;
         }
