@@ -71,7 +71,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains: `/ready` turns 503, the listener serves on for the drain delay,
-    /// stops accepting, lets in-flight requests finish, cancels background tasks, all within the shutdown timeout.
+    /// stops accepting, lets in-flight requests and running background work finish, and cancels what is still running
+    /// a second before the shutdown timeout.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let Self { server, state, settings, .. } = self;
         let handle = server.handle();
@@ -84,8 +85,13 @@ impl Application {
         state.registry.begin_drain();
         tracing::info!(drain_delay_secs = settings.drain_delay_secs, "shutdown signal: readiness is now 503, draining");
         let deadline = tokio::time::Instant::now() + settings.shutdown_timeout();
-        let drained =
-            tokio::time::timeout_at(deadline, drain(handle, server, &state.registry, settings.drain_delay())).await;
+        // Background work may run until a second before the deadline, then it is cancelled and counted.
+        let finish_by = deadline.checked_sub(Duration::from_secs(1)).unwrap_or(deadline);
+        let drained = tokio::time::timeout_at(
+            deadline,
+            drain(handle, server, &state.registry, settings.drain_delay(), finish_by),
+        )
+        .await;
         match drained {
             Ok(result) => result,
             Err(_) => {
@@ -104,10 +110,11 @@ async fn drain(
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     registry: &TaskRegistry,
     drain_delay: Duration,
+    finish_by: tokio::time::Instant,
 ) -> std::io::Result<()> {
     tokio::time::sleep(drain_delay).await;
-    tracing::info!("drain delay over: closing the listener and cancelling background tasks");
-    let (stopped, ()) = tokio::join!(async { handle.stop(true).await }, registry.shutdown());
+    tracing::info!("drain delay over: closing the listener; running work may finish until the shutdown deadline");
+    let (stopped, ()) = tokio::join!(async { handle.stop(true).await }, registry.shutdown(finish_by));
     let () = stopped;
     server.await.map_err(std::io::Error::other)?
 }

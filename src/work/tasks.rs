@@ -358,10 +358,6 @@ impl TaskRegistry {
         })
     }
 
-    pub fn budget_bytes(&self) -> u64 {
-        self.config.limits.budget_bytes
-    }
-
     fn schedule(&self) -> MutexGuard<'_, Schedule> {
         self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -666,12 +662,19 @@ impl TaskRegistry {
         }
     }
 
-    /// Cancels background tasks and waits for every task to end (sync ones run to completion).
-    pub async fn shutdown(&self) {
+    /// Lets running tasks finish until `finish_by`, then cancels the background ones still running (each counted and
+    /// logged as cancelled) and waits for every task to end. A scale-down then loses no work that fits the grace period.
+    pub async fn shutdown(&self, finish_by: tokio::time::Instant) {
         self.begin_drain();
-        self.shutdown.cancel();
         self.tracker.close();
-        self.tracker.wait().await;
+        if tokio::time::timeout_at(finish_by, self.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                tasks = self.tracker.len(),
+                "shutdown deadline near: cancelling the background work still running"
+            );
+            self.shutdown.cancel();
+            self.tracker.wait().await;
+        }
     }
 }
 

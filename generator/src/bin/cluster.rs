@@ -126,10 +126,12 @@ fn run(args: &Args) -> Result<(), String> {
         // The consumer's own default: 75% of the container's memory limit.
         "--memory-budget-mb".to_owned(),
         (memory / 4 * 3 / (1 << 20)).to_string(),
+        // HAProxy takes a pod out before its SIGTERM here, so no drain delay is needed.
         "--drain-delay-secs".to_owned(),
-        "1".to_owned(),
+        "0".to_owned(),
+        // The Deployment's own shutdown timeout, compressed; a second more for the whole-second rounding.
         "--shutdown-timeout-secs".to_owned(),
-        "3".to_owned(),
+        ((shutdown_timeout(container)? / factor).ceil() + 1.0).to_string(),
     ];
     let mut pods = Pods {
         list: Vec::new(),
@@ -316,6 +318,18 @@ fn print_row(row: &Row) {
         row.served_per_s,
         cells.join(" ")
     );
+}
+
+/// The consumer container's `--shutdown-timeout-secs`, in seconds.
+fn shutdown_timeout(container: &Value) -> Result<f64, String> {
+    container["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|arg| arg.strip_prefix("--shutdown-timeout-secs="))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
 }
 
 fn free_port() -> Result<u16, String> {
