@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use surge_generator::autoscale::{combine, metric_replicas, History};
 use surge_generator::cluster::{compress_ranges, documents, find, is_rate, limits, ScaledObject};
-use surge_generator::prometheus::{http_get, Prom};
+use surge_generator::prometheus::{http_get, Prom, Server};
 
 /// The HPA's sync period and Prometheus's scrape interval in the monitoring component, before compression.
 const SYNC_SECONDS: f64 = 15.0;
@@ -113,8 +113,8 @@ fn run(args: &Args) -> Result<(), String> {
     let _haproxy = start_haproxy(dir.path(), frontend, &ports, &socket, factor)?;
     let targets = dir.path().join("targets.json");
     let pod_meta = PodMeta::from_template(template, &namespace);
-    let prometheus_port = free_port()?;
-    let _prometheus = start_prometheus(&objects, dir.path(), &targets, prometheus_port, factor)?;
+    let server = start_prometheus(&objects, &targets, factor)?;
+    let prometheus_port = server.port;
 
     let consumer_args = vec![
         "--bind".to_owned(),
@@ -385,7 +385,7 @@ fn start_haproxy(dir: &Path, frontend: u16, ports: &[u16], socket: &Path, factor
 }
 
 /// The monitoring component's consumer scrape job, its Kubernetes discovery swapped for a file this harness writes.
-fn start_prometheus(objects: &[Value], dir: &Path, targets: &Path, port: u16, factor: f64) -> Result<Owned, String> {
+fn start_prometheus(objects: &[Value], targets: &Path, factor: f64) -> Result<Server, String> {
     let text = find(objects, "ConfigMap", "prometheus-config")?["data"]["prometheus.yml"]
         .as_str()
         .ok_or("prometheus.yml")?
@@ -402,18 +402,7 @@ fn start_prometheus(objects: &[Value], dir: &Path, targets: &Path, port: u16, fa
         }
     }
     std::fs::write(targets, "[]").map_err(|e| e.to_string())?;
-    let path = dir.join("prometheus.yml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("prometheus: {e}"))?;
-    wait_until(Duration::from_secs(30), || Prom::new("127.0.0.1", port).ready())?;
-    Ok(Owned(child))
+    Server::start(&serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?)
 }
 
 /// The `__meta_kubernetes_*` labels discovery would give a consumer pod.

@@ -174,46 +174,11 @@ fn serve_stalled(stream: std::net::TcpStream, stall: Duration) {
 }
 
 /// Debian's Prometheus scraping `target` every 250 ms with the labels the monitoring component's relabeling gives a
-/// consumer pod; killed on drop.
-pub struct Prometheus {
-    child: Child,
-    pub url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Prometheus {
-    pub fn scraping(target: &str) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 250ms, scrape_timeout: 250ms}}\nscrape_configs:\n- job_name: consumer\n  \
-                 static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, app_kubernetes_io_name: consumer, pod: consumer-0}}\n"
-            ),
-        )
-        .expect("write config");
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "prometheus never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, url: format!("http://127.0.0.1:{port}"), _data: data }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// consumer pod.
+pub fn prometheus_scraping(target: &str) -> surge_generator::prometheus::Server {
+    let config = format!(
+        "global: {{scrape_interval: 250ms, scrape_timeout: 250ms}}\nscrape_configs:\n- job_name: consumer\n  \
+         static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, app_kubernetes_io_name: consumer, pod: consumer-0}}\n"
+    );
+    surge_generator::prometheus::Server::start(&config).expect("prometheus starts")
 }

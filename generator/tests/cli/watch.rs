@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{free_port, generator, Consumer, Prometheus};
+use crate::support::{free_port, generator, prometheus_scraping, Consumer};
 
 fn scaled_object() -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
@@ -34,9 +34,10 @@ fn light_run<'a>(url: &'a str, prometheus: &'a str, file: &'a str) -> Vec<&'a st
 #[test]
 fn the_table_shows_every_trigger_of_the_scaled_object_as_keda_reads_it() {
     let consumer = Consumer::start("consumer-watched");
-    let prometheus = Prometheus::scraping(consumer.url.trim_start_matches("http://"));
+    let prometheus = prometheus_scraping(consumer.url.trim_start_matches("http://"));
+    let prometheus_url = prometheus.url();
     let file = scaled_object();
-    let output = generator(&light_run(&consumer.url, &prometheus.url, &file));
+    let output = generator(&light_run(&consumer.url, &prometheus_url, &file));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let header = stderr.lines().find(|l| l.starts_with("autoscaling  t(s)")).expect("a header");
