@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY generator ./generator
+COPY bench ./bench
 # musl links statically with the toolchain's own crt and libc: no C dependencies, nothing else to install.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

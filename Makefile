@@ -23,8 +23,12 @@ demo: build ## No cluster: the closed loop (replicas, HAProxy, Prometheus, KEDA/
 build: ## Build the consumer and the generator (release)
 	$(CARGO) build --release --workspace
 
+.PHONY: tools
+tools: ## Install what `make test` drives (Prometheus, HAProxy, wrk, linters, the KEDA schema), skipping what is present
+	@bash scripts/install-tools.sh
+
 .PHONY: test
-test: lint lint-deploy ## Everything CI checks: lints, then every test of the workspace (manifests and the closed loop included; what tests print is shown)
+test: tools lint lint-deploy ## Everything CI checks: lints, then every test of the workspace (manifests and the closed loop included; what tests print is shown)
 	$(CARGO) test --workspace --all-targets -- --show-output
 
 .PHONY: lint
@@ -64,9 +68,9 @@ undeploy: ## Remove everything `make dev` applied
 	@scripts/dev.sh undeploy
 
 .PHONY: bench
-bench: ## Throughput ratios in one run: metrics middleware on/off, bare actix, /metrics render, generator vs wrk/oha
-	$(CARGO) build --release -p surge-generator
-	$(CARGO) bench --bench throughput
+bench: tools ## The shipped binaries against a bare actix handler, the Python peer, wrk and oha: bench/RESULTS.md
+	$(CARGO) build --release --workspace
+	python3 bench/run.py
 
 .PHONY: fmt
 fmt: ## Format the code

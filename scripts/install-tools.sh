@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # Installs the tools `make test` drives for real (Prometheus, HAProxy, linters), skipping what is already there.
+# `make test` runs it first, so a fresh clone's `make test` passes; when everything is present it installs nothing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# apt needs root: use sudo when not root (and say so when neither is possible).
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then as_root=(sudo); fi
+fi
 
 missing_apt=()
 for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck; do
@@ -8,8 +16,8 @@ for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk sh
 done
 if [ ${#missing_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${missing_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
 fi
 
 missing_pip=()
@@ -18,7 +26,9 @@ for pair in kubernetes-validate:kubernetes-validate yamllint:yamllint hadolint:h
 done
 if [ ${#missing_pip[@]} -gt 0 ]; then
   echo "installing pip packages: ${missing_pip[*]}"
-  python3 -m pip install -q --root-user-action=ignore "${missing_pip[@]}"
+  pip_scope=()
+  [ "$(id -u)" -eq 0 ] || pip_scope=(--user)
+  python3 -m pip install -q --root-user-action=ignore "${pip_scope[@]}" "${missing_pip[@]}"
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::telemetry::{AccessLog, LogFormat};
 use crate::work::capacity::Limits;
 use crate::work::cpu::CpuWork;
 use crate::work::tasks::RegistryConfig;
@@ -62,6 +63,15 @@ pub struct Settings {
     /// Seconds from SIGTERM to exit, whatever is still running.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", default_value_t = 25)]
     pub shutdown_timeout_secs: u64,
+
+    /// Which requests get an access-log line: `errors` (4xx and 5xx, at most 10 lines a second), `all` (also every
+    /// success but probes and scrapes), or `off`. Task outcomes, rejections and drain are logged whatever this says.
+    #[arg(long, env = "ACCESS_LOG", value_enum, default_value_t = AccessLog::Errors)]
+    pub access_log: AccessLog,
+
+    /// Log line format [default: text on a terminal, JSON otherwise].
+    #[arg(long, env = "LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 
     /// HTTP worker threads [default: one per core].
     #[arg(long, env = "WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]

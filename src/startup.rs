@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
 use crate::configuration::Settings;
@@ -14,7 +13,7 @@ use crate::identity::PodIdentity;
 use crate::metrics::{Metrics, RequestMetrics};
 use crate::routes;
 use crate::state::AppState;
-use crate::telemetry::request_span;
+use crate::telemetry::{AccessLogger, RequestTelemetry};
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
 
@@ -41,13 +40,12 @@ impl Application {
             metrics,
             draining: AtomicBool::new(false),
         });
-        let served_by = state.identity.pod_name.clone();
+        let access_log = AccessLogger::new(settings.access_log);
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(from_fn(request_span))
+                .wrap(RequestTelemetry::new(access_log.clone(), &app_state.identity.pod_name))
                 .wrap(RequestMetrics::new(app_state.metrics.http.clone()))
-                .wrap(DefaultHeaders::new().add(("X-Served-By", served_by.as_str())))
                 .app_data(app_state.clone())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

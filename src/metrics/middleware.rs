@@ -116,6 +116,10 @@ pub struct RequestMetricsService<S> {
 impl<S> RequestMetricsService<S> {
     fn series_for(&self, req: &ServiceRequest) -> Rc<RouteSeries> {
         let method_index = METHODS.iter().position(|m| m == req.method()).unwrap_or(METHODS.len());
+        // Keys are route templates, and a path equal to a template matched it: the common case skips route matching.
+        if let Some(series) = self.cache.borrow().get(req.path()).and_then(|methods| methods[method_index].as_ref()) {
+            return Rc::clone(series);
+        }
         let route = routes::route_template(req.request());
         let handler: &str = &route;
         let mut cache = self.cache.borrow_mut();

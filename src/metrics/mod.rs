@@ -201,7 +201,7 @@ impl Metrics {
             capacity_cores: capacity_cores.clone(),
             demand_cores: demand_cores.clone(),
         };
-        for sink in ["otlp", "loki"] {
+        for sink in ["otlp", "loki", "stdout"] {
             telemetry_dropped.with_label_values(&[sink]);
         }
 

@@ -15,7 +15,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use super::RateLimitedWarning;
+use super::LogRateLimit;
 use crate::identity::PodIdentity;
 
 /// Events waiting to be pushed; past this they are dropped and counted.
@@ -37,7 +37,7 @@ struct Entry {
 pub struct LokiLayer {
     sender: mpsc::Sender<Entry>,
     dropped: IntCounter,
-    warning: std::sync::Arc<RateLimitedWarning>,
+    warning: std::sync::Arc<LogRateLimit>,
 }
 
 /// Builds the layer and spawns its pusher on the current runtime. `url` is Loki's base URL.
@@ -51,7 +51,7 @@ pub fn layer(url: &str, identity: &PodIdentity, dropped: IntCounter) -> Result<L
         pod: identity.pod_name.clone(),
     };
     let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-    let warning = std::sync::Arc::new(RateLimitedWarning::new());
+    let warning = std::sync::Arc::new(LogRateLimit::new(1, 60));
     let pusher =
         Pusher { client, push_url, labels, dropped: dropped.clone(), warning: std::sync::Arc::clone(&warning) };
     tokio::spawn(pusher.run(receiver));
@@ -75,7 +75,7 @@ impl<S: Subscriber> Layer<S> for LokiLayer {
         };
         if self.sender.try_send(entry).is_err() {
             self.dropped.inc();
-            if self.warning.should_warn() {
+            if self.warning.admit().is_some() {
                 tracing::warn!(
                     sink = "loki",
                     "Loki is behind; dropping log lines (counted in telemetry_dropped_total)"
@@ -134,7 +134,7 @@ struct Pusher {
     push_url: url::Url,
     labels: StreamLabels,
     dropped: IntCounter,
-    warning: std::sync::Arc<RateLimitedWarning>,
+    warning: std::sync::Arc<LogRateLimit>,
 }
 
 impl Pusher {
@@ -156,7 +156,7 @@ impl Pusher {
             let count = batch.len();
             if let Err(error) = self.push(&mut batch).await {
                 self.dropped.inc_by(count as u64);
-                if self.warning.should_warn() {
+                if self.warning.admit().is_some() {
                     tracing::warn!(sink = "loki", %error, dropped = count, "pushing logs to Loki failed");
                 }
             }

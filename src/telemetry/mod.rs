@@ -1,32 +1,64 @@
-//! Telemetry: JSON lines on stdout, OTLP traces over gRPC, and Loki log pushes, each optional but stdout.
+//! Telemetry: log lines on stdout (JSON, or text on a terminal), OTLP traces over gRPC, and Loki log pushes, each
+//! optional but stdout.
 //!
 //! Sinks that are down must not hurt: both remote sinks have bounded queues, count what they drop in
 //! `telemetry_dropped_total{sink}`, and warn at most once a minute.
 
+mod access_log;
+mod json_lines;
 mod loki;
 mod otlp;
+mod rate_limit;
 mod request_span;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use request_span::request_span;
+pub use access_log::{AccessLog, AccessLogger};
+pub use rate_limit::LogRateLimit;
+pub use request_span::RequestTelemetry;
 
 use crate::identity::PodIdentity;
 
 /// `service.name` and the Loki `service` label when `OTEL_SERVICE_NAME` is unset.
 pub const SERVICE_NAME: &str = "surge-consumer";
 
-/// Keeps the remote sinks alive; dropping it flushes what the OTLP exporter holds.
+/// Lines waiting for the stdout writer thread; past this they are dropped and counted rather than stall a request.
+const STDOUT_QUEUE_LINES: usize = 64 * 1024;
+/// Lines reach stdout in writes of up to this many bytes, not one write per line.
+const STDOUT_BUFFER_BYTES: usize = 64 * 1024;
+/// How often the stdout writer's drop count is copied into `telemetry_dropped_total{sink="stdout"}`.
+const STDOUT_DROPS_EVERY: Duration = Duration::from_secs(5);
+
+/// `--log-format`: how stdout lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (what log pipelines parse).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+impl LogFormat {
+    /// The format asked for, else text on a terminal and JSON anywhere else (a pod's stdout is a pipe).
+    pub fn resolve(asked: Option<Self>) -> Self {
+        asked.unwrap_or(if std::io::stdout().is_terminal() { Self::Text } else { Self::Json })
+    }
+}
+
+/// Keeps the sinks alive; dropping it flushes the stdout writer and what the OTLP exporter holds.
 pub struct TelemetryGuard {
     tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    _stdout: WorkerGuard,
 }
 
 impl Drop for TelemetryGuard {
@@ -39,11 +71,23 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber: stdout JSON always; OTLP when `OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT` is set; Loki
-/// when `LOKI_URL` is set. Must run inside the Tokio runtime (the Loki pusher is a task on it).
-pub fn init(identity: &PodIdentity, dropped: &IntCounterVec) -> TelemetryGuard {
+/// Installs the global subscriber: stdout always (a writer thread, buffered); OTLP when
+/// `OTEL_EXPORTER_OTLP[_TRACES]_ENDPOINT` is set; Loki when `LOKI_URL` is set. Must run inside the Tokio runtime (the
+/// Loki pusher and the stdout drop counter are tasks on it).
+pub fn init(identity: &PodIdentity, dropped: &IntCounterVec, format: LogFormat) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stdout = tracing_subscriber::fmt::layer().json().with_current_span(false).flatten_event(true);
+    let (writer, stdout_guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(STDOUT_QUEUE_LINES)
+        .thread_name("stdout-log")
+        .finish(std::io::BufWriter::with_capacity(STDOUT_BUFFER_BYTES, std::io::stdout()));
+    tokio::spawn(count_stdout_drops(writer.error_counter(), dropped.with_label_values(&["stdout"])));
+    let stdout = match format {
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().event_format(json_lines::JsonLines).with_writer(writer).boxed()
+        }
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
+    };
     let mut problems = Vec::new();
 
     let tracer_provider = match otlp::tracer_provider(dropped.with_label_values(&["otlp"])) {
@@ -70,11 +114,26 @@ pub fn init(identity: &PodIdentity, dropped: &IntCounterVec) -> TelemetryGuard {
         },
     };
 
-    tracing_subscriber::registry().with(stdout.and_then(loki_layer).with_filter(filter)).with(otel_layer).init();
+    // The log sinks see events only: no layer but OpenTelemetry's needs spans, so without it spans cost nothing.
+    let events = filter.and(filter_fn(|metadata| metadata.is_event()));
+    // Filtered even when absent: an empty `Option` layer would otherwise enable every span callsite.
+    let tracing_on = otel_layer.is_some();
+    let traces = otel_layer.with_filter(filter_fn(move |_| tracing_on));
+    tracing_subscriber::registry().with(stdout.and_then(loki_layer).with_filter(events)).with(traces).init();
     for problem in problems {
         tracing::warn!("{problem}");
     }
-    TelemetryGuard { tracer_provider }
+    TelemetryGuard { tracer_provider, _stdout: stdout_guard }
+}
+
+/// Copies the stdout writer's drop count into the metric, for as long as the process runs.
+async fn count_stdout_drops(errors: ErrorCounter, counter: IntCounter) {
+    let mut interval = tokio::time::interval(STDOUT_DROPS_EVERY);
+    loop {
+        interval.tick().await;
+        let total = errors.dropped_lines() as u64;
+        counter.inc_by(total.saturating_sub(counter.get()));
+    }
 }
 
 /// The trace and span id of the current span, when a trace is active (hex, as W3C traceparent spells them).
@@ -97,44 +156,9 @@ pub fn current_trace_ids() -> TraceIds {
     }
 }
 
-/// A warning that fires at most once a minute, however often its cause recurs.
-pub struct RateLimitedWarning {
-    last_secs: AtomicU64,
-}
-
-impl RateLimitedWarning {
-    const INTERVAL_SECS: u64 = 60;
-
-    pub const fn new() -> Self {
-        Self { last_secs: AtomicU64::new(0) }
-    }
-
-    /// True when the caller should log now (and for the next minute, false).
-    pub fn should_warn(&self) -> bool {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let last = self.last_secs.load(Ordering::Relaxed);
-        (last == 0 || now.saturating_sub(last) >= Self::INTERVAL_SECS)
-            && self.last_secs.compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed).is_ok()
-    }
-}
-
-impl Default for RateLimitedWarning {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn warns_once_per_minute() {
-        let warning = RateLimitedWarning::new();
-        assert!(warning.should_warn());
-        assert!(!warning.should_warn());
-        assert!(!warning.should_warn());
-    }
 
     #[test]
     fn no_trace_outside_a_span() {

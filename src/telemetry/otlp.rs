@@ -16,7 +16,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 use prometheus::IntCounter;
 
-use super::{RateLimitedWarning, SERVICE_NAME};
+use super::{LogRateLimit, SERVICE_NAME};
 
 const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 
@@ -44,7 +44,7 @@ pub fn tracer_provider(dropped: IntCounter) -> Result<Option<SdkTracerProvider>,
     })
     .with_batch_config(BatchConfigBuilder::default().with_max_queue_size(max_queue_size).build())
     .build();
-    let gate = QueueGate { inner: batch, queued, limit: max_queue_size, dropped, warning: RateLimitedWarning::new() };
+    let gate = QueueGate { inner: batch, queued, limit: max_queue_size, dropped, warning: LogRateLimit::new(1, 60) };
     let mut resource = Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(SERVICE_NAME);
@@ -59,13 +59,7 @@ struct QueueGate {
     queued: Arc<AtomicUsize>,
     limit: usize,
     dropped: IntCounter,
-    warning: RateLimitedWarning,
-}
-
-impl std::fmt::Debug for RateLimitedWarning {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RateLimitedWarning")
-    }
+    warning: LogRateLimit,
 }
 
 impl SpanProcessor for QueueGate {
@@ -77,7 +71,7 @@ impl SpanProcessor for QueueGate {
         let limit = self.limit;
         if self.queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).is_err() {
             self.dropped.inc();
-            if self.warning.should_warn() {
+            if self.warning.admit().is_some() {
                 tracing::warn!(
                     sink = "otlp",
                     queued = limit,

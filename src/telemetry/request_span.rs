@@ -1,18 +1,23 @@
-//! One span per request with the HTTP semantic-convention attributes, continuing an incoming W3C `traceparent`,
-//! and one JSON log line per request when it ends. Wrapped with `middleware::from_fn(request_span)`.
+//! One span per request with the HTTP semantic-convention attributes, continuing an incoming W3C `traceparent`
+//! (created only while traces are exported), and the access-log line its `AccessLogger` asks for when it ends.
+//! A hand-written middleware rather than `from_fn`: every request passes here, and this one boxes nothing.
 
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::HeaderMap;
-use actix_web::middleware::Next;
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::Error;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::access_log::{AccessLogger, Verdict};
 use super::current_trace_ids;
 use crate::routes;
+
+const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 
 /// Reads W3C trace context from actix's headers.
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -27,19 +32,73 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-pub async fn request_span(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let method = req.method().clone();
-    let route = routes::route_template(req.request()).into_owned();
+/// The middleware factory: `App::new().wrap(RequestTelemetry::new(access_log, pod_name))`. It also stamps every
+/// response with `X-Served-By: <pod>` (what the generator's per-pod distribution counts): one middleware, not two.
+pub struct RequestTelemetry {
+    access_log: AccessLogger,
+    served_by: HeaderValue,
+}
+
+impl RequestTelemetry {
+    pub fn new(access_log: AccessLogger, pod_name: &str) -> Self {
+        let served_by = HeaderValue::from_str(pod_name).unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
+        Self { access_log, served_by }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for RequestTelemetry
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RequestTelemetryService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        let (access_log, served_by) = (Rc::new(self.access_log.clone()), self.served_by.clone());
+        ready(Ok(RequestTelemetryService { service, access_log, served_by }))
+    }
+}
+
+pub struct RequestTelemetryService<S> {
+    service: S,
+    /// One per worker: a request clones the `Rc` without an atomic.
+    access_log: Rc<AccessLogger>,
+    served_by: HeaderValue,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestTelemetryService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = TelemetryFuture<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let span = request_span(&req);
+        let inner = {
+            let _entered = span.enter();
+            self.service.call(req)
+        };
+        let (access_log, served_by) = (Rc::clone(&self.access_log), self.served_by.clone());
+        TelemetryFuture { inner, span, started: Instant::now(), access_log, served_by }
+    }
+}
+
+/// The request's span, disabled (and its fields never evaluated) unless the OpenTelemetry layer is installed.
+fn request_span(req: &ServiceRequest) -> tracing::Span {
     let span = tracing::info_span!(
         "HTTP request",
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format!("{} {}", req.method(), routes::route_template(req.request())),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
-        http.route = %route,
+        http.request.method = %req.method(),
+        http.route = %routes::route_template(req.request()),
         url.path = %req.path(),
         url.query = %req.query_string(),
         url.scheme = %req.connection_info().scheme(),
@@ -49,37 +108,71 @@ pub async fn request_span(
         user_agent.original = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
         http.response.status_code = tracing::field::Empty,
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(req.headers()))
-    });
-    // Without the OpenTelemetry layer there is no trace to join; the span still carries the log line.
-    let _ = span.set_parent(parent);
-    let started = Instant::now();
-    let path = req.path().to_owned();
-    async move {
-        let result = next.call(req).await;
+    if !span.is_disabled() {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(req.headers()))
+        });
+        // Fails only without the OpenTelemetry layer, which a live span implies is there.
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's future, polled inside the request's span; records the outcome when it completes.
+    pub struct TelemetryFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        started: Instant,
+        access_log: Rc<AccessLogger>,
+        served_by: HeaderValue,
+    }
+}
+
+impl<F, B> Future for TelemetryFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &mut result {
+            response.headers_mut().insert(X_SERVED_BY, this.served_by.clone());
+        }
         let status = match &result {
             Ok(response) => response.status(),
             Err(error) => error.as_response_error().status_code(),
         };
-        let current = tracing::Span::current();
-        current.record("http.response.status_code", status.as_u16());
-        if status.is_server_error() {
-            current.record("otel.status_code", "ERROR");
+        if !this.span.is_disabled() {
+            this.span.record("http.response.status_code", status.as_u16());
+            if status.is_server_error() {
+                this.span.record("otel.status_code", "ERROR");
+            }
         }
-        let ids = current_trace_ids();
-        tracing::info!(
-            method = %method,
-            route = %route,
-            path = %path,
-            status = status.as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            trace_id = ids.trace_id.as_deref(),
-            span_id = ids.span_id.as_deref(),
-            "request"
-        );
-        result
+        // The common case (a success that is not logged) never looks at the route.
+        let route = |response: &ServiceResponse<B>| routes::route_template(response.request()).into_owned();
+        if let Verdict::Log { suppressed, route } =
+            this.access_log.verdict(status, || result.as_ref().map_or(String::new(), route))
+        {
+            let ids = current_trace_ids();
+            let (method, path) =
+                result.as_ref().map_or(("", ""), |r| (r.request().method().as_str(), r.request().path()));
+            tracing::info!(
+                method,
+                route,
+                path,
+                status = status.as_u16(),
+                duration_ms = this.started.elapsed().as_secs_f64() * 1000.0,
+                trace_id = ids.trace_id.as_deref(),
+                span_id = ids.span_id.as_deref(),
+                suppressed_before = (suppressed > 0).then_some(suppressed),
+                "request"
+            );
+        }
+        Poll::Ready(result)
     }
-    .instrument(span)
-    .await
 }

@@ -26,7 +26,7 @@ use super::capacity::{self, Demand, Forecast, Limits};
 use super::cpu::{CpuJob, CpuWork, Progress, ShareLevel};
 use super::memory::MemoryBlock;
 use crate::metrics::{Outcome, TaskMetrics, WorkKind};
-use crate::telemetry::current_trace_ids;
+use crate::telemetry::{current_trace_ids, LogRateLimit};
 
 /// How many finished tasks `/process/status` shows.
 const RECENT_TASKS: usize = 5;
@@ -37,6 +37,8 @@ const RETRY_AFTER_DRAINING: Duration = Duration::from_secs(1);
 /// Longest Retry-After: a client should look again within this even behind a long backlog.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 const MIB: u64 = 1024 * 1024;
+/// `task rejected` lines a second; the next line let through says how many were left out.
+const REJECTION_LINES_PER_SECOND: u64 = 10;
 
 /// Validated parameters of one `/process` call.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +145,16 @@ pub enum OverloadReason {
     QueueFull,
     MemoryBudget,
     Draining,
+}
+
+impl OverloadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::MemoryBudget => "memory_budget",
+            Self::Draining => "draining",
+        }
+    }
 }
 
 /// A refusal: the caller answers 503 with Retry-After.
@@ -311,6 +323,8 @@ pub struct TaskRegistry {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     runtime: Handle,
+    /// An overload refuses thousands a second; the log gets a few lines and how many were left out.
+    rejections_logged: LogRateLimit,
 }
 
 /// An accepted task: what to answer now, and its end (a sync request awaits it).
@@ -355,6 +369,7 @@ impl TaskRegistry {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             runtime,
+            rejections_logged: LogRateLimit::new(REJECTION_LINES_PER_SECOND, 1),
         })
     }
 
@@ -466,7 +481,10 @@ impl TaskRegistry {
 
     fn refuse(&self, spec: &WorkSpec, reason: OverloadReason, message: String, retry_after: Duration) -> Overload {
         self.count_kinds(spec, Outcome::Rejected);
-        tracing::warn!(reason = ?reason, %message, "task rejected");
+        if let Some(suppressed) = self.rejections_logged.admit() {
+            let suppressed_before = (suppressed > 0).then_some(suppressed);
+            tracing::warn!(reason = reason.as_str(), detail = %message, suppressed_before, "task rejected");
+        }
         let retry_after_seconds =
             retry_after.clamp(Duration::from_secs(1), RETRY_AFTER_MAX).as_secs_f64().ceil() as u64;
         Overload { reason, message, retry_after_seconds }

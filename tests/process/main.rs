@@ -4,5 +4,6 @@
 mod consumer;
 mod drain;
 mod fidelity;
+mod logs;
 mod receivers;
 mod telemetry;

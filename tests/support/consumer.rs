@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 pub struct ConsumerProcess {
     child: Child,
     pub address: String,
-    events: Arc<Mutex<Vec<serde_json::Value>>>,
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl ConsumerProcess {
@@ -37,22 +37,30 @@ impl ConsumerProcess {
                 break event["port"].as_u64().expect("port in the listening event");
             }
         };
-        // Keep reading stdout so the child never blocks on a full pipe; keep the JSON events for assertions.
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&events);
+        // Keep reading stdout so the child never blocks on a full pipe; keep the lines for assertions.
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&kept);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str(&line) {
-                    sink.lock().expect("event log").push(event);
-                }
+                sink.lock().expect("log lines").push(line);
             }
         });
-        Self { child, address: format!("http://127.0.0.1:{port}"), events }
+        Self { child, address: format!("http://127.0.0.1:{port}"), lines: kept }
+    }
+
+    /// Every stdout line after the listening line, as written.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("log lines").clone()
     }
 
     /// The log events (JSON lines on stdout) with this message, so far.
     pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
-        self.events.lock().expect("event log").iter().filter(|e| e["message"] == message).cloned().collect()
+        let lines = self.lines.lock().expect("log lines");
+        lines
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|e| e["message"] == message)
+            .collect()
     }
 
     /// Waits until the consumer logs this message (the signal handler runs asynchronously to `kill`).

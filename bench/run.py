@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""`make bench`: the binaries that ship, measured against peers in the same run, written to bench/RESULTS.md.
+
+Servers run pinned to core 0 and every load client to core 1, so they never share a core. Variants alternate
+round by round (drift in the machine hits all of them alike) and each figure is the median of ROUNDS rounds.
+A row whose rounds spread more than NOISY of their median says "noisy" instead of printing a ratio.
+
+1. GET / and /health: the release `consumer` with its defaults (stdout to a file, as a pod's goes to a pipe),
+   the consumer with `--access-log all`, a bare actix-web handler (`bare-actix`) and the Python service Surge
+   replaces (FastAPI + uvicorn + prometheus-fastapi-instrumentator, in a venv this script makes), under wrk.
+2. Exec to first 200 on /health, idle and loaded resident memory of the consumer and the Python peer.
+3. The `generator` against wrk and oha on the bare handler, with keep-alive and with a new connection per request.
+
+Needs: the release binaries (make bench builds them), wrk, taskset; installs oha with cargo and the Python peer
+with pip when missing.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+VENV = ROOT / "target" / "bench-venv"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+README = ROOT / "README.md"
+LOGS = ROOT / "target" / "bench-logs"
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+CONNECTIONS = 32
+NOISY = 0.15
+SERVER_CORE, CLIENT_CORE = "0", "1"
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port, path="/health"):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+            return s.recv(100).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+class Server:
+    """A server process pinned to the server core; `ready_ms` is exec to its first 200 on /health."""
+
+    def __init__(self, name, argv, env=None, cwd=None):
+        self.name, self.port = name, free_port()
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.stdout = open(LOGS / f"{name}.log", "ab")
+        environment = dict(os.environ, PORT=str(self.port), **(env or {}))
+        argv = [a.replace("{port}", str(self.port)) for a in argv]
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *argv], stdout=self.stdout, stderr=subprocess.STDOUT, env=environment, cwd=cwd
+        )
+        deadline = time.monotonic() + 30
+        while not answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not start; see {LOGS / (name + '.log')}")
+            time.sleep(0.0005)
+        self.ready_ms = (time.perf_counter() - started) * 1000
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def status(self, field):
+        """A field of /proc/PID/status in bytes (VmRSS, VmHWM); the process tree's main process only."""
+        pid = self.server_pid()
+        text = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) * 1024
+
+    def server_pid(self):
+        # taskset execs the program, so the pid is the server's own.
+        return self.process.pid
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.stdout.close()
+
+
+def client(argv):
+    out = subprocess.run(["taskset", "-c", CLIENT_CORE, *argv], capture_output=True, text=True, timeout=SECONDS + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {out.stderr.strip()[:300]}")
+    return out.stdout
+
+
+def wrk(url, reuse=True):
+    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency"]
+    if not reuse:
+        argv += ["-H", "Connection: close"]
+    text = client(argv + [url])
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {"rate": rate, "p99_ms": float(p99.group(1)) * scale, "non2xx": int(errors.group(1)) if errors else 0}
+
+
+def oha(url, reuse=True):
+    argv = [oha_binary(), "--no-tui", "--output-format", "json", "-z", f"{SECONDS}s", "-c", str(CONNECTIONS)]
+    if not reuse:
+        argv.append("--disable-keepalive")
+    report = json.loads(client(argv + [url]))
+    return {"rate": report["summary"]["requestsPerSec"]}
+
+
+def generator(url, reuse=True):
+    argv = [str(RELEASE / "generator"), "--url", url.rsplit("/", 1)[0], "--path", "/" + url.rsplit("/", 1)[1]]
+    argv += ["--duration", f"{SECONDS}s", "--concurrency", str(CONNECTIONS), "--probes", "1", "--output", "json"]
+    if not reuse:
+        argv.append("--no-connection-reuse")
+    report = json.loads(client(argv))
+    return {"rate": report["rate_achieved"]}
+
+
+def oha_binary():
+    found = shutil.which("oha") or str(Path.home() / ".cargo" / "bin" / "oha")
+    if not Path(found).exists():
+        log("installing oha (cargo install oha --locked)")
+        subprocess.run(["cargo", "install", "oha", "--locked", "--quiet"], check=True)
+    return found
+
+
+def python_peer():
+    """The venv with the pinned Python peer; made on first use."""
+    python = VENV / "bin" / "python"
+    requirements = ROOT / "bench" / "peers" / "fastapi" / "requirements.txt"
+    stamp = VENV / "requirements.txt"
+    if not stamp.exists() or stamp.read_text() != requirements.read_text():
+        log("installing the Python peer into target/bench-venv (pip)")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+        shutil.copy(requirements, stamp)
+    return python
+
+
+def median_of(samples, key):
+    values = [s[key] for s in samples]
+    middle = statistics.median(values)
+    spread = (max(values) - min(values)) / middle if middle else 0.0
+    return middle, spread
+
+
+def servers():
+    python = python_peer()
+    peer_dir = ROOT / "bench" / "peers" / "fastapi"
+    return {
+        "bare actix-web handler": (str(RELEASE / "bare-actix"),),
+        "consumer (defaults)": (str(RELEASE / "consumer"), "--port", "{port}"),
+        "consumer --access-log all": (str(RELEASE / "consumer"), "--port", "{port}", "--access-log", "all"),
+        "Python peer (FastAPI + uvicorn)": (str(python), "-m", "uvicorn", "app:app", "--port", "{port}"),
+    }, peer_dir
+
+
+def throughput(table):
+    specs, peer_dir = servers()
+    samples = {(name, path): [] for name in specs for path in ("/", "/health")}
+    peak_rss = {}
+    for round_ in range(1, ROUNDS + 1):
+        for name, argv in specs.items():
+            cwd = peer_dir if name.startswith("Python") else None
+            server = Server(name.split(" ")[0] + "-" + str(round_), list(argv), cwd=cwd)
+            for path in ("/", "/health"):
+                result = wrk(server.url + path)
+                samples[(name, path)].append(result)
+                if result["non2xx"]:
+                    raise SystemExit(f"{name} answered {result['non2xx']} non-2xx responses on {path}")
+            peak_rss[name] = max(peak_rss.get(name, 0), server.status("VmHWM"))
+            server.stop()
+        log(f"  round {round_}/{ROUNDS}: " + ", ".join(
+            f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}" for name in specs))
+    for path in ("/", "/health"):
+        bare_rate, _ = median_of(samples[("bare actix-web handler", path)], "rate")
+        bare_p99, _ = median_of(samples[("bare actix-web handler", path)], "p99_ms")
+        for name in specs:
+            rate, spread = median_of(samples[(name, path)], "rate")
+            p99, _ = median_of(samples[(name, path)], "p99_ms")
+            table.append({
+                "what": f"GET {path}: {name}", "rate": rate, "spread": spread, "p99_ms": p99,
+                "ratio": rate / bare_rate, "p99_ratio": p99 / bare_p99,
+            })
+    return peak_rss
+
+
+def startup_and_memory(peak_rss):
+    specs, peer_dir = servers()
+    rows = []
+    for name in ("consumer (defaults)", "Python peer (FastAPI + uvicorn)"):
+        cwd = peer_dir if name.startswith("Python") else None
+        ready, idle = [], []
+        for i in range(5):
+            server = Server(f"{name.split(' ')[0]}-start-{i}", list(specs[name]), cwd=cwd)
+            ready.append(server.ready_ms)
+            for _ in range(10):
+                answers(server.port, "/")
+            time.sleep(0.5)
+            idle.append(server.status("VmRSS"))
+            server.stop()
+        rows.append({"what": name, "ready_ms": statistics.median(ready), "idle_mib": statistics.median(idle) / 2**20,
+                     "loaded_mib": peak_rss[name] / 2**20})
+    return rows
+
+
+def generators(table):
+    bare = Server("bare-generators", [str(RELEASE / "bare-actix")])
+    try:
+        for reuse in (True, False):
+            mode = "keep-alive" if reuse else "new connection per request"
+            samples = {"wrk": [], "oha": [], "generator": []}
+            for _ in range(ROUNDS):
+                samples["wrk"].append(wrk(bare.url + "/health", reuse))
+                samples["oha"].append(oha(bare.url + "/health", reuse))
+                samples["generator"].append(generator(bare.url + "/health", reuse))
+            rates = {tool: median_of(s, "rate") for tool, s in samples.items()}
+            log(f"  {mode}: " + ", ".join(f"{tool} {rate:,.0f}" for tool, (rate, _) in rates.items()))
+            for tool, (rate, spread) in rates.items():
+                row = {"what": f"{mode}: {tool}", "rate": rate, "spread": spread}
+                if tool == "generator":
+                    row["vs_wrk"] = rate / rates["wrk"][0]
+                    row["vs_oha"] = rate / rates["oha"][0]
+                table.append(row)
+    finally:
+        bare.stop()
+
+
+def figure(row, value):
+    return f"noisy (rounds spread {row['spread']:.0%})" if row["spread"] > NOISY else value
+
+
+def write(server_rows, memory_rows, generator_rows, seconds_taken):
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    tool_versions = {
+        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "oha": subprocess.run([oha_binary(), "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+    servers_table = ["| server, path | req/s | vs bare actix | p99 | p99 vs bare |", "|---|---:|---:|---:|---:|"]
+    for row in server_rows:
+        rate, ratio = figure(row, f"{row['rate']:,.0f}"), figure(row, f"{row['ratio']:.2f}x")
+        servers_table.append(f"| {row['what']} | {rate} | {ratio} | {row['p99_ms']:.2f} ms | {row['p99_ratio']:.2f}x |")
+    memory_table = ["| service | exec to first 200 | idle RSS | peak RSS under load |", "|---|---:|---:|---:|"]
+    for row in memory_rows:
+        memory_table.append(
+            f"| {row['what']} | {row['ready_ms']:.1f} ms | {row['idle_mib']:.1f} MiB | {row['loaded_mib']:.1f} MiB |")
+    generator_table = ["| client | req/s | generator vs wrk | generator vs oha |", "|---|---:|---:|---:|"]
+    for row in generator_rows:
+        vs_wrk = figure(row, f"{row['vs_wrk']:.2f}x") if "vs_wrk" in row else ""
+        vs_oha = figure(row, f"{row['vs_oha']:.2f}x") if "vs_oha" in row else ""
+        rate = figure(row, f"{row['rate']:,.0f}")
+        generator_table.append(f"| {row['what']} | {rate} | {vs_wrk} | {vs_oha} |")
+    summary = "\n".join(servers_table)
+    text = f"""# Benchmark results
+
+Written by `make bench` (`bench/run.py`) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds_taken / 60:.1f} min.
+Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}; {tool_versions['wrk']}; {tool_versions['oha']}.
+Method: servers pinned to core {SERVER_CORE} (`taskset`, so one actix worker each; uvicorn one process), clients to
+core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure, variants alternating within each round, medians shown;
+a figure whose rounds spread more than {NOISY:.0%} of the median says "noisy" instead. Release binaries with their
+defaults, stdout to a file. The Python peer runs as its users run it (`uvicorn app:app`, its access log on).
+
+## Servers: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s --latency URL`
+
+{summary}
+
+## Start and memory (the same processes; 5 starts each)
+
+{chr(10).join(memory_table)}
+
+Exec to first 200 on `/health`, polled every 0.5 ms. Idle RSS: `VmRSS` after ten requests. Peak: `VmHWM` over the
+server rounds above.
+
+## Load generators against the bare handler's `/health`, `-c{CONNECTIONS}`, {SECONDS} s
+
+{chr(10).join(generator_table)}
+
+Commands: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s [-H 'Connection: close']`, `oha --no-tui -z {SECONDS}s -c {CONNECTIONS}
+[--disable-keepalive]`, `generator --url URL --path /health --duration {SECONDS}s --concurrency {CONNECTIONS} --probes 1
+[--no-connection-reuse]`.
+"""
+    RESULTS.write_text(text)
+    readme = README.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        _, tail = rest.split(end, 1)
+        quoted = f"{start}\n{summary}\n\nFrom [`bench/RESULTS.md`](bench/RESULTS.md) ({datetime.now(timezone.utc):%Y-%m-%d}, {os.cpu_count()} cores; `make bench`).\n{end}"
+        README.write_text(head + quoted + tail)
+
+
+def main():
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("make bench needs two cores: servers and clients on different ones")
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing (scripts/install-tools.sh installs wrk)")
+    started = time.monotonic()
+    server_rows, generator_rows = [], []
+    log(f"== servers: {ROUNDS} rounds x {SECONDS} s per path and server")
+    peak = throughput(server_rows)
+    log("== start and memory")
+    memory_rows = startup_and_memory(peak)
+    log(f"== load generators: {ROUNDS} rounds x {SECONDS} s per tool and mode")
+    generators(generator_rows)
+    write(server_rows, memory_rows, generator_rows, time.monotonic() - started)
+    log(RESULTS.read_text())
+
+
+if __name__ == "__main__":
+    main()
