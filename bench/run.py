@@ -157,6 +157,10 @@ def python_peer():
     return python
 
 
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def median_of(samples, key):
     values = [s[key] for s in samples]
     middle = statistics.median(values)
@@ -179,10 +183,14 @@ def throughput(table):
     specs, peer_dir = servers()
     samples = {(name, path): [] for name in specs for path in ("/", "/health")}
     peak_rss = {}
+    names = list(specs)
     for round_ in range(1, ROUNDS + 1):
-        for name, argv in specs.items():
+        # Each round starts with a different server, so no variant always follows the same neighbour.
+        order = names[round_ % len(names):] + names[:round_ % len(names)]
+        for name in order:
+            argv = specs[name]
             cwd = peer_dir if name.startswith("Python") else None
-            server = Server(name.split(" ")[0] + "-" + str(round_), list(argv), cwd=cwd)
+            server = Server(f"{slug(name)}-{round_}", list(argv), cwd=cwd)
             for path in ("/", "/health"):
                 result = wrk(server.url + path)
                 samples[(name, path)].append(result)
@@ -191,7 +199,7 @@ def throughput(table):
             peak_rss[name] = max(peak_rss.get(name, 0), server.status("VmHWM"))
             server.stop()
         log(f"  round {round_}/{ROUNDS}: " + ", ".join(
-            f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}" for name in specs))
+            f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}" for name in names))
     for path in ("/", "/health"):
         bare_rate, _ = median_of(samples[("bare actix-web handler", path)], "rate")
         bare_p99, _ = median_of(samples[("bare actix-web handler", path)], "p99_ms")
@@ -212,7 +220,7 @@ def startup_and_memory(peak_rss):
         cwd = peer_dir if name.startswith("Python") else None
         ready, idle = [], []
         for i in range(5):
-            server = Server(f"{name.split(' ')[0]}-start-{i}", list(specs[name]), cwd=cwd)
+            server = Server(f"{slug(name)}-start-{i}", list(specs[name]), cwd=cwd)
             ready.append(server.ready_ms)
             for _ in range(10):
                 answers(server.port, "/")

@@ -6,6 +6,7 @@
 mod consumer;
 mod crosscheck;
 mod manifests;
+mod network;
 mod policy;
 #[path = "../support/prometheus.rs"]
 mod prometheus_server;
