@@ -151,7 +151,8 @@ fn every_image_of_ours_is_built_by_a_dockerfile_and_a_make_target() {
         let text = std::fs::read_to_string(manifests::repo().join(dockerfile)).expect("Dockerfile exists");
         let binary = local.trim_start_matches("surge-").split(':').next().expect("binary");
         assert!(text.contains(&format!("--bin {binary}")), "{dockerfile} builds the {binary} binary");
-        assert!(text.contains("FROM gcr.io/distroless/static"), "{dockerfile}: a static, shell-less final image");
+        assert!(text.contains("FROM gcr.io/distroless/cc-debian12"), "{dockerfile}: glibc, shell-less final image");
+        assert!(text.contains("FROM rust:1.95-bookworm"), "{dockerfile}: built against the final image's glibc");
         assert!(text.lines().any(|l| l.starts_with("USER 6")), "{dockerfile}: a numeric non-root user");
     }
 }
@@ -177,4 +178,104 @@ fn dashboards_chart_the_scaled_objects_own_queries() {
             "dashboards use datasource {uid}, which is provisioned"
         );
     }
+}
+
+/// What a Dockerfile's build stage copies in and the cargo command it runs.
+struct BuildStage {
+    copies: Vec<(String, String)>,
+    cargo: Vec<String>,
+}
+
+fn build_stage(dockerfile: &str) -> BuildStage {
+    let text = std::fs::read_to_string(manifests::repo().join(dockerfile)).expect("Dockerfile");
+    // Continuation lines joined, so a RUN is one instruction.
+    let joined = text.replace("\\\n", " ");
+    let stage: Vec<&str> = joined
+        .lines()
+        .skip_while(|l| !l.starts_with("FROM ") || !l.contains(" AS build"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("FROM "))
+        .collect();
+    let copies = stage
+        .iter()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|rest| !rest.starts_with("--from"))
+        .map(|rest| {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let (sources, destination) = words.split_at(words.len() - 1);
+            (sources.join(" "), destination[0].to_owned())
+        })
+        .collect();
+    let run =
+        stage.iter().find(|l| l.starts_with("RUN ") && l.contains("cargo build")).expect("a RUN with cargo build");
+    let command = &run[run.find("cargo build").expect("cargo")..];
+    let cargo = command.split("&&").next().expect("command").split_whitespace().map(str::to_owned).collect();
+    BuildStage { copies, cargo }
+}
+
+/// Copies what the stage's COPY lines name into an empty directory and runs its cargo command there, as
+/// `cargo check` without `--release` (a missing file, a manifest error or a wrong package or binary flag fails the
+/// same way, in a minute rather than in `make images`).
+fn check_build_stage(stage: &BuildStage) -> Result<String, String> {
+    let repo = manifests::repo();
+    let context = tempfile::tempdir().expect("temp dir");
+    for (sources, destination) in &stage.copies {
+        for source in sources.split_whitespace() {
+            let target =
+                if destination == "./" { context.path().join(source) } else { context.path().join(destination) };
+            let status = Command::new("cp")
+                .args(["-r", repo.join(source).to_str().expect("path"), target.to_str().expect("path")])
+                .status()
+                .expect("cp");
+            assert!(status.success(), "COPY {source} {destination}");
+        }
+    }
+    assert_eq!(&stage.cargo[..2], ["cargo", "build"], "{:?}", stage.cargo);
+    let flags: Vec<&String> = stage.cargo[2..].iter().filter(|f| *f != "--release").collect();
+    let shown = flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" ");
+    let output = Command::new("cargo")
+        .arg("check")
+        .args(&flags)
+        .current_dir(context.path())
+        // Shared between runs and both images: only the first run compiles the dependencies.
+        .env("CARGO_TARGET_DIR", repo.join("target").join("dockerfile-check"))
+        .output()
+        .expect("cargo");
+    if output.status.success() {
+        Ok(format!("cargo check {shown}"))
+    } else {
+        Err(format!("cargo check {shown}: {}", String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+/// Each image's build, without Docker, from exactly what its Dockerfile copies.
+#[test]
+fn each_dockerfiles_build_stage_builds_from_only_what_it_copies() {
+    for dockerfile in ["Dockerfile", "generator/Dockerfile"] {
+        let stage = build_stage(dockerfile);
+        assert!(!stage.copies.is_empty(), "{dockerfile}: COPY lines found");
+        match check_build_stage(&stage) {
+            Ok(ran) => println!("{dockerfile}: `{ran}` passed on its COPY lines alone"),
+            Err(error) => panic!("{dockerfile}: its build stage fails:\n{error}"),
+        }
+    }
+}
+
+/// The two defects that once broke `make images` fail this check: a workspace member left out of the COPY lines, and
+/// a binary asked for outside the default member.
+#[test]
+fn the_build_stage_check_catches_what_once_broke_make_images() {
+    let stage = build_stage("generator/Dockerfile");
+    let without_bench = BuildStage {
+        copies: stage.copies.iter().filter(|(s, _)| s != "bench").cloned().collect(),
+        cargo: stage.cargo.clone(),
+    };
+    let error = check_build_stage(&without_bench).expect_err("a missing workspace member fails");
+    assert!(error.contains("bench"), "{error}");
+    let mut cargo = stage.cargo.clone();
+    let at = cargo.iter().position(|f| f == "-p").expect("-p in the generator's build");
+    cargo.drain(at..at + 2);
+    let error = check_build_stage(&BuildStage { copies: stage.copies, cargo })
+        .expect_err("a bin outside the default member fails");
+    assert!(error.contains("no bin target named `generator`"), "{error}");
 }
