@@ -5,6 +5,7 @@
 #[allow(dead_code)] // Shared with tests/process, which uses all of it; the cross-checks need only the start-up.
 mod consumer;
 mod crosscheck;
+mod devscript;
 mod manifests;
 mod network;
 mod policy;

@@ -1,0 +1,131 @@
+//! `scripts/dev.sh` (behind `make dev`, `make load-*`, `make undeploy`) run against fake `kubectl`, `kind` and
+//! `docker` on PATH that record every call: which context it acts on, what it installs, how it loads images and Jobs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::manifests;
+
+/// A fake tool: records its arguments, answers the few queries dev.sh reads, succeeds otherwise.
+const FAKE: &str = r#"#!/usr/bin/env bash
+echo "$(basename "$0") $*" >> "$CALLS"
+case "$(basename "$0") $*" in
+  *"jsonpath={.metadata.labels.app\.kubernetes\.io/version}"*) echo "${FAKE_KEDA_VERSION:-}"; [ -n "${FAKE_KEDA_VERSION:-}" ] ;;
+  "kubectl "*"get crd scaledobjects.keda.sh"*) [ -n "${FAKE_KEDA_VERSION:-}" ] ;;
+  "kubectl "*"get deployment metrics-server"*) exit 1 ;;
+  "kubectl "*"get secret grafana-admin"*) exit 1 ;;
+  "kind get clusters"*) echo surge ;;
+  "docker port "*) echo "127.0.0.1:8000" ;;
+  "kubectl "*"create namespace"*) echo "apiVersion: v1" ;;
+esac
+exit 0
+"#;
+
+struct Run {
+    output: Output,
+    calls: Vec<String>,
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let fakes = tempfile::tempdir().expect("temp dir");
+    for tool in ["kubectl", "kind", "docker", "minikube"] {
+        let path = fakes.path().join(tool);
+        std::fs::write(&path, FAKE).expect("write fake");
+        let status = Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
+        assert!(status.success());
+    }
+    let calls = fakes.path().join("calls");
+    std::fs::write(&calls, "").expect("calls file");
+    let path = format!("{}:{}", fakes.path().display(), std::env::var("PATH").expect("PATH"));
+    let output = Command::new("bash")
+        .arg(manifests::repo().join("scripts/dev.sh"))
+        .args(args)
+        .current_dir(manifests::repo())
+        .env("PATH", path)
+        .env("CALLS", &calls)
+        .env("IMAGE_TAG", "0.1.0")
+        .env_remove("SURGE_CONTEXT")
+        .env_remove("SURGE_ALLOW_CONTEXT")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run dev.sh");
+    let calls = std::fs::read_to_string(Path::new(&calls)).expect("calls").lines().map(str::to_owned).collect();
+    Run { output, calls }
+}
+
+fn kubectl_calls(run: &Run) -> Vec<&String> {
+    run.calls.iter().filter(|c| c.starts_with("kubectl ")).collect()
+}
+
+#[test]
+fn another_context_is_refused_before_anything_runs() {
+    for target in ["undeploy", "dev", "status"] {
+        let refused = run(&[target], &[("SURGE_CONTEXT", "prod-eu-1")]);
+        assert!(!refused.output.status.success(), "{target} on a foreign context must fail");
+        let stderr = String::from_utf8_lossy(&refused.output.stderr);
+        assert!(
+            stderr.contains("refusing context 'prod-eu-1'") && stderr.contains("SURGE_ALLOW_CONTEXT=yes"),
+            "{stderr}"
+        );
+        assert!(refused.calls.is_empty(), "{target} called {:?} before refusing", refused.calls);
+    }
+}
+
+#[test]
+fn every_kubectl_call_names_the_kind_context_or_the_one_opted_into() {
+    let run_default = run(&["status"], &[]);
+    assert!(run_default.output.status.success(), "{}", String::from_utf8_lossy(&run_default.output.stderr));
+    let calls = kubectl_calls(&run_default);
+    assert!(!calls.is_empty());
+    assert!(calls.iter().all(|c| c.starts_with("kubectl --context kind-surge ")), "{calls:?}");
+
+    let opted = run(&["status"], &[("SURGE_CONTEXT", "minikube"), ("SURGE_ALLOW_CONTEXT", "yes")]);
+    assert!(opted.output.status.success());
+    assert!(kubectl_calls(&opted).iter().all(|c| c.starts_with("kubectl --context minikube ")));
+}
+
+#[test]
+fn make_dev_upgrades_an_old_keda_loads_archives_and_leaves_the_load_jobs_alone() {
+    let old = run(&["dev"], &[("FAKE_KEDA_VERSION", "2.17.2")]);
+    let stdout = String::from_utf8_lossy(&old.output.stdout);
+    assert!(old.output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&old.output.stderr));
+    let has = |needle: &str| old.calls.iter().any(|c| c.contains(needle));
+    assert!(stdout.contains("KEDA 2.17.2 is older than 2.20.2: upgrading"), "{stdout}");
+    assert!(has(
+        "apply --server-side --force-conflicts -f https://github.com/kedacore/keda/releases/download/v2.20.2/"
+    ));
+    // Images through an archive (kind load docker-image fails with the containerd image store).
+    assert!(has("docker save -o"), "{:?}", old.calls);
+    assert!(has("kind load image-archive") && !has("kind load docker-image"), "{:?}", old.calls);
+    // The overlay without the Jobs: a re-run must not suspend a running load.
+    let apply =
+        old.calls.iter().find(|c| c.contains("apply -k kubernetes-manifests/overlays/development")).expect("apply -k");
+    assert!(apply.contains("-l app.kubernetes.io/component!=load-generator"), "{apply}");
+    assert!(kubectl_calls(&old).iter().all(|c| c.starts_with("kubectl --context kind-surge ")));
+
+    let current = run(&["dev"], &[("FAKE_KEDA_VERSION", "2.20.2")]);
+    assert!(current.output.status.success());
+    assert!(String::from_utf8_lossy(&current.output.stdout).contains("KEDA 2.20.2 already installed"));
+    assert!(!current.calls.iter().any(|c| c.contains("kedacore/keda/releases")), "a current KEDA is left alone");
+}
+
+#[test]
+fn make_load_deletes_in_the_foreground_and_waits_on_the_jobs_own_status() {
+    let load = run(&["load", "heavy"], &[]);
+    assert!(load.output.status.success(), "{}", String::from_utf8_lossy(&load.output.stderr));
+    let kubectl = kubectl_calls(&load);
+    let delete = kubectl.iter().position(|c| c.contains("delete job load-heavy")).expect("delete");
+    assert!(
+        kubectl[delete].contains("--cascade=foreground") && kubectl[delete].contains("--wait=true"),
+        "{}",
+        kubectl[delete]
+    );
+    let apply = kubectl
+        .iter()
+        .position(|c| c.contains("apply -f kubernetes-manifests/components/load-generator/job-heavy.yaml"))
+        .expect("apply");
+    let wait = kubectl.iter().position(|c| c.contains("wait job/load-heavy")).expect("wait on the Job");
+    let logs = kubectl.iter().position(|c| c.contains("logs -f job/load-heavy")).expect("logs");
+    assert!(delete < apply && apply < wait && wait < logs, "{kubectl:?}");
+    assert!(!kubectl.iter().any(|c| c.contains("-l job-name=")), "no pod-label wait an old pod could satisfy");
+}
