@@ -25,7 +25,9 @@ fn config_with_discovered_pod(port: u16) -> String {
     // Faster scrapes only so the test need not wait for two 5 s samples.
     config["global"]["scrape_interval"] = "500ms".into();
     let jobs = config["scrape_configs"].as_array_mut().expect("scrape_configs");
-    assert_eq!(jobs.len(), 1);
+    // The consumer is scraped by the pods job; kube-state-metrics' own job is checked on its own below.
+    jobs.retain(|job| job["job_name"] == "pods");
+    assert_eq!(jobs.len(), 1, "a pods job");
     let job = jobs[0].as_object_mut().expect("job");
     assert!(job.remove("kubernetes_sd_configs").is_some(), "pods are discovered through the Kubernetes API");
     let (deployment, container) = manifests::consumer_pod(&objects);
@@ -121,4 +123,28 @@ async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabelin
         }
         assert!(Instant::now() < deadline, "after {sent} rounds the triggers still read {values:?}, up {up:?}");
     }
+}
+
+#[test]
+fn kube_state_metrics_has_its_own_job_that_keeps_the_labels_it_reports() {
+    let objects = manifests::overlay("development").objects;
+    let text = find(&objects, "ConfigMap", "prometheus-config").expect("prometheus-config")["data"]["prometheus.yml"]
+        .as_str()
+        .expect("prometheus.yml")
+        .to_owned();
+    let config: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    let jobs = config["scrape_configs"].as_array().expect("scrape_configs");
+    let job = |name: &str| jobs.iter().find(|j| j["job_name"] == name).unwrap_or_else(|| panic!("job {name}"));
+    let ksm = job("kube-state-metrics");
+    assert_eq!(ksm["honor_labels"], true, "its namespace and pod labels describe other objects: honour them");
+    let keeps = |job: &Value, action: &str| {
+        job["relabel_configs"].as_array().expect("relabel_configs").iter().any(|r| {
+            r["action"] == action
+                && r["regex"] == "kube-state-metrics"
+                && r["source_labels"] == json!(["__meta_kubernetes_pod_label_app_kubernetes_io_name"])
+        })
+    };
+    assert!(keeps(ksm, "keep"), "the kube-state-metrics job scrapes only kube-state-metrics");
+    assert!(keeps(job("pods"), "drop"), "the pods job leaves kube-state-metrics to its own job");
+    assert!(job("pods").get("honor_labels").is_none_or(|h| h == false), "the pods job labels its targets itself");
 }
