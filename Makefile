@@ -38,7 +38,7 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 
 .PHONY: lint-deploy
 lint-deploy: ## yamllint, hadolint and shellcheck over manifests, dashboards' kustomization, Dockerfiles, scripts
-	yamllint --strict kubernetes-manifests grafana .yamllint
+	yamllint --strict kubernetes-manifests grafana .yamllint .github
 	hadolint Dockerfile generator/Dockerfile
 	shellcheck scripts/*.sh .ci/run
 
@@ -62,6 +62,10 @@ status: ## ScaledObject, HPA, deployments, pods and Jobs in the surge namespace
 .PHONY: grafana
 grafana: ## Port-forward Grafana to localhost:3000 and print its admin password
 	@scripts/dev.sh grafana
+
+.PHONY: e2e
+e2e: ## After make dev: run the heavy profile and assert the trajectory the load-generator README promises (E2E_SCALE=0.3 shortens it)
+	@scripts/dev.sh e2e
 
 .PHONY: undeploy
 undeploy: ## Remove everything `make dev` applied

@@ -201,11 +201,174 @@ undeploy() {
     "https://github.com/kubernetes-sigs/metrics-server/releases/download/v$METRICS_SERVER_VERSION/components.yaml"
 }
 
+# ---- make e2e: the heavy profile against the trajectory the load-generator README promises, on a real cluster ----
+
+# What e2e reads and creates; tests/deploy/devscript.rs checks each exists in the rendered development overlay.
+readonly E2E_RESOURCES="deployment/consumer scaledobject/consumer service/prometheus service/grafana secret/grafana-admin"
+readonly E2E_JOB_FILE=$MANIFESTS/components/load-generator/job-heavy.yaml
+readonly E2E_TABLE=$MANIFESTS/components/load-generator/README.md
+readonly E2E_PROFILE=heavy
+readonly E2E_JOB=e2e-heavy
+# KEDA names the HPA it creates keda-hpa-<ScaledObject name>.
+readonly E2E_HPA=keda-hpa-consumer
+# A real cluster adds image pulls and readiness to every step up, and pod termination to every step down.
+readonly E2E_SLACK_SECONDS=180
+
+# The profile's row of the README's table: "peak_low peak_high reached_by_min back_by_min".
+e2e_expectations() {
+  awk -F'|' -v profile="\`$E2E_PROFILE\`" '
+    { gsub(/^ +| +$/, "", $2) }
+    $2 == profile {
+      split($4, peak, "-"); gsub(/[^0-9]/, "", peak[1]); gsub(/[^0-9]/, "", peak[2])
+      reached = $5; gsub(/[^0-9]/, "", reached); back = $7; gsub(/[^0-9]/, "", back)
+      print peak[1], peak[2], reached, back
+    }' "$E2E_TABLE"
+}
+
+e2e_fail() {
+  echo "e2e FAILED: $*" >&2
+  k -n "$NAMESPACE" describe "scaledobject/consumer" "hpa/$E2E_HPA" "job/$E2E_JOB" >&2 || true
+  k -n "$NAMESPACE" get events --sort-by=.lastTimestamp >&2 || true
+  exit 1
+}
+
+# One Prometheus instant query through the port-forward; prints the first value or "-".
+e2e_query() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$E2E_PROM_PORT/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
+    jq -r '.data.result[0].value[1] // "-"' 2>/dev/null || echo "-"
+}
+
+e2e() {
+  guard_context
+  need kubectl
+  need curl
+  need jq
+  local expectations peak_low peak_high reached_by back_by min_replicas
+  expectations=$(e2e_expectations)
+  [ -n "$expectations" ] || die "no row for $E2E_PROFILE in $E2E_TABLE"
+  read -r peak_low peak_high reached_by back_by <<<"$expectations"
+  local scale=${E2E_SCALE:-1}
+  min_replicas=$(k -n "$NAMESPACE" get scaledobject consumer -o jsonpath='{.spec.minReplicaCount}')
+  say "e2e: $E2E_PROFILE at --scale $scale; expect $peak_low-$peak_high ready replicas within $reached_by min" \
+    "(+${E2E_SLACK_SECONDS}s start-up slack), back to $min_replicas within $back_by min of the last request"
+  local resource
+  for resource in $E2E_RESOURCES; do
+    k -n "$NAMESPACE" get "$resource" >/dev/null 2>&1 || die "$resource is missing in namespace $NAMESPACE: run make dev first"
+  done
+  k -n "$NAMESPACE" wait scaledobject/consumer --for=condition=Ready --timeout=120s >/dev/null ||
+    e2e_fail "the ScaledObject is not Ready"
+
+  E2E_PROM_PORT=${E2E_PROM_PORT:-19090}
+  k -n "$NAMESPACE" port-forward service/prometheus "$E2E_PROM_PORT:9090" >/dev/null 2>&1 &
+  local forward=$!
+  trap 'kill "$forward" 2>/dev/null || true' EXIT
+  sleep 3
+  local -a names queries
+  mapfile -t names < <(k -n "$NAMESPACE" get scaledobject consumer -o json | jq -r '.spec.triggers[] | select(.type == "prometheus") | .name')
+  mapfile -t queries < <(k -n "$NAMESPACE" get scaledobject consumer -o json | jq -r '.spec.triggers[] | select(.type == "prometheus") | .metadata.query | gsub("\n"; " ")')
+  local restarts_before
+  restarts_before=$(k -n "$NAMESPACE" get pods -l app.kubernetes.io/name=consumer -o json |
+    jq '[.items[].status.containerStatuses[]?.restartCount] | add // 0')
+
+  say "starting Job $E2E_JOB"
+  k -n "$NAMESPACE" delete job "$E2E_JOB" --ignore-not-found --cascade=foreground --wait=true >/dev/null
+  sed -e "s/^  name: load-$E2E_PROFILE\$/  name: $E2E_JOB/" -e "s/- --test=$E2E_PROFILE\$/- --test=$E2E_PROFILE\n            - --scale=$scale/" \
+    "$E2E_JOB_FILE" | k apply -f - >/dev/null
+
+  local started=$SECONDS now desired ready peak=0 reached_at="" finished_at="" job_state row
+  printf '%6s %8s %6s' "t(s)" "desired" "ready"
+  printf ' %s' "${names[@]}"
+  echo
+  while :; do
+    now=$((SECONDS - started))
+    desired=$(k -n "$NAMESPACE" get hpa "$E2E_HPA" -o jsonpath='{.status.desiredReplicas}' 2>/dev/null || echo "?")
+    ready=$(k -n "$NAMESPACE" get deployment consumer -o jsonpath='{.status.readyReplicas}' 2>/dev/null)
+    ready=${ready:-0}
+    row=$(printf '%6d %8s %6s' "$now" "$desired" "$ready")
+    for query in "${queries[@]}"; do row+=" $(e2e_query "$query")"; done
+    echo "$row"
+    [ "$ready" -gt "$peak" ] && peak=$ready
+    if [ -z "$reached_at" ] && [ "$ready" -ge "$peak_low" ]; then reached_at=$now; fi
+    if [ -z "$finished_at" ]; then
+      job_state=$(k -n "$NAMESPACE" get job "$E2E_JOB" -o jsonpath='{.status.succeeded}/{.status.failed}')
+      case "$job_state" in
+        1/*) finished_at=$now ;;
+        */[1-9]*) e2e_fail "Job $E2E_JOB failed: kubectl -n $NAMESPACE logs job/$E2E_JOB -c generator" ;;
+      esac
+    fi
+    if [ -n "$finished_at" ] && [ "$ready" -le "$min_replicas" ] && [ "$desired" = "$min_replicas" ]; then
+      break
+    fi
+    if [ -n "$finished_at" ] && [ $((now - finished_at)) -gt $((back_by * 60 + E2E_SLACK_SECONDS)) ]; then
+      e2e_fail "still $ready ready replicas $((now - finished_at)) s after the load ended (promised: $min_replicas within $back_by min)"
+    fi
+    if [ "$now" -gt $((7200)) ]; then e2e_fail "no end after two hours"; fi
+    sleep 15
+  done
+
+  local failures=0 restarts_after metric_failures
+  if [ "$scale" = 1 ]; then
+    if [ -z "$reached_at" ] || [ "$reached_at" -gt $((reached_by * 60 + E2E_SLACK_SECONDS)) ]; then
+      echo "e2e: $peak_low ready replicas reached at ${reached_at:-never} s (promised by $reached_by min)" >&2
+      failures=$((failures + 1))
+    fi
+    if [ "$peak" -gt "$peak_high" ]; then
+      echo "e2e: peaked at $peak ready replicas, above the promised $peak_high" >&2
+      failures=$((failures + 1))
+    fi
+  elif [ "$peak" -le "$min_replicas" ]; then
+    echo "e2e: never scaled above $min_replicas at --scale $scale" >&2
+    failures=$((failures + 1))
+  fi
+  metric_failures=$(k -n "$NAMESPACE" get events --field-selector reason=FailedGetExternalMetric -o json | jq '.items | length')
+  if [ "$metric_failures" -gt 0 ]; then
+    echo "e2e: $metric_failures FailedGetExternalMetric events: a trigger did not report" >&2
+    failures=$((failures + 1))
+  fi
+  restarts_after=$(k -n "$NAMESPACE" get pods -l app.kubernetes.io/name=consumer -o json |
+    jq '[.items[].status.containerStatuses[]?.restartCount] | add // 0')
+  if [ "$restarts_after" -gt "$restarts_before" ]; then
+    echo "e2e: consumer containers restarted $((restarts_after - restarts_before)) times" >&2
+    failures=$((failures + 1))
+  fi
+  e2e_dashboards || failures=$((failures + 1))
+  [ "$failures" -eq 0 ] || e2e_fail "$failures check(s) failed (above)"
+  say "e2e passed: peak $peak ready replicas (reached $peak_low at ${reached_at:-n/a} s), Job succeeded, back to $min_replicas"
+}
+
+# Every Prometheus panel query of every provisioned dashboard, through Grafana's own HTTP API, returns data.
+e2e_dashboards() {
+  local port=${E2E_GRAFANA_PORT:-13000} password uid expr empty=0 total=0 forward
+  password=$(k -n "$NAMESPACE" get secret grafana-admin -o jsonpath='{.data.password}' | base64 -d)
+  k -n "$NAMESPACE" port-forward service/grafana "$port:3000" >/dev/null 2>&1 &
+  forward=$!
+  sleep 3
+  local api="http://admin:$password@127.0.0.1:$port/api"
+  for uid in $(curl -fsS "$api/search?type=dash-db" | jq -r '.[].uid'); do
+    while IFS= read -r expr; do
+      [ -n "$expr" ] || continue
+      expr=${expr//\$namespace/$NAMESPACE}
+      expr=${expr//\$deployment/consumer}
+      expr=${expr//\$__rate_interval/1m}
+      total=$((total + 1))
+      if [ "$(curl -fsS "$api/datasources/proxy/uid/prometheus/api/v1/query" --data-urlencode "query=$expr" |
+        jq '.data.result | length')" = 0 ]; then
+        echo "e2e: dashboard $uid: no data for $expr" >&2
+        empty=$((empty + 1))
+      fi
+    done < <(curl -fsS "$api/dashboards/uid/$uid" | jq -r '.dashboard.panels[]? | select(.datasource.uid == "prometheus") | .targets[]?.expr')
+  done
+  kill "$forward" 2>/dev/null || true
+  say "dashboards: $((total - empty)) of $total Prometheus panel queries return data through Grafana"
+  [ "$total" -gt 0 ] && [ "$empty" -eq 0 ]
+}
+
 case "${1:-}" in
   dev) dev ;;
   load) load "${2:?usage: dev.sh load <job>}" ;;
   status) status ;;
   grafana) grafana ;;
   undeploy) undeploy ;;
-  *) die "usage: dev.sh dev|load <job>|status|grafana|undeploy" ;;
+  e2e) e2e ;;
+  *) die "usage: dev.sh dev|load <job>|status|grafana|undeploy|e2e" ;;
 esac

@@ -131,3 +131,66 @@ fn make_load_deletes_in_the_foreground_and_waits_on_the_jobs_own_status() {
     assert!(delete < apply && apply < wait && wait < logs, "{kubectl:?}");
     assert!(!kubectl.iter().any(|c| c.contains("-l job-name=")), "no pod-label wait an old pod could satisfy");
 }
+
+fn script_value(name: &str) -> String {
+    let script = std::fs::read_to_string(manifests::repo().join("scripts/dev.sh")).expect("dev.sh");
+    let prefix = format!("readonly {name}=");
+    let line = script.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{name} in dev.sh"));
+    line.trim_matches('"').to_owned()
+}
+
+#[test]
+fn what_make_e2e_reads_exists_in_the_rendered_overlay() {
+    let objects = manifests::overlay("development").objects;
+    let kind_of = |short: &str| match short {
+        "deployment" => "Deployment",
+        "scaledobject" => "ScaledObject",
+        "service" => "Service",
+        "secret" => "Secret",
+        other => panic!("unexpected kind {other}"),
+    };
+    for resource in script_value("E2E_RESOURCES").split_whitespace() {
+        let (kind, name) = resource.split_once('/').expect("kind/name");
+        if kind == "secret" {
+            // Created by `make dev` (never rendered: no password in the manifests); the Deployment must read it.
+            let script = std::fs::read_to_string(manifests::repo().join("scripts/dev.sh")).expect("dev.sh");
+            assert!(script.contains(&format!("create secret generic {name}")), "make dev creates {resource}");
+            let grafana = manifests::find(&objects, "Deployment", "grafana").expect("grafana");
+            assert!(grafana.to_string().contains(&format!("\"name\":\"{name}\"")), "Grafana reads {resource}");
+            continue;
+        }
+        assert!(manifests::find(&objects, kind_of(kind), name).is_some(), "make e2e reads {resource}: not rendered");
+    }
+    let scaled_object = manifests::find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
+    let hpa = format!("keda-hpa-{}", scaled_object["metadata"]["name"].as_str().expect("name"));
+    assert_eq!(script_value("E2E_HPA"), hpa, "KEDA names its HPA keda-hpa-<ScaledObject>");
+    let profile = script_value("E2E_PROFILE");
+    let job_file = script_value("E2E_JOB_FILE").replace("$MANIFESTS", "kubernetes-manifests");
+    let job = std::fs::read_to_string(manifests::repo().join(&job_file)).expect("the e2e Job file");
+    // The two lines the script rewrites (the Job's name and its --test argument) are there to rewrite.
+    assert!(job.contains(&format!("\n  name: load-{profile}\n")), "{job_file} names load-{profile}");
+    assert!(job.contains(&format!("- --test={profile}\n")), "{job_file} runs --test={profile}");
+}
+
+#[test]
+fn make_e2e_reads_its_promise_from_the_load_generator_table() {
+    let script = std::fs::read_to_string(manifests::repo().join("scripts/dev.sh")).expect("dev.sh");
+    let start = script.find("e2e_expectations() {").expect("e2e_expectations");
+    let body = &script[start..start + script[start..].find("\n}\n").expect("end") + 3];
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{body}\nE2E_PROFILE=heavy E2E_TABLE=kubernetes-manifests/components/load-generator/README.md e2e_expectations"))
+        .current_dir(manifests::repo())
+        .output()
+        .expect("bash");
+    let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    // The same row the closed-loop test reads: peak 7-10 replicas, reached by 6 min, back by 10 min.
+    let table =
+        std::fs::read_to_string(manifests::repo().join("kubernetes-manifests/components/load-generator/README.md"))
+            .expect("README");
+    let row = table.lines().find(|l| l.starts_with("| `heavy` |")).expect("heavy row");
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let (low, high) = cells[3].split_once('-').expect("peak range");
+    let minutes = |cell: &str| cell.trim_end_matches(" min").to_owned();
+    assert_eq!(printed, format!("{low} {high} {} {}", minutes(cells[4]), minutes(cells[6])), "from {row}");
+}
