@@ -37,12 +37,21 @@ pub fn documents(yaml: &str) -> Result<Vec<Value>, String> {
         .collect()
 }
 
-/// The object of this kind and name.
+/// The object of this kind and name; a generated ConfigMap is found by the name it was generated from.
 pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Result<&'a Value, String> {
     objects
         .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .find(|o| o["kind"] == kind && o["metadata"]["name"].as_str().is_some_and(|actual| is_named(actual, name)))
         .ok_or_else(|| format!("no {kind} named {name} in the rendered manifests"))
+}
+
+/// `name` itself, or `name` with the `-<10-character hash>` kustomize's generators append.
+pub fn is_named(actual: &str, name: &str) -> bool {
+    actual == name
+        || actual
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 fn number(value: &Value) -> Option<f64> {
@@ -168,6 +177,15 @@ pub fn limits(container: &Value) -> Result<(f64, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_names_match_their_base_name_only() {
+        assert!(is_named("prometheus-config", "prometheus-config"));
+        assert!(is_named("prometheus-config-t6c7fd4cck", "prometheus-config"));
+        assert!(!is_named("prometheus-config-extra", "prometheus-config"));
+        assert!(!is_named("prometheus-configt6c7fd4cck1", "prometheus-config"));
+        assert!(!is_named("prometheus", "prometheus-config"));
+    }
 
     #[test]
     fn ranges_are_compressed_and_the_rest_is_kept() {

@@ -97,8 +97,18 @@ pub fn all() -> Vec<Rendering> {
     renderings
 }
 
+/// The object of this kind and name; a generated ConfigMap (`name-<hash>`) is found by its base name.
 pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
-    objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+    objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"].as_str().is_some_and(|n| is_named(n, name)))
+}
+
+/// `name` itself, or `name-<10-character hash>` as kustomize's generators write it.
+pub fn is_named(actual: &str, name: &str) -> bool {
+    actual == name
+        || actual
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 pub fn kinds(objects: &[Value], kind: &str) -> Vec<Value> {

@@ -1,6 +1,8 @@
 //! Policy over the rendered objects: hardened, bounded containers; pinned images; no plaintext secrets;
 //! the recommended labels; and the shape each overlay and component promises.
 
+use std::process::Command;
+
 use serde_json::Value;
 
 use crate::manifests::{self, find, kinds, pod_spec, triggers};
@@ -177,4 +179,56 @@ fn overlays_compose_what_they_promise() {
     let (alone, affinity) = manifests::component("session-affinity");
     assert!(alone.objects.is_empty(), "session-affinity only patches");
     assert_eq!(find(&affinity.objects, "Service", "consumer").expect("service")["spec"]["sessionAffinity"], "ClientIP");
+}
+
+/// The ConfigMaps each Deployment mounts.
+fn mounted_config_maps(deployment: &Value) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["configMap"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn every_mounted_config_is_generated_so_a_change_rolls_its_pods() {
+    for rendering in manifests::all() {
+        for deployment in kinds(&rendering.objects, "Deployment") {
+            for name in mounted_config_maps(&deployment) {
+                let base = name.rsplit_once('-').map_or(name.as_str(), |(base, _)| base);
+                assert!(
+                    manifests::is_named(&name, base) && name != base,
+                    "{}: Deployment {} mounts ConfigMap {name}, which has no content hash: editing it would roll nothing",
+                    rendering.name,
+                    deployment["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn editing_a_config_file_changes_what_the_deployment_mounts() {
+    let copy = tempfile::tempdir().expect("temp dir");
+    for dir in ["kubernetes-manifests", "grafana"] {
+        let status = Command::new("cp")
+            .args(["-r", manifests::repo().join(dir).to_str().expect("path"), copy.path().to_str().expect("path")])
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    }
+    let overlay = "kubernetes-manifests/overlays/development";
+    let before = manifests::parse(&manifests::kustomize(&copy.path().join(overlay)));
+    let config = copy.path().join("kubernetes-manifests/components/monitoring/config/prometheus.yml");
+    let edited = std::fs::read_to_string(&config).expect("prometheus.yml") + "# an edit\n";
+    std::fs::write(&config, edited).expect("edit");
+    let after = manifests::parse(&manifests::kustomize(&copy.path().join(overlay)));
+    let mounts =
+        |objects: &[Value]| mounted_config_maps(find(objects, "Deployment", "prometheus").expect("prometheus"));
+    let (old, new) = (mounts(&before), mounts(&after));
+    assert_ne!(old, new, "the Prometheus Deployment mounts a new ConfigMap name after an edit, so its pod rolls");
+    assert!(new
+        .iter()
+        .all(|name| after.iter().any(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == name.as_str())));
 }
