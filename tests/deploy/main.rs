@@ -12,5 +12,6 @@ mod policy;
 #[path = "../support/prometheus.rs"]
 mod prometheus_server;
 mod promql;
+mod renovate;
 mod schema;
 mod scraping;
