@@ -194,8 +194,11 @@ impl Recorder {
         }
         failed[Failure::Cancelled as usize] += abandoned;
         let distribution = self.distribution();
-        let sent = succeeded + failed.iter().sum::<u64>();
-        let completed = sent - failed[Failure::Cancelled as usize] - failed[Failure::Connect as usize];
+        // Counted where each request is sent; every one ends as one success or one failure (those still in flight
+        // at an interrupt as cancelled), which the tests check against this count rather than assume.
+        let sent = self.sent.load(Ordering::Relaxed);
+        let answered = succeeded + failed.iter().sum::<u64>();
+        let completed = answered - failed[Failure::Cancelled as usize] - failed[Failure::Connect as usize];
         let imbalance = imbalance(&distribution, replicas_seen);
         Summary {
             profile: profile.to_owned(),
@@ -203,7 +206,7 @@ impl Recorder {
             succeeded,
             retried: self.retried.load(Ordering::Relaxed),
             failed: Failure::ALL.iter().map(|f| (f.key(), failed[*f as usize])).collect(),
-            success_rate: if sent == 0 { 0.0 } else { succeeded as f64 / sent as f64 },
+            success_rate: if answered == 0 { 0.0 } else { succeeded as f64 / answered as f64 },
             rate_achieved: completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
             elapsed_seconds: elapsed.as_secs_f64(),
             latency_ms: Latencies::from(&histogram),
@@ -345,8 +348,11 @@ mod tests {
             let served_by = (failure != Some(Failure::Connect)).then_some("a");
             recorder.record(slot, Outcome { latency: Duration::from_millis(10), failure, served_by });
         }
+        // A fifth request sent and still in flight when the run stops.
+        recorder.sent();
         let summary = recorder.summarise("custom", 1, &seen(&["a"]));
         assert_eq!((summary.sent, summary.succeeded), (5, 2));
+        assert_eq!(summary.sent, summary.succeeded + summary.failed.values().sum::<u64>());
         assert_eq!((summary.failed["overload"], summary.failed["connect"], summary.failed["cancelled"]), (1, 1, 1));
         assert_eq!(summary.distribution["a"], 3);
         assert!((summary.latency_ms.p50 - 10.0).abs() < 0.1);

@@ -54,9 +54,22 @@ async fn running_tasks_are_counted_by_kind() {
 #[tokio::test]
 async fn recent_keeps_the_last_five() {
     let app = spawn_app(&[]).await;
-    for _ in 0..6 {
-        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::OK).await;
+    let submit = || async {
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::OK).await
+            ["task_id"]
+            .clone()
+    };
+    // The first finishes before the other five start, so it is the one that must fall out.
+    let first = submit().await;
+    app.wait_for_status("the first task to complete", |s| s["totals"]["completed"] == 1).await;
+    let mut last_five = Vec::new();
+    for _ in 0..5 {
+        last_five.push(submit().await);
     }
     let status = app.wait_for_status("six tasks to complete", |s| s["totals"]["completed"] == 6).await;
-    assert_eq!(status["recent"].as_array().expect("recent").len(), 5);
+    let recent: Vec<serde_json::Value> =
+        status["recent"].as_array().expect("recent").iter().map(|t| t["task_id"].clone()).collect();
+    assert_eq!(recent.len(), 5);
+    assert!(!recent.contains(&first), "the oldest task fell out: {recent:?}");
+    assert!(last_five.iter().all(|id| recent.contains(id)), "the five newest are kept: {recent:?} vs {last_five:?}");
 }

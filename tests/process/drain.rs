@@ -113,8 +113,28 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
 
 #[tokio::test]
 async fn sigint_drains_the_same_way() {
-    let mut consumer = ConsumerProcess::start(&["--drain-delay-secs", "0"]);
+    let mut consumer = ConsumerProcess::start(&["--drain-delay-secs", "1", "--shutdown-timeout-secs", "15"]);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let address = consumer.address.clone();
+    let in_flight = tokio::spawn({
+        let (client, address) = (client.clone(), address.clone());
+        async move { client.post(format!("{address}/process?cpu_intensity=1&memory_size=1&duration=2")).send().await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&client, &address).await["tasks_running"]["cpu"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the sync task should be running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     consumer.signal(Signal::SIGINT);
+    consumer.wait_for_event("SIGINT received", Duration::from_secs(5));
+    let ready = client.get(format!("{address}/ready")).send().await.expect("ready during the drain delay");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "readiness turns 503 at once, as on SIGTERM");
+    let response = in_flight.await.expect("join").expect("the in-flight request is answered");
+    assert_eq!(response.status(), StatusCode::OK, "the in-flight sync work completes");
     let exit = consumer.wait_exit(Duration::from_secs(20)).expect("exits");
     assert_eq!(exit.code(), Some(0));
+    let finished = consumer.events("task finished");
+    assert!(finished.iter().any(|e| e["status"] == "completed"), "the task finished, not cancelled: {finished:?}");
+    assert_eq!(consumer.events("drained; exiting").len(), 1);
 }

@@ -26,13 +26,19 @@ fn latency_includes_the_queueing_behind_a_stalled_endpoint() {
 fn sigterm_stops_sending_and_prints_the_partial_summary() {
     let port = stalling_server(Duration::from_millis(10));
     let url = format!("http://127.0.0.1:{port}");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_generator"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_generator"))
         .args(["--url", &url, "--rate", "20", "--duration", "60s", "--probes", "1", "--output", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn the generator");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Waits for the line the generator prints when it starts sending, then keeps draining stderr.
+    let mut stderr = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().expect("stderr")));
+    let started = stderr.by_ref().map_while(Result::ok).any(|line| line.starts_with("running "));
+    assert!(started, "the generator announced its run");
+    std::thread::spawn(move || stderr.for_each(drop));
+    // A few arrivals at 20/s, so the partial summary has something in it.
+    std::thread::sleep(Duration::from_millis(300));
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let output = child.wait_with_output().expect("wait");

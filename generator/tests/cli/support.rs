@@ -17,8 +17,13 @@ pub fn generator(args: &[&str]) -> Output {
 pub fn generator_json(args: &[&str]) -> (Option<i32>, Value, String) {
     let output = generator(&[args, &["--output", "json"]].concat());
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let summary =
+    let summary: Value =
         serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr: {stderr}"));
+    // Sends are counted where they happen: each must end as exactly one success or one failure.
+    if let (Some(sent), Some(failed)) = (summary["sent"].as_u64(), summary["failed"].as_object()) {
+        let ended = summary["succeeded"].as_u64().unwrap_or(0) + failed.values().filter_map(Value::as_u64).sum::<u64>();
+        assert_eq!(sent, ended, "sent counts every request once, each ending once: {summary}");
+    }
     (output.status.code(), summary, stderr)
 }
 
