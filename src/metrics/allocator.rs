@@ -29,24 +29,60 @@ struct Tally {
     allocations: Cell<u64>,
     freed: Cell<u64>,
     calls: Cell<u32>,
+    /// Whether this thread's `FlushOnExit` is registered, or being registered (which itself allocates).
+    exit_flush: Cell<ExitFlush>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExitFlush {
+    Unregistered,
+    Registering,
+    Registered,
 }
 
 thread_local! {
     static TALLY: Tally = const {
-        Tally { allocated: Cell::new(0), allocations: Cell::new(0), freed: Cell::new(0), calls: Cell::new(0) }
+        Tally {
+            allocated: Cell::new(0),
+            allocations: Cell::new(0),
+            freed: Cell::new(0),
+            calls: Cell::new(0),
+            exit_flush: Cell::new(ExitFlush::Unregistered),
+        }
     };
+    static FLUSH_ON_EXIT: FlushOnExit = const { FlushOnExit };
+}
+
+/// Flushes the thread's tally when the thread exits (Tokio's blocking threads come and go): without it, what was
+/// pending there would be lost, and live bytes would drift with every exit.
+struct FlushOnExit;
+
+impl Drop for FlushOnExit {
+    fn drop(&mut self) {
+        let _ = TALLY.try_with(Tally::flush);
+    }
 }
 
 impl Tally {
     fn record(&self, allocated: u64, allocations: u64, freed: u64) {
+        if self.exit_flush.get() == ExitFlush::Unregistered {
+            // Registering the destructor may allocate, which lands here again: the state stops the recursion.
+            self.exit_flush.set(ExitFlush::Registering);
+            let _ = FLUSH_ON_EXIT.try_with(|_| ());
+            self.exit_flush.set(ExitFlush::Registered);
+        }
         self.allocated.set(self.allocated.get() + allocated);
         self.allocations.set(self.allocations.get() + allocations);
         self.freed.set(self.freed.get() + freed);
         self.calls.set(self.calls.get() + 1);
         if self.calls.get() >= FLUSH_CALLS || self.allocated.get() >= FLUSH_BYTES || self.freed.get() >= FLUSH_BYTES {
-            add_shared(self.allocated.replace(0), self.allocations.replace(0), self.freed.replace(0));
-            self.calls.set(0);
+            self.flush();
         }
+    }
+
+    fn flush(&self) {
+        add_shared(self.allocated.replace(0), self.allocations.replace(0), self.freed.replace(0));
+        self.calls.set(0);
     }
 }
 
