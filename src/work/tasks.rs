@@ -390,10 +390,10 @@ impl TaskRegistry {
         }
         let demand = spec.demand();
         let task_id = Uuid::new_v4();
-        let cancel = match spec.mode {
-            Mode::Sync => CancellationToken::new(),
-            Mode::Async => self.shutdown.child_token(),
-        };
+        // Every task, sync or async, is cut off at the shutdown deadline: a sync request left running would hold the
+        // process past its shutdown timeout (the runtime waits for its CPU thread). A sync request that goes away
+        // cancels only its own task.
+        let cancel = self.shutdown.child_token();
         let mut schedule = self.schedule();
         if schedule.draining {
             drop(schedule);
@@ -680,16 +680,14 @@ impl TaskRegistry {
         }
     }
 
-    /// Lets running tasks finish until `finish_by`, then cancels the background ones still running (each counted and
-    /// logged as cancelled) and waits for every task to end. A scale-down then loses no work that fits the grace period.
+    /// Lets running tasks finish until `finish_by`, then cancels every one still running, sync or background (each
+    /// counted and logged as cancelled; a sync request is answered with its cancelled report), and waits for every task
+    /// to end. A scale-down then loses no work that fits the grace period, and the process exits within its timeout.
     pub async fn shutdown(&self, finish_by: tokio::time::Instant) {
         self.begin_drain();
         self.tracker.close();
         if tokio::time::timeout_at(finish_by, self.tracker.wait()).await.is_err() {
-            tracing::warn!(
-                tasks = self.tracker.len(),
-                "shutdown deadline near: cancelling the background work still running"
-            );
+            tracing::warn!(tasks = self.tracker.len(), "shutdown deadline near: cancelling the work still running");
             self.shutdown.cancel();
             self.tracker.wait().await;
         }

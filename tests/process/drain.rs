@@ -138,3 +138,45 @@ async fn sigint_drains_the_same_way() {
     assert!(finished.iter().any(|e| e["status"] == "completed"), "the task finished, not cancelled: {finished:?}");
     assert_eq!(consumer.events("drained; exiting").len(), 1);
 }
+
+#[tokio::test]
+async fn work_outlasting_the_shutdown_timeout_is_cut_off_on_time() {
+    let mut consumer = ConsumerProcess::start(&["--drain-delay-secs", "1", "--shutdown-timeout-secs", "4"]);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+    let address = consumer.address.clone();
+    let in_flight = tokio::spawn({
+        let (client, address) = (client.clone(), address.clone());
+        async move { client.post(format!("{address}/process?cpu_intensity=1&memory_size=1&duration=30")).send().await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status(&client, &address).await["tasks_running"]["cpu"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the sync task should be running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let signalled = std::time::Instant::now();
+    consumer.signal(Signal::SIGTERM);
+    consumer.wait_for_event(
+        "drain delay over: closing the listener; running work may finish until the shutdown deadline",
+        Duration::from_secs(5),
+    );
+    let port = address.rsplit(':').next().expect("port").to_owned();
+    let refused = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await;
+    assert!(refused.is_err(), "after the drain delay the listener is closed: new connections are refused");
+
+    let exit = consumer.wait_exit(Duration::from_secs(10)).expect("exits");
+    let took = signalled.elapsed();
+    assert_eq!(exit.code(), Some(0));
+    // Found by this test: the sync task was not cancelled, and the runtime waited 30 s for its CPU thread.
+    assert!(took < Duration::from_millis(5500), "exited within the 4 s shutdown timeout (plus scheduling): {took:?}");
+    let answered = in_flight.await.expect("join").expect("the cut-off request is answered, not dropped");
+    let report: Value = answered.json().await.expect("a task report");
+    assert_eq!(report["status"], "cancelled", "{report}");
+    let finished = consumer.events("task finished");
+    assert!(finished.iter().any(|e| e["status"] == "cancelled"), "logged as cancelled: {finished:?}");
+    // actix's own graceful stop may still be closing connections at the deadline, which logs the timeout line.
+    let timeout_lines = consumer.events("shutdown timeout reached; exiting with work unfinished").len();
+    println!(
+        "30 s of sync work at SIGTERM: answered `cancelled`, exit 0 after {took:?} (timeout 4 s; timeout lines: {timeout_lines})"
+    );
+}
