@@ -12,6 +12,7 @@ mod policy;
 #[path = "../support/prometheus.rs"]
 mod prometheus_server;
 mod promql;
+mod releases;
 mod renovate;
 mod schema;
 mod scraping;
