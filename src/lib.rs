@@ -4,6 +4,7 @@ pub mod configuration;
 pub mod errors;
 pub mod identity;
 pub mod metrics;
+pub mod peer;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -50,6 +50,8 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        // Sync requests watch their client's socket, to cancel work nobody waits for any more.
+        .on_connect(crate::peer::record)
         .listen(listener)?
         // Signals are ours: SIGTERM starts a drain, not actix's immediate stop.
         .disable_signals()

@@ -2,15 +2,20 @@
 
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::errors::{ApiError, ErrorBody};
+use crate::peer::PeerSocket;
 use crate::state::AppState;
 use crate::work::tasks::{CleanupReport, Mode, Refusal, StatusSnapshot, TaskAccepted, TaskReport, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
+
+/// nginx's 499, for the access log and the status-class metrics of a request whose client left before its answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// An integer query parameter: its range and default. `allowed` is what a 422 tells the caller.
 struct IntParam {
@@ -74,7 +79,18 @@ pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     })?;
     match spec.mode {
         Mode::Sync => {
-            let finished = accepted.finish().await.map_err(|e| ApiError::TaskFailed(e.to_string()))?;
+            let finished = match req.conn_data::<PeerSocket>().copied() {
+                Some(peer) => tokio::select! {
+                    finished = accepted.finish() => finished,
+                    // Dropping `finish` cancels the task; nobody reads this answer (nginx logs such requests 499).
+                    () = peer.closed() => {
+                        let status = StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST);
+                        return Ok(HttpResponse::build(status).finish());
+                    },
+                },
+                None => accepted.finish().await,
+            };
+            let finished = finished.map_err(|e| ApiError::TaskFailed(e.to_string()))?;
             if !finished.started {
                 return Err(ApiError::Overloaded(state.registry.drained_while_queued()));
             }

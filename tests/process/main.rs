@@ -3,6 +3,7 @@
 mod cleanup;
 #[path = "../support/consumer.rs"]
 mod consumer;
+mod disconnect;
 mod drain;
 mod fidelity;
 mod logs;
