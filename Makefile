@@ -28,8 +28,13 @@ tools: ## Install what `make test` drives (Prometheus, HAProxy, wrk, linters, th
 	@bash scripts/install-tools.sh
 
 .PHONY: test
-test: tools lint lint-deploy ## Everything CI checks: lints, then every test of the workspace (manifests and the closed loop included; what tests print is shown)
+test: tools lint lint-deploy ## Everything CI checks: lints, every test of the workspace (manifests and the closed loop included; what tests print is shown), then fuzz-api
 	$(CARGO) test --workspace --all-targets -- --show-output
+	$(MAKE) --no-print-directory fuzz-api
+
+.PHONY: fuzz-api
+fuzz-api: ## schemathesis (every check) against the real consumer's OpenAPI spec; FUZZ_EXAMPLES, SCHEMATHESIS_SEED
+	scripts/fuzz-api.sh
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with warnings as errors

@@ -361,3 +361,52 @@ mod tests {
         assert!(plan(&["--threshold", "p99 about 2s"]).unwrap_err().contains("p99 about 2s"));
     }
 }
+
+/// Property tests for `--stages`: any text is a list of stages with positive durations and finite rates >= 0, or an
+/// error naming `--stages`; a well-formed list comes back as written. Bounded by proptest's case count.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_sound_stages_or_an_error(text in any::<String>()) {
+            match parse_stages(&text) {
+                Ok(stages) => {
+                    for stage in stages {
+                        prop_assert!(!stage.duration.is_zero() && stage.target.is_finite() && stage.target >= 0.0);
+                    }
+                }
+                Err(message) => prop_assert!(message.starts_with("--stages "), "{}", message),
+            }
+        }
+
+        #[test]
+        fn shaped_like_stages_is_sound_or_an_error(
+            parts in prop::collection::vec(
+                (
+                    prop::sample::select(vec!["0s", "1s", "30s", "1m", "2h", "99999999999999999999h", "-1s", "", "1x"]),
+                    prop::sample::select(vec!["0", "50", "0.5", "-1", "NaN", "inf", "1e400", "", "x"]),
+                ),
+                0..5,
+            ),
+        ) {
+            let text: Vec<String> = parts.iter().map(|(d, r)| format!("{d}:{r}")).collect();
+            if let Ok(stages) = parse_stages(&text.join(",")) {
+                for stage in stages {
+                    prop_assert!(!stage.duration.is_zero() && stage.target.is_finite() && stage.target >= 0.0);
+                }
+            }
+        }
+
+        #[test]
+        fn well_formed_stages_come_back_as_written(stages in prop::collection::vec((1u64..86_400, 0u32..100_000), 1..6)) {
+            let text: Vec<String> = stages.iter().map(|(secs, rate)| format!("{secs}s:{rate}")).collect();
+            let parsed = parse_stages(&text.join(",")).expect("well formed");
+            let back: Vec<(u64, u32)> = parsed.iter().map(|s| (s.duration.as_secs(), s.target as u32)).collect();
+            prop_assert_eq!(back, stages);
+        }
+    }
+}

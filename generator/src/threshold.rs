@@ -63,6 +63,10 @@ impl Threshold {
         let (subject, limit) = match name {
             "success" => {
                 let percent: f64 = value.strip_suffix('%').unwrap_or(value).parse().map_err(|_| bad())?;
+                // NaN, negative or above 100 would make a check that always passes or always fails.
+                if !(0.0..=100.0).contains(&percent) {
+                    return Err(format!("--threshold {text:?}: a success rate is a percentage from 0 to 100"));
+                }
                 (Subject::Success, percent)
             }
             "max" => (Subject::Latency(100.0), latency_ms(value).ok_or_else(bad)?),
@@ -119,8 +123,56 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_evaluate() {
-        for bad in ["p99", "p101<1s", "latency<1s", "p99<fast", "success>most"] {
+        for bad in
+            ["p99", "p101<1s", "latency<1s", "p99<fast", "success>most", "success>NaN%", "success>-1%", "success<101%"]
+        {
             assert!(Threshold::parse(bad).unwrap_err().contains(bad), "{bad} should be rejected");
+        }
+    }
+}
+
+/// Property tests: any text is a threshold with a finite limit in its unit's range, or a `--threshold` error; never
+/// a panic. Bounded by proptest's case count, so they run in `make test`.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn check(text: &str) {
+        match Threshold::parse(text) {
+            Ok(threshold) => {
+                assert!(threshold.limit.is_finite() && threshold.limit >= 0.0, "{text}: limit {}", threshold.limit);
+                if threshold.is_success() {
+                    assert!(threshold.limit <= 100.0, "{text}: a success rate above 100%");
+                }
+            }
+            Err(message) => assert!(message.starts_with("--threshold "), "{text}: {message}"),
+        }
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|n| n.to_string()),
+            (0u64..100_000).prop_map(|n| n.to_string()),
+            prop::sample::select(vec!["NaN", "inf", "-inf", "-1", "1e400", "99.9", "", "."]).prop_map(str::to_owned),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_threshold_or_an_error(text in any::<String>()) {
+            check(&text);
+        }
+
+        #[test]
+        fn shaped_like_a_threshold_is_a_sound_one_or_an_error(
+            subject in prop::sample::select(vec!["p50", "p99.9", "p100", "p-1", "pNaN", "max", "success", "min"]),
+            operator in prop::sample::select(vec!["<", "<=", ">", ">=", "=", "=>"]),
+            number in number(),
+            unit in prop::sample::select(vec!["ms", "s", "m", "h", "%", "", "us", "parsecs"]),
+        ) {
+            check(&format!("{subject}{operator}{number}{unit}"));
         }
     }
 }

@@ -200,3 +200,73 @@ mod tests {
         assert_eq!(MEMORY_SIZE.allowed, "integer from 0 to 500");
     }
 }
+
+/// Property tests: whatever a client sends as a query string, the parser answers a spec inside the documented ranges
+/// or a 422 naming a field it knows; it never panics. Bounded by proptest's case count, so it runs in `make test`.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const FIELDS: [&str; 6] = ["cpu_intensity", "memory_size", "duration", "async_mode", "retain", "query"];
+
+    fn check(query: &str) {
+        match parse_spec(query) {
+            Ok(spec) => {
+                assert!((1..=10).contains(&spec.cpu_intensity), "{query}");
+                assert!(spec.memory_bytes <= 500 * MIB && spec.memory_bytes % MIB == 0, "{query}");
+                assert!((1..=60).contains(&spec.duration.as_secs()), "{query}");
+            }
+            Err(ApiError::Validation { field, allowed, .. }) => {
+                assert!(FIELDS.contains(&field), "{query}: unknown field {field}");
+                assert!(!allowed.is_empty(), "{query}");
+            }
+            Err(other) => panic!("{query}: not a validation error: {other:?}"),
+        }
+    }
+
+    /// A value as clients send them: numbers in and around each range, booleans, junk, percent-escapes.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (-5i64..600).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            prop::sample::select(vec!["true", "FALSE", "on", "1", "0", " 5 ", "", "1e3", "0x10", "%FF", "+3"])
+                .prop_map(str::to_owned),
+            "[ -~]{0,12}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_is_a_spec_in_range_or_a_422_naming_a_field(query in any::<String>()) {
+            check(&query);
+        }
+
+        #[test]
+        fn any_mix_of_known_and_unknown_parameters_is_a_spec_or_a_422(
+            pairs in prop::collection::vec((prop::sample::select(FIELDS.to_vec()), value()), 0..8),
+        ) {
+            let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            check(&query.join("&"));
+        }
+
+        #[test]
+        fn values_in_range_are_taken_as_given(cpu in 1u64..=10, memory in 0u64..=500, duration in 1u64..=60) {
+            let spec = parse_spec(&format!("cpu_intensity={cpu}&memory_size={memory}&duration={duration}"));
+            let spec = spec.expect("in range");
+            prop_assert_eq!((u64::from(spec.cpu_intensity), spec.memory_bytes / MIB), (cpu, memory));
+            prop_assert_eq!(spec.duration.as_secs(), duration);
+        }
+
+        #[test]
+        fn values_out_of_range_are_refused_naming_their_field(field in 0usize..3, excess in 1u64..1_000_000) {
+            let (name, max) = [("cpu_intensity", 10), ("memory_size", 500), ("duration", 60)][field];
+            match parse_spec(&format!("{name}={}", max + excess)) {
+                Err(ApiError::Validation { field, .. }) => prop_assert_eq!(field, name),
+                _ => prop_assert!(false, "{} above {} was accepted", name, max),
+            }
+        }
+    }
+}
