@@ -838,15 +838,22 @@ async fn execute(
     drop(cpu_span);
 
     let retained = spec.retain && !cancelled;
-    {
-        let mut schedule = registry.schedule();
-        if let (true, Some(block)) = (retained, block) {
+    let to_free = match block {
+        Some(block) if retained => {
+            let mut schedule = registry.schedule();
             // The reservation moves with the block: `cleanup` gives it back.
             if let Some(task) = schedule.running.get_mut(&task_id) {
                 task.demand.memory_bytes = 0;
             }
             registry.retain(block);
+            None
         }
+        other => other,
+    };
+    // Unmapping hundreds of MiB takes tens of milliseconds: on the blocking pool, never under the schedule lock (it
+    // was, and /metrics and /process/status waited on it), and before the slot goes, so the budget is never exceeded.
+    if let Some(block) = to_free {
+        let _ = tokio::task::spawn_blocking(move || drop(block)).await;
     }
     drop(slot);
     drop(memory_running);
