@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -38,13 +39,17 @@ impl Application {
             identity: PodIdentity::from_env(local_addr),
             registry,
             metrics,
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
         });
         let access_log = AccessLogger::new(settings.access_log);
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(RequestTelemetry::new(access_log.clone(), &app_state.identity.pod_name))
+                .wrap(RequestTelemetry::new(
+                    access_log.clone(),
+                    &app_state.identity.pod_name,
+                    Arc::clone(&app_state.draining),
+                ))
                 .wrap(RequestMetrics::new(app_state.metrics.http.clone()))
                 .app_data(app_state.clone())
                 .configure(routes::configure)
@@ -81,8 +86,9 @@ impl Application {
             result = &mut server => return result.map_err(std::io::Error::other)?,
             () = shutdown => {}
         }
+        // Work is still taken during the drain delay: requests keep arriving until the endpoints update, and a 503
+        // then would fail them for nothing. The registry stops taking work when the listener closes.
         state.draining.store(true, Ordering::Release);
-        state.registry.begin_drain();
         tracing::info!(drain_delay_secs = settings.drain_delay_secs, "shutdown signal: readiness is now 503, draining");
         let deadline = tokio::time::Instant::now() + settings.shutdown_timeout();
         // Background work may run until a second before the deadline, then it is cancelled and counted.

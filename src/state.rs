@@ -11,6 +11,6 @@ pub struct AppState {
     pub identity: PodIdentity,
     pub registry: Arc<TaskRegistry>,
     pub metrics: Metrics,
-    /// Set when SIGTERM arrives; `/ready` answers 503 from then on.
-    pub draining: AtomicBool,
+    /// Set when SIGTERM arrives; `/ready` answers 503 from then on, and every response closes its connection.
+    pub draining: Arc<AtomicBool>,
 }

@@ -1,15 +1,19 @@
 //! One span per request with the HTTP semantic-convention attributes, continuing an incoming W3C `traceparent`
 //! (created only while traces are exported), and the access-log line its `AccessLogger` asks for when it ends.
+//! It also stamps `X-Served-By` and, while the pod drains, closes each connection after its response.
 //! A hand-written middleware rather than `from_fn`: every request passes here, and this one boxes nothing.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::ConnectionType;
 use actix_web::Error;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -32,17 +36,20 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// The middleware factory: `App::new().wrap(RequestTelemetry::new(access_log, pod_name))`. It also stamps every
-/// response with `X-Served-By: <pod>` (what the generator's per-pod distribution counts): one middleware, not two.
+/// The middleware factory: `App::new().wrap(RequestTelemetry::new(access_log, pod_name, draining))`. It also stamps
+/// every response with `X-Served-By: <pod>` (what the generator's per-pod distribution counts), and while `draining`
+/// answers with `Connection: close`: a keep-alive client pinned to this pod reconnects through the Service to a ready
+/// pod instead of meeting a closed socket when the drain ends. One middleware, not three.
 pub struct RequestTelemetry {
     access_log: AccessLogger,
     served_by: HeaderValue,
+    draining: Arc<AtomicBool>,
 }
 
 impl RequestTelemetry {
-    pub fn new(access_log: AccessLogger, pod_name: &str) -> Self {
+    pub fn new(access_log: AccessLogger, pod_name: &str, draining: Arc<AtomicBool>) -> Self {
         let served_by = HeaderValue::from_str(pod_name).unwrap_or_else(|_| HeaderValue::from_static("unnamed"));
-        Self { access_log, served_by }
+        Self { access_log, served_by, draining }
     }
 }
 
@@ -58,7 +65,8 @@ where
 
     fn new_transform(&self, service: S) -> Self::Future {
         let (access_log, served_by) = (Rc::new(self.access_log.clone()), self.served_by.clone());
-        ready(Ok(RequestTelemetryService { service, access_log, served_by }))
+        let draining = Arc::clone(&self.draining);
+        ready(Ok(RequestTelemetryService { service, access_log, served_by, draining }))
     }
 }
 
@@ -67,6 +75,7 @@ pub struct RequestTelemetryService<S> {
     /// One per worker: a request clones the `Rc` without an atomic.
     access_log: Rc<AccessLogger>,
     served_by: HeaderValue,
+    draining: Arc<AtomicBool>,
 }
 
 impl<S, B> Service<ServiceRequest> for RequestTelemetryService<S>
@@ -86,7 +95,8 @@ where
             self.service.call(req)
         };
         let (access_log, served_by) = (Rc::clone(&self.access_log), self.served_by.clone());
-        TelemetryFuture { inner, span, started: Instant::now(), access_log, served_by }
+        let draining = Arc::clone(&self.draining);
+        TelemetryFuture { inner, span, started: Instant::now(), access_log, served_by, draining }
     }
 }
 
@@ -127,6 +137,7 @@ pin_project_lite::pin_project! {
         started: Instant,
         access_log: Rc<AccessLogger>,
         served_by: HeaderValue,
+        draining: Arc<AtomicBool>,
     }
 }
 
@@ -142,6 +153,9 @@ where
         let mut result = std::task::ready!(this.inner.poll(cx));
         if let Ok(response) = &mut result {
             response.headers_mut().insert(X_SERVED_BY, this.served_by.clone());
+            if this.draining.load(Ordering::Relaxed) {
+                response.response_mut().head_mut().set_connection_type(ConnectionType::Close);
+            }
         }
         let status = match &result {
             Ok(response) => response.status(),

@@ -654,7 +654,7 @@ impl TaskRegistry {
         }
     }
 
-    /// From SIGTERM: new work is refused and every queued task is let go (async ones cancelled, sync ones answered
+    /// From the end of the drain delay: new work is refused and every queued task is let go (async ones cancelled, sync ones answered
     /// 503 by their request), each counted and logged by its driver.
     pub fn begin_drain(&self) {
         let mut schedule = self.schedule();

@@ -1,5 +1,6 @@
-//! SIGTERM: readiness turns 503 at once, new work gets 503, queued async tasks are cancelled and counted, queued sync
-//! requests are answered 503, the in-flight sync request completes, background work is cancelled, exit 0.
+//! SIGTERM: readiness turns 503 at once and work is still taken for the drain delay; when it ends, queued async tasks
+//! are cancelled and counted, queued sync requests answered 503, new connections refused; the in-flight sync request
+//! completes, background work is cancelled, exit 0.
 
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let before = client.get(format!("{address}/health")).send().await.expect("health");
+    assert!(before.headers().get("connection").is_none_or(|v| v != "close"), "keep-alive until the drain");
     consumer.signal(Signal::SIGTERM);
     consumer.wait_for_event("shutdown signal: readiness is now 503, draining", Duration::from_secs(5));
     let ready =
@@ -67,26 +70,32 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
     assert_eq!(ready.json::<Value>().await.expect("JSON")["status"], "draining");
     let health = client.get(format!("{address}/health")).send().await.expect("health during drain");
     assert_eq!(health.status(), StatusCode::OK, "liveness stays up while draining");
+    let connection = health.headers().get("connection").map(|v| v.to_str().expect("ASCII").to_owned());
+    assert_eq!(connection.as_deref(), Some("close"), "a keep-alive client is told to reconnect elsewhere");
 
-    let refused = queued_sync.await.expect("join").expect("the queued sync request is answered before the close");
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(refused.headers().contains_key("retry-after"));
-    assert_eq!(refused.json::<Value>().await.expect("JSON")["reason"], "draining");
+    // Requests keep arriving until the endpoints update: the drain delay still takes work (it queues here).
     let new_work = client
         .post(format!("{address}/process?async_mode=true&cpu_intensity=1&memory_size=1&duration=1"))
         .send()
         .await
         .expect("new work during the drain delay");
-    assert_eq!(new_work.status(), StatusCode::SERVICE_UNAVAILABLE, "new work is refused while draining");
-    let during = status(&client, &address).await;
-    assert_eq!(during["queue"]["length"], 0, "{during}");
-    assert_eq!(during["totals"]["cancelled"], 3, "two queued async and one queued sync, counted: {during}");
-    let exposition =
-        client.get(format!("{address}/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(
-        exposition.contains(r#"consumer_tasks_total{kind="cpu",mode="async",outcome="cancelled"} 2"#),
-        "queued async tasks counted as cancelled"
-    );
+    assert_eq!(new_work.status(), StatusCode::OK, "work is taken during the drain delay");
+    let new_work: Value = new_work.json().await.expect("JSON");
+    assert_eq!(new_work["status"], "queued", "{new_work}");
+    queued_ids.push(new_work["task_id"].clone());
+
+    // When the delay ends the queue is let go: the queued sync request is answered 503, the listener closes.
+    let refused = queued_sync.await.expect("join").expect("the queued sync request is answered before the close");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = refused.headers()["retry-after"].to_str().expect("ASCII").parse().expect("seconds");
+    let refused: Value = refused.json().await.expect("JSON");
+    assert_eq!(refused["reason"], "draining");
+    assert_eq!(refused["retry_after_seconds"].as_u64(), Some(retry_after), "header and body agree");
+    let closed_by = tokio::time::Instant::now() + Duration::from_secs(2);
+    while client.get(format!("{address}/health")).send().await.is_ok() {
+        assert!(tokio::time::Instant::now() < closed_by, "new connections are refused once the drain delay is over");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let response = in_flight.await.expect("join").expect("the in-flight request completes");
     assert_eq!(response.status(), StatusCode::OK);
@@ -104,6 +113,8 @@ async fn sigterm_drains_in_flight_work_and_exits_zero() {
         let ended = finished.iter().find(|e| &e["task_id"] == id).expect("each queued task logs its end");
         assert_eq!(ended["status"], "cancelled", "{ended}");
     }
+    let cancelled = finished.iter().filter(|e| e["status"] == "cancelled").count();
+    assert_eq!(cancelled, 5, "three queued async, one queued sync and the background task, each counted once");
     assert!(
         consumer.events("shutdown timeout reached; exiting with work unfinished").is_empty(),
         "drained before the timeout"

@@ -2,6 +2,7 @@
 
 mod distribution;
 mod open_model;
+mod rolling;
 mod runs;
 mod support;
 mod watch;

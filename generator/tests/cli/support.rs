@@ -74,6 +74,24 @@ impl Consumer {
         Self { child, port, url: format!("http://127.0.0.1:{port}") }
     }
 
+    /// Sends SIGTERM, as the kubelet does to a pod being replaced.
+    pub fn terminate(&self) {
+        // SAFETY: kill only sends a signal to our own child's pid.
+        unsafe { libc::kill(i32::try_from(self.child.id()).expect("pid fits i32"), libc::SIGTERM) };
+    }
+
+    /// Waits for exit: its status and how long it took, or `None` if still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some((status, start.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// `GET /process/status`, read with a plain socket.
     pub fn status(&self) -> Value {
         let body = http_get(self.port, "/process/status");
