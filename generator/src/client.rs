@@ -63,19 +63,20 @@ impl Client {
         uri: &Uri,
         traceparent: Option<HeaderValue>,
     ) -> Result<Reply, Failure> {
-        let attempt = async {
-            let mut sender = match connection.take() {
-                Some(sender) if self.reuse && !sender.is_closed() => sender,
-                _ => self.connect().await.map_err(|_| Failure::Connect)?,
+        let attempt =
+            async {
+                let mut sender = match connection.take() {
+                    Some(sender) if self.reuse && !sender.is_closed() => sender,
+                    _ => self.connect().await.map_err(|_| Failure::Connect)?,
+                };
+                let reply = round_trip(&mut sender, self.request(method, uri.clone(), traceparent))
+                    .await
+                    .map_err(|e| if e.is_parse() { Failure::Protocol } else { Failure::Io })?;
+                if self.reuse {
+                    *connection = Some(sender);
+                }
+                Ok(reply)
             };
-            let reply = round_trip(&mut sender, self.request(method, uri.clone(), traceparent))
-                .await
-                .map_err(|_| Failure::Io)?;
-            if self.reuse {
-                *connection = Some(sender);
-            }
-            Ok(reply)
-        };
         tokio::time::timeout(self.timeout, attempt).await.unwrap_or(Err(Failure::Timeout))
     }
 

@@ -21,15 +21,25 @@ pub enum Failure {
     Overload,
     ClientError,
     ServerError,
-    /// The connection broke mid-request.
+    /// The connection broke mid-request (reset, or closed before a whole response).
     Io,
+    /// The answer was not HTTP: the target is not the service the run meant.
+    Protocol,
     /// Still in flight when the run was interrupted.
     Cancelled,
 }
 
 impl Failure {
-    pub const ALL: [Self; 7] =
-        [Self::Connect, Self::Timeout, Self::Overload, Self::ClientError, Self::ServerError, Self::Io, Self::Cancelled];
+    pub const ALL: [Self; 8] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Overload,
+        Self::ClientError,
+        Self::ServerError,
+        Self::Io,
+        Self::Protocol,
+        Self::Cancelled,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -39,6 +49,7 @@ impl Failure {
             Self::ClientError => "client_error",
             Self::ServerError => "server_error",
             Self::Io => "io",
+            Self::Protocol => "protocol",
             Self::Cancelled => "cancelled",
         }
     }
@@ -51,6 +62,7 @@ impl Failure {
             Self::ClientError => "other 4xx",
             Self::ServerError => "other 5xx",
             Self::Io => "connection broken",
+            Self::Protocol => "not an HTTP answer",
             Self::Cancelled => "cancelled by interrupt",
         }
     }

@@ -1,5 +1,6 @@
 //! The real generator binary against the real consumer, a real HAProxy and a stalling server.
 
+mod bad_target;
 mod distribution;
 mod open_model;
 mod rolling;
