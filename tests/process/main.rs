@@ -1,11 +1,14 @@
-//! Tests that run the real `consumer` binary: workload fidelity measured from /proc, and the SIGTERM drain.
+//! Tests that run the real `consumer` binary: drain, disconnects, cleanup, logs and telemetry. Those that measure
+//! time, latency or memory are in tests/isolated, alone on the machine.
 
 mod cleanup;
 #[path = "../support/consumer.rs"]
+#[allow(dead_code)] // Shared with tests/isolated, which starts the release binary.
 mod consumer;
 mod disconnect;
 mod drain;
-mod fidelity;
 mod logs;
+#[path = "../support/receivers.rs"]
+#[allow(dead_code)] // Shared with tests/isolated, which uses the slow and refusing sinks.
 mod receivers;
 mod telemetry;

@@ -1,8 +1,9 @@
 //! Runs the real `consumer` binary on a free port and reads its CPU and memory from /proc, from the outside.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub struct ConsumerProcess {
@@ -19,7 +20,28 @@ impl ConsumerProcess {
 
     /// Starts the binary with these flags and environment variables.
     pub fn start_with_env(flags: &[&str], env: &[(&str, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_consumer")), flags, env)
+    }
+
+    /// The release binary, as a pod runs it: for tests that measure latency (built once, here, if it is stale).
+    pub fn start_release(flags: &[&str], env: &[(&str, String)]) -> Self {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        let binary = BUILT.get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--release", "--bin", "consumer"])
+                .current_dir(root)
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build --release --bin consumer failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+            target.join("release/consumer")
+        });
+        Self::start_binary(binary, flags, env)
+    }
+
+    fn start_binary(binary: &Path, flags: &[&str], env: &[(&str, String)]) -> Self {
+        let mut child = Command::new(binary)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(flags)

@@ -1,12 +1,7 @@
-//! Overload, on the real binary in a test binary of its own (so no other test shares the two cores with it): 50
-//! concurrent async tasks of 500 MiB for 5 s and 200 sync requests against a 1 GiB budget. Nothing crashes, resident
-//! memory stays under the budget plus a stated margin, the backlog stays within its capacity, the excess is answered
-//! 503 with a Retry-After equal to the body's, every accepted task completes, and /health, /ready and /metrics answer
-//! within 100 ms throughout. CPU work is simulated (`--cpu-work simulate`): this is about memory and admission.
-
-#[path = "../support/consumer.rs"]
-#[allow(dead_code)] // Shared with tests/process, which uses all of it.
-mod consumer;
+//! Overload on the real binary: 50 concurrent async tasks of 500 MiB for 5 s and 200 sync requests against a 1 GiB
+//! budget. Nothing crashes, resident memory stays under the budget plus a stated margin, the backlog stays within its
+//! capacity, the excess is answered 503 with a Retry-After equal to the body's, every accepted task completes, and
+//! /health, /ready and /metrics answer within 100 ms throughout. CPU work is simulated (`--cpu-work simulate`): this is about memory and admission.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use consumer::ConsumerProcess;
+use crate::consumer::ConsumerProcess;
 
 const MIB: u64 = 1024 * 1024;
 const BUDGET_MIB: u64 = 1024;
@@ -90,6 +85,7 @@ async fn watch(address: String, pid: i32, stop: Arc<AtomicBool>) -> Watch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_queued_then_refused_and_nothing_accepted_is_lost() {
+    let _alone = crate::ALONE.lock().await;
     let consumer = ConsumerProcess::start(&["--memory-budget-mb", &BUDGET_MIB.to_string(), "--cpu-work", "simulate"]);
     let address = consumer.address.clone();
     let idle_rss = consumer.rss_bytes();

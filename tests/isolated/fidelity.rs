@@ -11,6 +11,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 #[tokio::test]
 async fn cpu_and_memory_match_the_request() {
+    let _alone = crate::ALONE.lock().await;
     let consumer = ConsumerProcess::start(&["--workers", "1"]);
     let client = reqwest::Client::new();
     // Warm up so lazily created threads and buffers are in the baseline.

@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
@@ -14,6 +15,8 @@ use prost::Message;
 #[derive(Clone, Default)]
 pub struct OtlpReceiver {
     spans: Arc<Mutex<Vec<(String, Span)>>>,
+    /// How long each export waits before it is answered: a slow collector.
+    delay: Duration,
 }
 
 #[tonic::async_trait]
@@ -22,6 +25,7 @@ impl TraceService for OtlpReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        tokio::time::sleep(self.delay).await;
         let mut spans = self.spans.lock().expect("spans");
         for resource_spans in request.into_inner().resource_spans {
             let service = resource_spans
@@ -45,7 +49,12 @@ impl TraceService for OtlpReceiver {
 impl OtlpReceiver {
     /// Serves the collector's trace service on a loopback port; returns its address.
     pub async fn start() -> (Self, SocketAddr) {
-        let receiver = Self::default();
+        Self::start_answering_after(Duration::ZERO).await
+    }
+
+    /// The same, answering each export only after `delay`.
+    pub async fn start_answering_after(delay: Duration) -> (Self, SocketAddr) {
+        let receiver = Self { delay, ..Self::default() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let service = TraceServiceServer::new(receiver.clone());
@@ -74,12 +83,19 @@ pub struct LokiLine {
 #[derive(Clone, Default)]
 pub struct LokiReceiver {
     lines: Arc<Mutex<Vec<LokiLine>>>,
+    /// How long each push waits before it is answered: a slow Loki.
+    delay: Duration,
 }
 
 impl LokiReceiver {
     /// Serves `POST /loki/api/v1/push` on a loopback port, decoding snappy-compressed protobuf `PushRequest`s.
     pub fn start() -> (Self, SocketAddr) {
-        let receiver = Self::default();
+        Self::start_answering_after(Duration::ZERO)
+    }
+
+    /// The same, answering each push only after `delay`.
+    pub fn start_answering_after(delay: Duration) -> (Self, SocketAddr) {
+        let receiver = Self { delay, ..Self::default() };
         let listener = StdListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = web::Data::new(receiver.clone());
@@ -101,6 +117,7 @@ impl LokiReceiver {
 }
 
 async fn push(receiver: web::Data<LokiReceiver>, request: actix_web::HttpRequest, body: web::Bytes) -> HttpResponse {
+    tokio::time::sleep(receiver.delay).await;
     if request.headers().get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-protobuf") {
         return HttpResponse::UnsupportedMediaType().finish();
     }
@@ -118,6 +135,11 @@ async fn push(receiver: web::Data<LokiReceiver>, request: actix_web::HttpRequest
         }
     }
     HttpResponse::NoContent().finish()
+}
+
+/// A port nothing listens on: connections are refused.
+pub fn refusing_port() -> SocketAddr {
+    StdListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
 }
 
 /// A port that accepts connections and never answers: the worst kind of sink outage.
