@@ -157,26 +157,75 @@ fn every_image_of_ours_is_built_by_a_dockerfile_and_a_make_target() {
     }
 }
 
+/// Every Prometheus trigger of every overlay's ScaledObject has a panel showing what KEDA compares (an AverageValue
+/// query divided by the Deployment's replicas, a Value query as-is) with the trigger's own threshold drawn as a line.
 #[test]
-fn dashboards_chart_the_scaled_objects_own_queries() {
+fn dashboards_chart_each_trigger_against_its_own_threshold() {
     let normalise = |q: &str| q.split_whitespace().collect::<Vec<_>>().join(" ");
     let panels = manifests::dashboard_panels();
-    let expressions: BTreeSet<String> = panels.iter().flat_map(manifests::expressions).map(|e| normalise(&e)).collect();
-    let uids: BTreeSet<&str> =
-        panels.iter().map(|p| p["datasource"]["uid"].as_str().expect("datasource uid")).collect();
-    let objects = manifests::overlay("development").objects;
-    let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
-    for trigger in manifests::triggers(so) {
-        let query = normalise(trigger["metadata"]["query"].as_str().expect("query"));
-        assert!(expressions.contains(&query), "no dashboard panel shows trigger {}: {query}", trigger["name"]);
+    let replicas = r#"scalar(sum(kube_deployment_status_replicas{namespace="surge", deployment="consumer"}))"#;
+    for overlay in manifests::overlay_names() {
+        let objects = manifests::overlay(&overlay).objects;
+        let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
+        for trigger in manifests::triggers(so).iter().filter(|t| t["type"] == "prometheus") {
+            let name = trigger["name"].as_str().expect("name");
+            let query = normalise(trigger["metadata"]["query"].as_str().expect("query"));
+            let compared = match trigger["metricType"].as_str() {
+                Some("AverageValue") => format!("({query}) / {replicas}"),
+                Some("Value") => query.clone(),
+                other => panic!("{name}: metricType {other:?}"),
+            };
+            let panel = panels
+                .iter()
+                .find(|p| manifests::expressions(p).iter().any(|e| normalise(e) == compared))
+                .unwrap_or_else(|| panic!("{overlay}: no panel shows trigger {name} as KEDA compares it: {compared}"));
+            let threshold: f64 = trigger["metadata"]["threshold"].as_str().expect("threshold").parse().expect("number");
+            let defaults = &panel["fieldConfig"]["defaults"];
+            let steps = defaults["thresholds"]["steps"].as_array().expect("threshold steps");
+            assert!(
+                steps.iter().any(|s| s["value"].as_f64() == Some(threshold)),
+                "{overlay}: panel {} draws trigger {name}'s threshold {threshold}: {steps:?}",
+                panel["title"]
+            );
+            assert_eq!(defaults["custom"]["thresholdsStyle"]["mode"], "line", "{name}: drawn as a line");
+            assert!(panel["title"].as_str().is_some_and(|t| t.contains(name)), "{name}: the title names the trigger");
+        }
     }
+}
+
+/// Each dashboard: a uid, a title and a schema version; unique panel ids; only datasources the provisioning creates.
+#[test]
+fn dashboards_are_well_formed_and_use_provisioned_datasources() {
+    let objects = manifests::overlay("development").objects;
     let provisioning = find(&objects, "ConfigMap", "grafana-provisioning").expect("provisioning");
-    let datasources = provisioning["data"]["datasources.yaml"].as_str().expect("datasources");
-    for uid in uids {
-        assert!(
-            datasources.contains(&format!("uid: {uid}\n")),
-            "dashboards use datasource {uid}, which is provisioned"
-        );
+    let datasources: Value =
+        serde_yaml_ng::from_str(provisioning["data"]["datasources.yaml"].as_str().expect("datasources")).expect("YAML");
+    let provisioned: BTreeSet<&str> =
+        datasources["datasources"].as_array().expect("list").iter().filter_map(|d| d["uid"].as_str()).collect();
+    let dir = manifests::repo().join("grafana/dashboards");
+    let mut uids = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+        let name = path.display();
+        assert!(dashboard["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40), "{name}: uid");
+        assert!(uids.insert(dashboard["uid"].as_str().expect("uid").to_owned()), "{name}: uid is unique");
+        assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}: title");
+        assert!(dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36), "{name}: schemaVersion");
+        let mut ids = BTreeSet::new();
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            assert!(ids.insert(panel["id"].as_u64().expect("panel id")), "{name}: panel id {} repeats", panel["id"]);
+            let mut used = vec![&panel["datasource"]];
+            used.extend(panel["targets"].as_array().into_iter().flatten().map(|t| &t["datasource"]));
+            for datasource in used.into_iter().filter(|d| !d.is_null()) {
+                let uid = datasource["uid"].as_str().expect("datasource uid");
+                assert!(
+                    provisioned.contains(uid),
+                    "{name}: panel {} uses datasource {uid}, not provisioned",
+                    panel["id"]
+                );
+            }
+        }
     }
 }
 
