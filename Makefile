@@ -81,6 +81,11 @@ bench: tools ## The shipped binaries against a bare actix handler, the Python pe
 	$(CARGO) build --release --workspace
 	python3 bench/run.py
 
+.PHONY: soak
+soak: ## Ten minutes of mixed load on two consumers behind HAProxy: memory, descriptors, threads, errors -> bench/SOAK.md
+	$(CARGO) build --release --workspace --bins
+	python3 bench/soak.py
+
 .PHONY: fmt
 fmt: ## Format the code
 	$(CARGO) fmt --all
