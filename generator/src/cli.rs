@@ -114,6 +114,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_TRACE")]
     pub trace: bool,
 
+    /// Serve the generator's own metrics (GET /metrics: sent, retried, failed by cause, latency, target rate) on this
+    /// port of every interface while it runs, and stay 6 s after the last run so a scrape sees the final counts
+    #[arg(long, env = "GENERATOR_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Parse, resolve the profile, print the plan, send nothing
     #[arg(long, env = "GENERATOR_DRY_RUN")]
     pub dry_run: bool,

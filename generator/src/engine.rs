@@ -201,6 +201,19 @@ async fn open(job: &Arc<Job>, schedule: Schedule, max_in_flight: u32, cancel: &C
     tasks
 }
 
+/// The intended arrival rate `secs` into a schedule that moves linearly through `stages` from `start_rate`; 0 after.
+pub fn rate_at(start_rate: f64, stages: &[Stage], secs: f64) -> f64 {
+    let (mut from, mut begun) = (start_rate, 0.0);
+    for stage in stages {
+        let length = stage.duration.as_secs_f64();
+        if secs < begun + length {
+            return from + (stage.target - from) * (secs - begun) / length;
+        }
+        (from, begun) = (stage.target, begun + length);
+    }
+    0.0
+}
+
 /// Arrival offsets for a rate that moves linearly through the stages, starting at `start_rate`.
 /// Arrival k is sent when the expected count of arrivals so far reaches k.
 pub struct Schedule {
@@ -261,6 +274,17 @@ mod tests {
 
     fn stage(secs: u64, target: f64) -> Stage {
         Stage { duration: Duration::from_secs(secs), target }
+    }
+
+    #[test]
+    fn the_intended_rate_follows_the_stages_and_ends_at_zero() {
+        let stages = [stage(10, 20.0), stage(10, 20.0), stage(10, 0.0)];
+        for (secs, rate) in
+            [(0.0, 0.0), (5.0, 10.0), (10.0, 20.0), (15.0, 20.0), (25.0, 10.0), (30.0, 0.0), (99.0, 0.0)]
+        {
+            assert!((rate_at(0.0, &stages, secs) - rate).abs() < 1e-9, "at {secs} s: {}", rate_at(0.0, &stages, secs));
+        }
+        assert_eq!(rate_at(5.0, &[stage(10, 5.0)], 3.0), 5.0, "a constant rate from its start");
     }
 
     #[test]

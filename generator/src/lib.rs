@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod engine;
+pub mod exposition;
 pub mod monitor;
 pub mod plan;
 pub mod printer;

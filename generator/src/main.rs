@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use surge_generator::cli::{Cli, Output};
 use surge_generator::client::Client;
 use surge_generator::engine::{Job, Tracing};
+use surge_generator::exposition::{self, Exposition};
 use surge_generator::plan::{Model, Plan, Run};
 use surge_generator::stats::{Recorder, Summary};
 use surge_generator::watch::Watch;
@@ -23,6 +24,8 @@ use surge_generator::{engine, monitor, printer, traces};
 const THRESHOLD_FAILED: u8 = 1;
 const UNUSABLE: u8 = 2;
 const INTERRUPTED: u8 = 130;
+/// How long `--metrics-port` keeps serving after the last run.
+const METRICS_LINGER: std::time::Duration = std::time::Duration::from_secs(6);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,7 +50,26 @@ fn main() -> ExitCode {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let watching = autoscaling_table(&cli).map(|watch| watch.spawn(cli.monitor_interval, Arc::clone(&stop)));
-    let code = runtime.block_on(run(plan, cli.output, cli.probes, cli.monitor_interval));
+    let code = runtime.block_on(async {
+        let exposition = match cli.metrics_port {
+            Some(port) => match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+                Ok(listener) => {
+                    let exposition = Arc::new(Exposition::default());
+                    eprintln!("metrics on port {port}: GET /metrics");
+                    tokio::spawn(exposition::serve(listener, Arc::clone(&exposition)));
+                    Some(exposition)
+                }
+                Err(e) => return fail(&format!("--metrics-port {port}: {e}")),
+            },
+            None => None,
+        };
+        let code = run(plan, cli.output, cli.probes, cli.monitor_interval, exposition.as_deref()).await;
+        if exposition.is_some() && code != ExitCode::from(INTERRUPTED) {
+            // Prometheus scrapes every 5 s: one more scrape sees the final counts.
+            tokio::time::sleep(METRICS_LINGER).await;
+        }
+        code
+    });
     stop.store(true, Ordering::Relaxed);
     if let Some(watching) = watching {
         let _ = watching.join();
@@ -66,7 +88,13 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(UNUSABLE)
 }
 
-async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::time::Duration) -> ExitCode {
+async fn run(
+    plan: Plan,
+    output: Output,
+    probes: u32,
+    monitor_interval: std::time::Duration,
+    exposition: Option<&Exposition>,
+) -> ExitCode {
     let url = plan.target.url.clone();
     let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse);
     let control = match connect(false).await {
@@ -111,7 +139,9 @@ async fn run(plan: Plan, output: Output, probes: u32, monitor_interval: std::tim
             (None, true) => Tracing::Random,
             (None, false) => Tracing::Off,
         };
-        let mut summary = execute(run, client, tracing, &plan, &replicas_seen, &cancel, monitor_interval).await;
+        let context =
+            Context { plan: &plan, replicas_seen: &replicas_seen, cancel: &cancel, monitor_interval, exposition };
+        let mut summary = execute(run, client, tracing, &context).await;
         summary.thresholds = plan.thresholds.iter().map(|t| t.check(&summary)).collect();
         if output == Output::Text {
             print!("{}", printer::summary_text(&summary));
@@ -159,15 +189,17 @@ async fn probe(client: &Client, probes: u32, url: &str) -> Result<BTreeSet<Strin
     Ok(pods)
 }
 
-async fn execute(
-    run: &Run,
-    client: Client,
-    tracing: Tracing,
-    plan: &Plan,
-    replicas_seen: &BTreeSet<String>,
-    cancel: &CancellationToken,
+/// What every run of a plan shares.
+struct Context<'a> {
+    plan: &'a Plan,
+    replicas_seen: &'a BTreeSet<String>,
+    cancel: &'a CancellationToken,
     monitor_interval: std::time::Duration,
-) -> Summary {
+    exposition: Option<&'a Exposition>,
+}
+
+async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<'_>) -> Summary {
+    let Context { plan, replicas_seen, cancel, monitor_interval, exposition } = *context;
     let expected = match &run.model {
         Model::Closed { requests, .. } => *requests,
         Model::Open { start_rate, stages, .. } => Some(engine::Schedule::new(*start_rate, stages).total()),
@@ -180,12 +212,18 @@ async fn execute(
         tracing,
         max_retries: plan.max_retries,
     });
+    if let Some(exposition) = exposition {
+        exposition.started(&run.profile, Arc::clone(&job), &run.model);
+    }
     eprintln!("running {}: {} {}{} ({})", run.profile, run.method, plan.target.url, run.uri, model_brief(&run.model));
     let finished = CancellationToken::new();
     let reporter =
         monitor::Reporter { expected, interval: monitor_interval, monitor: plan.monitor, profile: run.profile.clone() }
             .spawn(Arc::clone(&job), finished.clone());
     let abandoned = engine::run(Arc::clone(&job), &run.model, cancel).await;
+    if let Some(exposition) = exposition {
+        exposition.finished();
+    }
     finished.cancel();
     let _ = reporter.await;
     let mut summary = job.recorder.summarise(&run.profile, abandoned, replicas_seen);

@@ -115,6 +115,20 @@ pub struct Recorder {
     started: Instant,
 }
 
+/// A run's counters and latency buckets at one instant (see `Recorder::snapshot`).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub sent: u64,
+    pub retried: u64,
+    pub succeeded: u64,
+    /// Indexed by `Failure as usize`.
+    pub failed: [u64; Failure::ALL.len()],
+    /// Cumulative: latencies at or below each bound.
+    pub buckets: Vec<u64>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
 /// Counters for progress lines, read without locks.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -176,6 +190,33 @@ impl Recorder {
             failed: self.failed.load(Ordering::Relaxed),
             elapsed: self.started.elapsed(),
         }
+    }
+
+    /// The counters and the latency histogram so far, for the generator's own `/metrics`: cumulative counts of
+    /// latencies at or below each of `bounds` (seconds), their count and sum.
+    pub fn snapshot(&self, bounds: &[f64]) -> Snapshot {
+        let mut snapshot = Snapshot {
+            sent: self.sent.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            succeeded: 0,
+            failed: [0; Failure::ALL.len()],
+            buckets: vec![0; bounds.len()],
+            count: 0,
+            sum_seconds: 0.0,
+        };
+        for tally in &self.tallies {
+            let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            snapshot.succeeded += tally.succeeded;
+            for (total, count) in snapshot.failed.iter_mut().zip(tally.failed) {
+                *total += count;
+            }
+            for (bucket, bound) in snapshot.buckets.iter_mut().zip(bounds) {
+                *bucket += tally.latency_us.count_between(0, (bound * 1e6) as u64);
+            }
+            snapshot.count += tally.latency_us.len();
+            snapshot.sum_seconds += tally.latency_us.mean() * tally.latency_us.len() as f64 / 1e6;
+        }
+        snapshot
     }
 
     /// Responses per pod so far.

@@ -2,6 +2,7 @@
 
 mod bad_target;
 mod distribution;
+mod metrics;
 mod open_model;
 mod rolling;
 mod runs;

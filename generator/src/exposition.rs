@@ -1,0 +1,143 @@
+//! The generator's own `/metrics` while it runs (`--metrics-port`): what it offered and what came back, per profile,
+//! so a dashboard can put offered load beside served load and the replicas that answered. Counters are cumulative
+//! per profile for the life of the process; a tiny HTTP/1.1 responder serves them (one request per connection).
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::engine::{self, Job};
+use crate::plan::Model;
+use crate::stats::Failure;
+
+/// Latency bucket bounds, seconds: from a fast GET to a long sync task stretched under load.
+const BOUNDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+struct Entry {
+    profile: String,
+    job: Arc<Job>,
+    model: Model,
+    started: Instant,
+    finished: bool,
+}
+
+/// Every run of this process, in order.
+#[derive(Default)]
+pub struct Exposition {
+    runs: Mutex<Vec<Entry>>,
+}
+
+impl Exposition {
+    pub fn started(&self, profile: &str, job: Arc<Job>, model: &Model) {
+        let entry =
+            Entry { profile: profile.to_owned(), job, model: model.clone(), started: Instant::now(), finished: false };
+        self.runs.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+    }
+
+    pub fn finished(&self) {
+        if let Some(last) = self.runs.lock().unwrap_or_else(|p| p.into_inner()).last_mut() {
+            last.finished = true;
+        }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshots: Vec<_> = runs.iter().map(|r| (r, r.job.recorder.snapshot(&BOUNDS))).collect();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            lines(&mut out);
+        };
+        let counters: [(&str, &str, fn(&crate::stats::Snapshot) -> u64); 3] = [
+            ("generator_requests_sent_total", "Requests sent (each once, retries apart).", |s| s.sent),
+            ("generator_requests_succeeded_total", "Requests answered 2xx or 3xx.", |s| s.succeeded),
+            ("generator_requests_retried_total", "503s sent again after their Retry-After.", |s| s.retried),
+        ];
+        for (name, help, value) in counters {
+            family(name, "counter", help, &mut |out| {
+                for (run, snapshot) in &snapshots {
+                    let _ = writeln!(out, "{name}{{profile=\"{}\"}} {}", run.profile, value(snapshot));
+                }
+            });
+        }
+        family("generator_requests_failed_total", "counter", "Requests that failed, by cause.", &mut |out| {
+            for (run, snapshot) in &snapshots {
+                for failure in Failure::ALL {
+                    let count = snapshot.failed[failure as usize];
+                    let _ = writeln!(
+                        out,
+                        "generator_requests_failed_total{{profile=\"{}\",cause=\"{}\"}} {count}",
+                        run.profile,
+                        failure.key()
+                    );
+                }
+            }
+        });
+        let name = "generator_request_duration_seconds";
+        family(name, "histogram", "From the intended send time to the whole response.", &mut |out| {
+            for (run, snapshot) in &snapshots {
+                let profile = &run.profile;
+                for (bound, count) in BOUNDS.iter().zip(&snapshot.buckets) {
+                    let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"{bound}\"}} {count}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"+Inf\"}} {}", snapshot.count);
+                let _ = writeln!(out, "{name}_sum{{profile=\"{profile}\"}} {}", snapshot.sum_seconds);
+                let _ = writeln!(out, "{name}_count{{profile=\"{profile}\"}} {}", snapshot.count);
+            }
+        });
+        let help = "Arrivals per second the schedule intends now (open model; 0 once the run ended).";
+        family("generator_target_rate", "gauge", help, &mut |out| {
+            for (run, _) in &snapshots {
+                if let Model::Open { start_rate, stages, .. } = &run.model {
+                    let rate = if run.finished {
+                        0.0
+                    } else {
+                        engine::rate_at(*start_rate, stages, run.started.elapsed().as_secs_f64())
+                    };
+                    let _ = writeln!(out, "generator_target_rate{{profile=\"{}\"}} {rate}", run.profile);
+                }
+            }
+        });
+        family("generator_run_active", "gauge", "1 while the profile is being sent.", &mut |out| {
+            for (run, _) in &snapshots {
+                let _ =
+                    writeln!(out, "generator_run_active{{profile=\"{}\"}} {}", run.profile, u8::from(!run.finished));
+            }
+        });
+        out
+    }
+}
+
+/// Answers `GET /metrics` on `listener` until the process ends; anything else is a 404.
+pub async fn serve(listener: TcpListener, exposition: Arc<Exposition>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let exposition = Arc::clone(&exposition);
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(512);
+            let mut buffer = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
+                let body = exposition.render();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
