@@ -161,7 +161,14 @@ pub fn dashboard_panels() -> Vec<Value> {
     panels
 }
 
-/// The query expressions of a panel.
+/// The query expressions of a panel (none for a text panel).
 pub fn expressions(panel: &Value) -> Vec<String> {
-    panel["targets"].as_array().expect("targets").iter().map(|t| t["expr"].as_str().expect("expr").to_owned()).collect()
+    let targets = panel["targets"].as_array().into_iter().flatten();
+    targets.map(|t| t["expr"].as_str().expect("expr").to_owned()).collect()
+}
+
+/// A dashboard expression with its template variables as Grafana fills them for the development overlay.
+pub fn substituted(expr: &str) -> String {
+    let pairs = [("$__rate_interval", "1m"), ("$namespace", "surge"), ("$deployment", "consumer"), ("$pod", ".*")];
+    pairs.iter().fold(expr.to_owned(), |expr, (variable, value)| expr.replace(variable, value))
 }

@@ -1,4 +1,5 @@
-//! Every ScaledObject query and dashboard expression is PromQL a real Prometheus parses.
+//! Every ScaledObject query and dashboard expression (template variables filled in) is PromQL a real Prometheus
+//! parses.
 
 use serde_json::Value;
 
@@ -31,9 +32,12 @@ async fn scaled_object_queries_and_dashboard_expressions_parse() {
         }
     }
     assert!(queries.len() >= 8, "both overlays' triggers: {queries:?}");
+    let dashboards = queries.len();
     for panel in manifests::dashboard_panels().iter().filter(|p| p["datasource"]["type"] == "prometheus") {
-        queries.extend(manifests::expressions(panel));
+        queries.extend(manifests::expressions(panel).iter().map(|e| manifests::substituted(e)));
     }
+    assert!(queries.len() > dashboards + 20, "the dashboards' queries were found");
+    assert!(queries.iter().all(|q| !q.contains('$')), "every template variable is substituted");
     for query in &queries {
         let answer = parse(&prometheus, &client, query).await;
         assert_eq!(answer["status"], "success", "{query}: {answer}");

@@ -395,6 +395,8 @@ fn start_prometheus(objects: &[Value], targets: &Path, factor: f64) -> Result<Se
     config["global"]["scrape_interval"] = scrape.clone().into();
     config["global"]["scrape_timeout"] = scrape.into();
     let jobs = config["scrape_configs"].as_array_mut().ok_or("scrape_configs")?;
+    // Jobs with fixed cluster addresses (KEDA's operator) have nothing to reach here.
+    jobs.retain(|job| job.get("kubernetes_sd_configs").is_some());
     for job in jobs.iter_mut() {
         if let Some(job) = job.as_object_mut() {
             job.remove("kubernetes_sd_configs");
