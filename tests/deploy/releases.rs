@@ -211,6 +211,8 @@ fn metrics_server_supports_the_kind_nodes_kubernetes() {
     let version = script.lines().find_map(|l| l.strip_prefix("readonly METRICS_SERVER_VERSION=")).expect("version");
     let kind = std::fs::read_to_string(manifests::repo().join("kubernetes-manifests/kind/cluster.yaml")).expect("kind");
     let node = kind.lines().find_map(|l| l.trim().strip_prefix("image: kindest/node:")).expect("node image");
+    let (node, digest) = node.split_once("@sha256:").expect("the node image pinned by digest, as kind asks");
+    assert_eq!(digest.len(), 64, "a whole sha256 digest");
     let minimum = match major_minor(version) {
         (0, 9) => (1, 34),
         (0, 8) => (1, 31),
