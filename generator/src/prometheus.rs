@@ -67,6 +67,19 @@ impl Prom {
         .map(|v: f64| if v.is_nan() { 0.0 } else { v })
     }
 
+    /// How many series a range query returns over the last `seconds` (step 1 s): "does this panel show anything".
+    pub fn series_over(&self, query: &str, seconds: f64) -> Result<usize, String> {
+        let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+        let (end, start) = (end.as_secs_f64(), end.as_secs_f64() - seconds);
+        let path = format!("/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step=1", encode(query));
+        let (status, body) = http_get(&self.host, self.port, &path)?;
+        let answer: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("{status}: {}", answer["error"]));
+        }
+        Ok(answer["data"]["result"].as_array().map_or(0, Vec::len))
+    }
+
     pub fn ready(&self) -> bool {
         http_get(&self.host, self.port, "/-/ready").is_ok_and(|(status, _)| status == 200)
     }

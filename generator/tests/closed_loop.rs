@@ -1,7 +1,8 @@
 //! The closed loop, for every profile: the `cluster` harness plays the cluster (consumer replicas, HAProxy as the
 //! Service, Prometheus with the monitoring component's relabeling, the rendered development overlay's ScaledObject
 //! evaluated as KEDA and the HPA do) while the generator sends the profile, time-compressed. Each run must follow the
-//! trajectory the load-generator README's table promises, lose no request, and come back to the minimum.
+//! trajectory the load-generator README's table promises, lose no request, come back to the minimum, and give every
+//! dashboard panel data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,6 +88,8 @@ fn run(profile: &str) {
         .arg(rendered())
         .args(["--profile", profile, "--time-scale", &promise.time_scale.to_string(), "--json"])
         .arg(&json)
+        .arg("--dashboards")
+        .arg(repo().join("grafana/dashboards"))
         .output()
         .expect("run the cluster harness");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -132,6 +135,12 @@ fn run(profile: &str) {
         let driver = outline["peak_driven_by"].as_str().unwrap_or("none");
         assert!(promise.drivers.iter().any(|d| d == driver), "driven by {driver}, promised {:?}", promise.drivers);
     }
+    // Every Prometheus panel of every dashboard showed something during the run: the harness publishes what
+    // kube-state-metrics and KEDA would, and the generator its own metrics, under their real names and labels.
+    let dashboards = &report["dashboards"];
+    println!("{profile}: dashboard queries with data {}", dashboards["checked"]);
+    assert!(dashboards["checked"].as_u64().is_some_and(|n| n >= 40), "{dashboards}");
+    assert_eq!(dashboards["empty"], serde_json::json!([]), "panels without data during the {profile} run");
     let ended = outline["load_ended_at_s"].as_f64().expect("the load ended");
     let back = outline["back_at_min_at_s"].as_f64().expect("back at the minimum");
     assert!(back - ended <= promise.back_at_min_by, "back at the minimum {:.0} s after the load", back - ended);

@@ -3,7 +3,9 @@
 //! HAProxy as the Service (`mode tcp`, round robin, health checks on `/ready`, servers enabled and disabled as pods
 //! start and drain), a real Prometheus with the monitoring component's relabeling (file discovery, so targets come and
 //! go), and the ScaledObject evaluated as KEDA's Prometheus scaler and the HPA do it (`surge_generator::autoscale`).
-//! The generator sends a profile through HAProxy with a new connection per request.
+//! The generator sends a profile through HAProxy with a new connection per request. What kube-state-metrics and KEDA's
+//! operator would report about this run (replicas, the HPA's desire, the Job, the pods' limits, each scaler's value
+//! and errors) is served with their metric names and labels and scraped like them, so the dashboards read it.
 //!
 //! `--time-scale F` compresses time by F: scrape and sync intervals, the queries' rate windows and the profile shrink
 //! by F, while the HPA's clock runs F times faster so its windows and policy periods keep their manifest values.
@@ -51,6 +53,9 @@ struct Args {
     /// Write the trajectory and the generator's summary here as JSON
     #[arg(long)]
     json: Option<PathBuf>,
+    /// After the run, check that every Prometheus panel query of these dashboards returned data during it
+    #[arg(long)]
+    dashboards: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +147,7 @@ fn run(args: &Args) -> Result<(), String> {
         targets,
         meta: pod_meta,
         cancelled: Arc::default(),
+        extra: Vec::new(),
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
@@ -156,8 +162,17 @@ fn run(args: &Args) -> Result<(), String> {
         memory >> 20
     );
 
+    let state = Arc::new(std::sync::Mutex::new(String::new()));
+    let state_port = serve_state(Arc::clone(&state))?;
+    let generator_port = free_port()?;
+    pods.extra = vec![
+        scraped_as(&namespace, "kube-state-metrics", "kube-state-metrics-0", state_port),
+        scraped_as(&namespace, "load-generator", &format!("load-{}-0", args.profile), generator_port),
+    ];
+    pods.publish()?;
     let mut generator = Command::new(&generator_bin)
         .args(["--url", &format!("http://127.0.0.1:{frontend}"), "--test", &args.profile])
+        .args(["--metrics-port", &generator_port.to_string()])
         .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -174,6 +189,7 @@ fn run(args: &Args) -> Result<(), String> {
     let sync = Duration::from_secs_f64(SYNC_SECONDS / factor);
     let mut history = History::default();
     let mut failures = vec![0u32; so.triggers.len()];
+    let mut errors = vec![0u64; so.triggers.len()];
     let mut rows: Vec<Row> = Vec::new();
     let mut load_ended_at: Option<f64> = None;
     let window = format!("{}ms", (60_000.0 / factor).round());
@@ -197,6 +213,9 @@ fn run(args: &Args) -> Result<(), String> {
                 }
             });
             *failed = if value.is_ok() { 0 } else { *failed + 1 };
+            if value.is_err() {
+                errors[readings.len()] += 1;
+            }
             let asks = match (&value, &so.fallback) {
                 (Ok(v), _) => Some(metric_replicas(trigger.kind, *v, trigger.threshold, current, ready)),
                 (Err(_), Some(f)) if *failed >= f.failure_threshold => Some(f.behavior.replicas(f.replicas, current)),
@@ -232,6 +251,10 @@ fn run(args: &Args) -> Result<(), String> {
             triggers: readings,
         };
         print_row(&row);
+        let job_active = load_ended_at.is_none();
+        let live: Vec<String> = pods.list.iter().map(|p| format!("consumer-{}", p.index)).collect();
+        *state.lock().unwrap_or_else(|p| p.into_inner()) =
+            cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors);
         rows.push(row);
         pods.scale_to(desired)?;
         if let Some(ended) = load_ended_at {
@@ -249,9 +272,17 @@ fn run(args: &Args) -> Result<(), String> {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
+    let dashboards = match &args.dashboards {
+        Some(dir) => Some(check_dashboards(dir, &prometheus, &namespace, started.elapsed().as_secs_f64())?),
+        None => None,
+    };
     let cancelled = Arc::clone(&pods.cancelled);
     drop(pods);
     let mut report = report(&args.profile, factor, &rows, load_ended_at, so.scaling.min, &summary);
+    if let Some(dashboards) = dashboards {
+        println!("dashboards: {dashboards}");
+        report["dashboards"] = dashboards;
+    }
     report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
     println!("{}", serde_json::to_string_pretty(&report["outline"]).unwrap_or_default());
     if let Some(path) = &args.json {
@@ -449,6 +480,8 @@ struct Pods {
     socket: PathBuf,
     targets: PathBuf,
     meta: PodMeta,
+    /// Other scrape targets of the run (kube-state-metrics' and KEDA's series, the generator), in discovery's shape.
+    extra: Vec<Value>,
 }
 
 impl Pods {
@@ -546,9 +579,10 @@ impl Pods {
     /// Writes the discovery file: every pod that still exists, draining ones too (Prometheus scrapes them until gone).
     fn publish(&self) -> Result<(), String> {
         let targets: Vec<Value> = self
-            .list
+            .extra
             .iter()
-            .map(|p| {
+            .cloned()
+            .chain(self.list.iter().map(|p| {
                 let mut labels = self.meta.labels.clone();
                 labels.insert("__meta_kubernetes_pod_name".into(), format!("consumer-{}", p.index).into());
                 labels.insert(
@@ -556,7 +590,7 @@ impl Pods {
                     self.ports[p.index].to_string().into(),
                 );
                 json!({"targets": [format!("127.0.0.1:{}", self.ports[p.index])], "labels": labels})
-            })
+            }))
             .collect();
         let temp = self.targets.with_extension("tmp");
         std::fs::write(&temp, serde_json::to_string(&targets).map_err(|e| e.to_string())?)
@@ -576,4 +610,118 @@ impl Pods {
             Err(format!("haproxy {command:?}: {}", answer.trim()))
         }
     }
+}
+
+/// A scrape target as Kubernetes discovery would give a pod of `app` that is annotated for scraping on `port`.
+fn scraped_as(namespace: &str, app: &str, pod: &str, port: u16) -> Value {
+    json!({"targets": [format!("127.0.0.1:{port}")], "labels": {
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_pod_name": pod,
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_pod_node_name": "node-1",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": app,
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": port.to_string(),
+        "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
+    }})
+}
+
+/// Serves the latest `state` as `GET /metrics` on a free port, one request per connection, until the process ends.
+fn serve_state(state: Arc<std::sync::Mutex<String>>) -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut head = [0u8; 2048];
+            let _ = stream.read(&mut head);
+            let body = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(port)
+}
+
+/// What kube-state-metrics and KEDA's operator would expose about this sync, with their names and labels.
+fn cluster_metrics(
+    namespace: &str,
+    profile: &str,
+    row: &Row,
+    job_active: bool,
+    pods: &[String],
+    memory_limit: u64,
+    errors: &[u64],
+) -> String {
+    let mut out = String::new();
+    let deployment = format!("namespace=\"{namespace}\",deployment=\"consumer\"");
+    out += &format!("kube_deployment_status_replicas{{{deployment}}} {}\n", row.current);
+    out += &format!("kube_deployment_status_replicas_ready{{{deployment}}} {}\n", row.ready);
+    out += &format!(
+        "kube_horizontalpodautoscaler_status_desired_replicas{{namespace=\"{namespace}\",\
+         horizontalpodautoscaler=\"keda-hpa-consumer\"}} {}\n",
+        row.desired
+    );
+    out += &format!(
+        "kube_job_status_active{{namespace=\"{namespace}\",job_name=\"load-{profile}\"}} {}\n",
+        u8::from(job_active)
+    );
+    for pod in pods {
+        out += &format!(
+            "kube_pod_container_resource_limits{{namespace=\"{namespace}\",pod=\"{pod}\",container=\"consumer\",\
+             resource=\"memory\",unit=\"byte\"}} {memory_limit}\n"
+        );
+    }
+    let scaled_object = format!("namespace=\"{namespace}\",scaledObject=\"consumer\"");
+    for (index, (reading, errors)) in row.triggers.iter().zip(errors).enumerate() {
+        let labels = format!(
+            "{scaled_object},scaler=\"prometheusScaler\",triggerIndex=\"{index}\",metric=\"s{index}-{}\",\
+             type=\"scaledobject\"",
+            reading.name
+        );
+        if let Some(value) = reading.value {
+            out += &format!("keda_scaler_metrics_value{{{labels}}} {value}\n");
+            out += &format!("keda_scaler_active{{{labels}}} {}\n", u8::from(value > 0.0));
+        }
+        out += &format!("keda_scaler_detail_errors_total{{{labels}}} {errors}\n");
+    }
+    out += &format!("keda_scaled_object_errors_total{{{scaled_object}}} {}\n", errors.iter().sum::<u64>());
+    out
+}
+
+/// Runs every Prometheus panel query of every dashboard in `dir` (template variables filled in) over the last
+/// `seconds`: the queries that returned no series are listed.
+fn check_dashboards(dir: &Path, prometheus: &Prom, namespace: &str, seconds: f64) -> Result<Value, String> {
+    let mut checked = 0;
+    let mut empty = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+        let dashboard: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            if panel["datasource"]["uid"] != "prometheus" {
+                continue;
+            }
+            for expr in panel["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str()) {
+                let query = expr
+                    .replace("$__rate_interval", "1m")
+                    .replace("$namespace", namespace)
+                    .replace("$deployment", "consumer")
+                    .replace("$pod", ".*");
+                checked += 1;
+                if prometheus.series_over(&query, seconds)? == 0 {
+                    empty.push(format!("{} / {}: {query}", dashboard["title"].as_str().unwrap_or("?"), panel["title"]));
+                }
+            }
+        }
+    }
+    Ok(json!({"checked": checked, "empty": empty}))
 }
