@@ -155,13 +155,21 @@ fn parse_overcommit(raw: &str) -> Result<f64, String> {
 fn default_memory_budget_bytes() -> std::io::Result<u64> {
     let mut system = sysinfo::System::new().map_err(|e| std::io::Error::other(format!("reading memory size: {e}")))?;
     system.refresh_memory();
-    let physical = system.total_memory();
-    let limit = system
-        .cgroup_limits()
-        .map(|cgroup| cgroup.total_memory)
-        .filter(|&limit| limit > 0 && limit < physical)
-        .unwrap_or(physical);
-    Ok(limit / 4 * 3)
+    Ok(memory_budget(cgroup_memory_limit(Path::new(CGROUP_ROOT)), system.total_memory()))
+}
+
+/// Three quarters of the cgroup limit when it is below physical memory, else of physical memory.
+fn memory_budget(cgroup_limit: Option<u64>, physical: u64) -> u64 {
+    cgroup_limit.filter(|&limit| limit > 0 && limit < physical).unwrap_or(physical) / 4 * 3
+}
+
+/// The memory limit in bytes: cgroup v2 `memory.max`, else v1 `memory/memory.limit_in_bytes`; `None` when
+/// unlimited (`max`, or v1's page-rounded i64::MAX) or unreadable.
+fn cgroup_memory_limit(root: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(root.join("memory.max"))
+        .or_else(|_| std::fs::read_to_string(root.join("memory/memory.limit_in_bytes")))
+        .ok()?;
+    text.trim().parse::<u64>().ok().filter(|&limit| limit < 1 << 62)
 }
 
 #[cfg(test)]
@@ -178,13 +186,39 @@ mod tests {
     }
 
     #[test]
-    fn default_budget_is_three_quarters_of_available_memory() {
-        let settings = Settings::parse_from(["consumer"]);
+    fn the_budget_is_three_quarters_of_the_cgroup_limit_else_of_physical_memory() {
+        const GIB: u64 = 1 << 30;
+        // (files under the cgroup root, physical memory, expected budget)
+        type Files = &'static [(&'static str, &'static str)];
+        let cases: &[(Files, u64, u64)] = &[
+            (&[("memory.max", "536870912\n")], 16 * GIB, 384 * MIB),
+            (&[("memory.max", "max\n")], 16 * GIB, 12 * GIB),
+            (&[("memory/memory.limit_in_bytes", "1073741824\n")], 16 * GIB, 768 * MIB),
+            (&[("memory/memory.limit_in_bytes", "9223372036854771712\n")], 16 * GIB, 12 * GIB),
+            // A limit above the machine's memory is no limit at all.
+            (&[("memory.max", "34359738368\n")], 16 * GIB, 12 * GIB),
+            (&[], 8 * GIB, 6 * GIB),
+        ];
+        for (files, physical, expected) in cases {
+            let root = tempfile::tempdir().expect("temp dir");
+            for (name, content) in *files {
+                let path = root.path().join(name);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(path, content).expect("write");
+            }
+            assert_eq!(memory_budget(cgroup_memory_limit(root.path()), *physical), *expected, "{files:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_budget_reads_this_machine() {
+        let budget = Settings::parse_from(["consumer"]).memory_budget_bytes().expect("memory size is readable");
         let mut system = sysinfo::System::new().expect("sysinfo supports Linux");
         system.refresh_memory();
-        let budget = settings.memory_budget_bytes().expect("memory size is readable");
-        assert!(budget > 0);
-        assert!(budget <= system.total_memory() / 4 * 3);
+        let physical = system.total_memory();
+        let expected = memory_budget(cgroup_memory_limit(Path::new(CGROUP_ROOT)), physical);
+        assert_eq!(budget, expected, "the flagless budget is the one the pure function computes here");
+        assert!(budget >= 64 * MIB, "a budget a task fits in: {budget}");
     }
 
     #[test]
