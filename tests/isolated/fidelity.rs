@@ -12,7 +12,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[tokio::test]
 async fn cpu_and_memory_match_the_request() {
     let _alone = crate::ALONE.lock().await;
-    let consumer = ConsumerProcess::start(&["--workers", "1"]);
+    // The release binary, as a pod runs it: a debug build spends a varying extra half second filling the memory.
+    let consumer = ConsumerProcess::start_release(&["--workers", "1"], &[]);
     let client = reqwest::Client::new();
     // Warm up so lazily created threads and buffers are in the baseline.
     let warm = client
@@ -31,11 +32,15 @@ async fn cpu_and_memory_match_the_request() {
             consumer.address
         ))
         .send();
-    let sample = async {
-        tokio::time::sleep(Duration::from_secs_f64(duration / 2.0)).await;
-        consumer.rss_bytes() as f64
+    // Resident memory sampled every 20 ms while the task runs: its peak, not one reading after a fixed sleep.
+    tokio::pin!(request);
+    let mut rss_during = 0.0_f64;
+    let response = loop {
+        tokio::select! {
+            response = &mut request => break response,
+            () = tokio::time::sleep(Duration::from_millis(20)) => rss_during = rss_during.max(consumer.rss_bytes() as f64),
+        }
     };
-    let (response, rss_during) = tokio::join!(request, sample);
     let response = response.expect("process request");
     assert_eq!(response.status(), StatusCode::OK);
     let report: Value = response.json().await.expect("report");
