@@ -52,3 +52,54 @@ fn sigterm_stops_sending_and_prints_the_partial_summary() {
         sent
     );
 }
+
+/// `--stages` ramps: arrivals follow the rate up, hold and down, counted where they land (a server recording each
+/// request's arrival), with the schedule's total sent exactly.
+#[test]
+fn stages_ramp_the_arrival_rate_up_and_down() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let recorded = Arc::clone(&arrivals);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let recorded = Arc::clone(&recorded);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut writer = stream;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line.starts_with("GET /load ") {
+                        recorded.lock().expect("arrivals").push(Instant::now());
+                    }
+                    if line == "\r\n" {
+                        let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    // Up from 0 to 20/s over 2 s, 20/s for 2 s, down to 0 over 2 s: 20 + 40 + 20 = 80 arrivals.
+    let (code, summary, stderr) =
+        generator_json(&["--url", &url, "--path", "/load", "--stages", "2s:20,2s:20,2s:0", "--probes", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(summary["sent"], 80, "{summary}");
+    let arrivals = arrivals.lock().expect("arrivals").clone();
+    assert_eq!(arrivals.len(), 80);
+    let first = arrivals[0];
+    let mut per_second = [0u32; 6];
+    for at in &arrivals {
+        let second = (at.duration_since(first).as_secs_f64() as usize).min(5);
+        per_second[second] += 1;
+    }
+    println!("stages 2s:20,2s:20,2s:0: arrivals per second {per_second:?}");
+    // The areas under the ramp, second by second: 5, 15, 20, 20, 15, 5 (a few either side for timer jitter).
+    for (second, (got, expected)) in per_second.iter().zip([5, 15, 20, 20, 15, 5]).enumerate() {
+        assert!(got.abs_diff(expected) <= 4, "second {second}: {got} arrivals, the ramp puts {expected} there");
+    }
+}
