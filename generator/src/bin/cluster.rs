@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -179,9 +179,17 @@ fn run(args: &Args) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("{}: {e}", generator_bin.display()))?;
     let mut generator_out = generator.stdout.take().ok_or("generator stdout")?;
+    // The summary is printed when the load ends; the process then serves its metrics a few seconds more.
+    let summary_printed = Arc::new(AtomicBool::new(false));
+    let printed = Arc::clone(&summary_printed);
     let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = generator_out.read_to_string(&mut text);
+        let (mut text, mut chunk) = (String::new(), [0u8; 4096]);
+        while let Ok(n @ 1..) = generator_out.read(&mut chunk) {
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            if serde_json::from_str::<Value>(&text).is_ok() {
+                printed.store(true, Ordering::Relaxed);
+            }
+        }
         text
     });
     let started = Instant::now();
@@ -196,7 +204,8 @@ fn run(args: &Args) -> Result<(), String> {
     print_header(&so);
     loop {
         let next = Instant::now() + sync;
-        if load_ended_at.is_none() && generator.try_wait().map_err(|e| e.to_string())?.is_some() {
+        let exited = generator.try_wait().map_err(|e| e.to_string())?.is_some();
+        if load_ended_at.is_none() && (summary_printed.load(Ordering::Relaxed) || exited) {
             load_ended_at = Some(hpa_now());
         }
         pods.reap()?;
