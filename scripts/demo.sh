@@ -2,7 +2,8 @@
 # `make demo`: the whole loop on this machine, no cluster needed. The `cluster` harness starts consumer replicas behind
 # HAProxy, Prometheus with the monitoring component's relabeling, and the development overlay's ScaledObject evaluated
 # as KEDA and the HPA do; the generator sends PROFILE (default heavy) through it at real time (TIME_SCALE=1). One line
-# per HPA sync: each trigger's value and the replicas it asks for, desired and ready replicas, offered and served rate.
+# per HPA sync: each trigger's value and the replicas it asks for, desired and ready replicas, offered and served rate;
+# at the end the generator's HTML report (rates, latency, outcomes, pods, replicas and triggers against thresholds).
 # Ctrl-C stops everything it started.
 set -euo pipefail
 
@@ -15,5 +16,5 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 kubectl kustomize kubernetes-manifests/overlays/development >"$work/development.yaml"
 ./target/release/cluster --manifests "$work/development.yaml" --profile "$profile" --time-scale "$time_scale" \
-  --json "demo-$profile.json"
-echo "trajectory and the generator's summary: demo-$profile.json"
+  --json "demo-$profile.json" --report "demo-$profile.html" --dashboards grafana/dashboards
+echo "trajectory and the generator's summary: demo-$profile.json; the report: demo-$profile.html"

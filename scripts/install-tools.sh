@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the tools `make test` drives for real (Prometheus, HAProxy, linters), skipping what is already there.
+# Installs the tools `make test` drives for real (Prometheus, HAProxy, linters, Chromium for the report's render
+# test), skipping what is already there.
 # `make test` runs it first, so a fresh clone's `make test` passes; when everything is present it installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing_apt=()
-for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck; do
+for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_apt+=("${pair##*:}")
 done
 if [ ${#missing_apt[@]} -gt 0 ]; then

@@ -119,6 +119,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Write a self-contained HTML report of the run here: rates, latency, outcomes and pods over time, and with
+    /// --prometheus and --scaled-object the replicas and each trigger against its threshold
+    #[arg(long, env = "GENERATOR_REPORT")]
+    pub report: Option<std::path::PathBuf>,
+
     /// Parse, resolve the profile, print the plan, send nothing
     #[arg(long, env = "GENERATOR_DRY_RUN")]
     pub dry_run: bool,

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod printer;
 pub mod profiles;
 pub mod prometheus;
+pub mod report;
 pub mod stats;
 pub mod threshold;
 pub mod traces;

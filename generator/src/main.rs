@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use hyper::{Method, StatusCode};
@@ -17,13 +17,15 @@ use surge_generator::client::Client;
 use surge_generator::engine::{Job, Tracing};
 use surge_generator::exposition::{self, Exposition};
 use surge_generator::plan::{Model, Plan, Run};
-use surge_generator::stats::{Recorder, Summary};
-use surge_generator::watch::Watch;
-use surge_generator::{engine, monitor, printer, traces};
+use surge_generator::stats::{Recorder, Summary, Window};
+use surge_generator::watch::{Sample, Watch};
+use surge_generator::{engine, monitor, printer, report, traces};
 
 const THRESHOLD_FAILED: u8 = 1;
 const UNUSABLE: u8 = 2;
 const INTERRUPTED: u8 = 130;
+/// How long `--report` watches for the replicas to return to the minimum after the load (HPA seconds).
+const REPORT_SETTLE_SECONDS: f64 = 1200.0;
 /// How long `--metrics-port` keeps serving after the last run.
 const METRICS_LINGER: std::time::Duration = std::time::Duration::from_secs(6);
 
@@ -49,7 +51,11 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let watching = autoscaling_table(&cli).map(|watch| watch.spawn(cli.monitor_interval, Arc::clone(&stop)));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let watch = autoscaling_table(&cli);
+    let triggers = watch.as_ref().map(Watch::triggers);
+    let min_replicas = watch.as_ref().map(Watch::min_replicas);
+    let watching = watch.map(|watch| watch.spawn(cli.monitor_interval, Arc::clone(&stop), Arc::clone(&samples)));
     let code = runtime.block_on(async {
         let exposition = match cli.metrics_port {
             Some(port) => match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
@@ -63,7 +69,31 @@ fn main() -> ExitCode {
             },
             None => None,
         };
-        let code = run(plan, cli.output, cli.probes, cli.monitor_interval, exposition.as_deref()).await;
+        let options = Options {
+            output: cli.output,
+            probes: cli.probes,
+            monitor_interval: cli.monitor_interval,
+            keep_timeline: cli.report.is_some(),
+        };
+        let mut reports = Vec::new();
+        let code = run(plan, &options, exposition.as_deref(), &mut reports).await;
+        if let (Some(_), Some(min)) = (&cli.report, min_replicas) {
+            if code != ExitCode::from(INTERRUPTED) {
+                // HPA time: the scale-down window (5 min) and the policies' pace, with room.
+                let limit = std::time::Duration::from_secs_f64(REPORT_SETTLE_SECONDS / cli.time_scale);
+                wait_for_scale_down(&samples, min, limit).await;
+            }
+        }
+        if let Some(path) = &cli.report {
+            let autoscaling = triggers.clone().map(|triggers| report::Autoscaling {
+                triggers,
+                samples: samples.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            });
+            match std::fs::write(path, report::html(&reports, autoscaling.as_ref())) {
+                Ok(()) => eprintln!("report: {}", path.display()),
+                Err(e) => eprintln!("warning: --report {}: {e}", path.display()),
+            }
+        }
         if exposition.is_some() && code != ExitCode::from(INTERRUPTED) {
             // Prometheus scrapes every 5 s: one more scrape sees the final counts.
             tokio::time::sleep(METRICS_LINGER).await;
@@ -80,7 +110,7 @@ fn main() -> ExitCode {
 /// `--prometheus` with `--scaled-object`: a ScaledObject that cannot be read is a warning, not a reason to send no load.
 fn autoscaling_table(cli: &Cli) -> Option<Watch> {
     let (url, file) = (cli.prometheus.as_deref()?, cli.scaled_object.as_deref()?);
-    Watch::load(url, file).map_err(|e| eprintln!("warning: no autoscaling table: {e}")).ok()
+    Watch::load(url, file, cli.time_scale).map_err(|e| eprintln!("warning: no autoscaling table: {e}")).ok()
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -88,13 +118,22 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(UNUSABLE)
 }
 
-async fn run(
-    plan: Plan,
+/// How a plan's runs are watched and reported.
+struct Options {
     output: Output,
     probes: u32,
     monitor_interval: std::time::Duration,
+    /// Keep every request's end for `--report`'s timeline.
+    keep_timeline: bool,
+}
+
+async fn run(
+    plan: Plan,
+    options: &Options,
     exposition: Option<&Exposition>,
+    reports: &mut Vec<report::RunReport>,
 ) -> ExitCode {
+    let Options { output, probes, monitor_interval, keep_timeline } = *options;
     let url = plan.target.url.clone();
     let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse);
     let control = match connect(false).await {
@@ -139,12 +178,29 @@ async fn run(
             (None, true) => Tracing::Random,
             (None, false) => Tracing::Off,
         };
-        let context =
-            Context { plan: &plan, replicas_seen: &replicas_seen, cancel: &cancel, monitor_interval, exposition };
-        let mut summary = execute(run, client, tracing, &context).await;
+        let context = Context {
+            plan: &plan,
+            replicas_seen: &replicas_seen,
+            cancel: &cancel,
+            monitor_interval,
+            exposition,
+            keep_timeline,
+        };
+        let (mut summary, windows) = execute(run, client, tracing, &context).await;
         summary.thresholds = plan.thresholds.iter().map(|t| t.check(&summary)).collect();
         if output == Output::Text {
             print!("{}", printer::summary_text(&summary));
+        }
+        if keep_timeline {
+            let intended = match &run.model {
+                Model::Open { start_rate, stages, .. } => (0..windows.len())
+                    // At the middle of each window, where the answered count it is compared with averages.
+                    .map(|i| engine::rate_at(*start_rate, stages, (i as f64 + 0.5) * report::WINDOW_SECONDS))
+                    .collect(),
+                Model::Closed { .. } => Vec::new(),
+            };
+            let title = format!("{}: {} {}{}", run.profile, run.method, plan.target.url, run.uri);
+            reports.push(report::RunReport { title, intended, windows, summary: summary.clone() });
         }
         summaries.push(summary);
         if cancel.is_cancelled() {
@@ -196,10 +252,12 @@ struct Context<'a> {
     cancel: &'a CancellationToken,
     monitor_interval: std::time::Duration,
     exposition: Option<&'a Exposition>,
+    keep_timeline: bool,
 }
 
-async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<'_>) -> Summary {
-    let Context { plan, replicas_seen, cancel, monitor_interval, exposition } = *context;
+/// One run: its summary, and its timeline when a report is asked for.
+async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<'_>) -> (Summary, Vec<Window>) {
+    let Context { plan, replicas_seen, cancel, monitor_interval, exposition, keep_timeline } = *context;
     let expected = match &run.model {
         Model::Closed { requests, .. } => *requests,
         Model::Open { start_rate, stages, .. } => Some(engine::Schedule::new(*start_rate, stages).total()),
@@ -208,7 +266,11 @@ async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<
         client,
         method: run.method.clone(),
         uri: run.uri.clone(),
-        recorder: Recorder::new(engine::slots(&run.model)),
+        recorder: if keep_timeline {
+            Recorder::keeping_timeline(engine::slots(&run.model))
+        } else {
+            Recorder::new(engine::slots(&run.model))
+        },
         tracing,
         max_retries: plan.max_retries,
     });
@@ -228,7 +290,8 @@ async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<
     let _ = reporter.await;
     let mut summary = job.recorder.summarise(&run.profile, abandoned, replicas_seen);
     summary.interrupted = cancel.is_cancelled();
-    summary
+    let windows = if keep_timeline { job.recorder.timeline(report::WINDOW_SECONDS) } else { Vec::new() };
+    (summary, windows)
 }
 
 fn model_brief(model: &Model) -> String {
@@ -256,4 +319,24 @@ async fn interrupt_on_signal(cancel: CancellationToken) {
     }
     eprintln!("interrupted: no new requests; waiting briefly for those in flight");
     cancel.cancel();
+}
+
+/// With `--report` and the autoscaling table: after the load, keeps reading the table until the replicas are back at
+/// `min` (or `limit`, or Ctrl-C), so the report shows the scale-down as well as the scale-up.
+async fn wait_for_scale_down(samples: &Mutex<Vec<Sample>>, min: u32, limit: std::time::Duration) {
+    eprintln!("report: watching the replicas return to {min} (at most {})", humantime::format_duration(limit));
+    let settled = async {
+        loop {
+            let last = samples.lock().unwrap_or_else(|p| p.into_inner()).last().cloned();
+            if last.is_some_and(|s| s.replicas == Some(min) && s.desired == Some(min)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        () = settled => {}
+        () = tokio::time::sleep(limit) => eprintln!("report: not back at {min} replicas; writing it as it is"),
+        _ = tokio::signal::ctrl_c() => eprintln!("report: interrupted; writing it as it is"),
+    }
 }

@@ -90,6 +90,29 @@ struct Tally {
     succeeded: u64,
     failed: [u64; Failure::ALL.len()],
     served: HashMap<Box<str>, u64>,
+    /// Every request's end, kept only for `--report`.
+    events: Vec<Event>,
+}
+
+/// One request for the report's timeline: when it ended, its latency, and 0 for success or 1 + its `Failure`.
+#[derive(Clone, Copy)]
+struct Event {
+    at_ms: u32,
+    latency_us: u32,
+    outcome: u8,
+}
+
+/// One window of the timeline.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Seconds from the start of the run to the start of the window.
+    pub start: f64,
+    pub succeeded: u64,
+    /// Indexed by `Failure as usize`.
+    pub failed: [u64; Failure::ALL.len()],
+    pub retried: u64,
+    /// Latency percentiles of the requests that ended in the window, milliseconds: p50, p95, p99.
+    pub latency_ms: Option<[f64; 3]>,
 }
 
 impl Tally {
@@ -100,6 +123,7 @@ impl Tally {
             succeeded: 0,
             failed: [0; Failure::ALL.len()],
             served: HashMap::new(),
+            events: Vec::new(),
         }
     }
 }
@@ -113,6 +137,9 @@ pub struct Recorder {
     done: AtomicU64,
     failed: AtomicU64,
     started: Instant,
+    /// Whether each request is kept for the report's timeline.
+    timeline: bool,
+    retried_at_ms: Mutex<Vec<u32>>,
 }
 
 /// A run's counters and latency buckets at one instant (see `Recorder::snapshot`).
@@ -147,7 +174,62 @@ impl Recorder {
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             started: Instant::now(),
+            timeline: false,
+            retried_at_ms: Mutex::default(),
         }
+    }
+
+    /// The same, also keeping every request's end for `timeline` (12 bytes a request).
+    pub fn keeping_timeline(slots: usize) -> Self {
+        Self { timeline: true, ..Self::new(slots) }
+    }
+
+    fn now_ms(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_millis()).unwrap_or(u32::MAX)
+    }
+
+    /// The run in windows of `width` seconds: outcomes, retries and latency percentiles per window.
+    pub fn timeline(&self, width: f64) -> Vec<Window> {
+        let mut events = Vec::new();
+        for tally in &self.tallies {
+            events.extend_from_slice(&tally.lock().unwrap_or_else(|p| p.into_inner()).events);
+        }
+        let retried = self.retried_at_ms.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let end = events.iter().map(|e| e.at_ms).chain(retried.iter().copied()).max().unwrap_or(0);
+        let count = (f64::from(end) / 1000.0 / width).floor() as usize + 1;
+        let index = |at_ms: u32| ((f64::from(at_ms) / 1000.0 / width) as usize).min(count - 1);
+        let mut windows: Vec<Window> = (0..count)
+            .map(|i| Window {
+                start: i as f64 * width,
+                succeeded: 0,
+                failed: [0; Failure::ALL.len()],
+                retried: 0,
+                latency_ms: None,
+            })
+            .collect();
+        let mut latencies: Vec<Vec<u32>> = vec![Vec::new(); count];
+        for event in &events {
+            let window = &mut windows[index(event.at_ms)];
+            match event.outcome {
+                0 => window.succeeded += 1,
+                n => window.failed[usize::from(n - 1)] += 1,
+            }
+            if event.outcome == 0 {
+                latencies[index(event.at_ms)].push(event.latency_us);
+            }
+        }
+        for at in retried {
+            windows[index(at)].retried += 1;
+        }
+        for (window, mut values) in windows.iter_mut().zip(latencies) {
+            if values.is_empty() {
+                continue;
+            }
+            values.sort_unstable();
+            let at = |q: f64| f64::from(values[((values.len() - 1) as f64 * q).round() as usize]) / 1000.0;
+            window.latency_ms = Some([at(0.50), at(0.95), at(0.99)]);
+        }
+        windows
     }
 
     pub fn sent(&self) {
@@ -156,6 +238,10 @@ impl Recorder {
 
     pub fn retried(&self) {
         self.retried.fetch_add(1, Ordering::Relaxed);
+        if self.timeline {
+            let at = self.now_ms();
+            self.retried_at_ms.lock().unwrap_or_else(|p| p.into_inner()).push(at);
+        }
     }
 
     pub fn record(&self, slot: usize, outcome: Outcome<'_>) {
@@ -163,6 +249,11 @@ impl Recorder {
         if !matches!(outcome.failure, Some(Failure::Connect | Failure::Cancelled)) {
             let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).max(1);
             tally.latency_us.saturating_record(micros);
+        }
+        if self.timeline {
+            let latency_us = u32::try_from(outcome.latency.as_micros()).unwrap_or(u32::MAX);
+            let outcome_code = outcome.failure.map_or(0, |f| f as u8 + 1);
+            tally.events.push(Event { at_ms: self.now_ms(), latency_us, outcome: outcome_code });
         }
         match outcome.failure {
             None => tally.succeeded += 1,

@@ -56,6 +56,9 @@ struct Args {
     /// After the run, check that every Prometheus panel query of these dashboards returned data during it
     #[arg(long)]
     dashboards: Option<PathBuf>,
+    /// Have the generator write its HTML report here, with the replicas and triggers read from this run's Prometheus
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -170,7 +173,13 @@ fn run(args: &Args) -> Result<(), String> {
         scraped_as(&namespace, "load-generator", &format!("load-{}-0", args.profile), generator_port),
     ];
     pods.publish()?;
-    let mut generator = Command::new(&generator_bin)
+    let mut generator = Command::new(&generator_bin);
+    if let Some(report) = &args.report {
+        generator.arg("--report").arg(report).arg("--scaled-object").arg(&args.manifests);
+        generator.args(["--prometheus", &format!("http://127.0.0.1:{prometheus_port}")]);
+        generator.args(["--monitor-interval", &format!("{}ms", (SYNC_SECONDS * 1000.0 / factor).round())]);
+    }
+    let mut generator = generator
         .args(["--url", &format!("http://127.0.0.1:{frontend}"), "--test", &args.profile])
         .args(["--metrics-port", &generator_port.to_string()])
         .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])

@@ -4,6 +4,7 @@ mod bad_target;
 mod distribution;
 mod metrics;
 mod open_model;
+mod report;
 mod rolling;
 mod runs;
 mod support;
