@@ -13,6 +13,9 @@ use crate::engine::{self, Job};
 use crate::plan::Model;
 use crate::stats::Failure;
 
+/// Reads one counter out of a run's snapshot.
+type SnapshotCount = fn(&crate::stats::Snapshot) -> u64;
+
 /// Latency bucket bounds, seconds: from a fast GET to a long sync task stretched under load.
 const BOUNDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
@@ -52,7 +55,7 @@ impl Exposition {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             lines(&mut out);
         };
-        let counters: [(&str, &str, fn(&crate::stats::Snapshot) -> u64); 3] = [
+        let counters: [(&str, &str, SnapshotCount); 3] = [
             ("generator_requests_sent_total", "Requests sent (each once, retries apart).", |s| s.sent),
             ("generator_requests_succeeded_total", "Requests answered 2xx or 3xx.", |s| s.succeeded),
             ("generator_requests_retried_total", "503s sent again after their Retry-After.", |s| s.retried),

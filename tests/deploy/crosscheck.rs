@@ -158,7 +158,8 @@ fn every_image_of_ours_is_built_by_a_dockerfile_and_a_make_target() {
 }
 
 /// Every Prometheus trigger of every overlay's ScaledObject has a panel showing what KEDA compares (an AverageValue
-/// query divided by the Deployment's replicas, a Value query as-is) with the trigger's own threshold drawn as a line.
+/// query divided by the Deployment's replicas, a Value query as-is; the dashboard's variables filled in for the
+/// overlay) with the trigger's own threshold drawn as a line.
 #[test]
 fn dashboards_chart_each_trigger_against_its_own_threshold() {
     let normalise = |q: &str| q.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -177,7 +178,7 @@ fn dashboards_chart_each_trigger_against_its_own_threshold() {
             };
             let panel = panels
                 .iter()
-                .find(|p| manifests::expressions(p).iter().any(|e| normalise(e) == compared))
+                .find(|p| manifests::expressions(p).iter().any(|e| normalise(&manifests::substituted(e)) == compared))
                 .unwrap_or_else(|| panic!("{overlay}: no panel shows trigger {name} as KEDA compares it: {compared}"));
             let threshold: f64 = trigger["metadata"]["threshold"].as_str().expect("threshold").parse().expect("number");
             let defaults = &panel["fieldConfig"]["defaults"];
