@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use hyper::{Method, StatusCode};
+use http::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use surge_generator::cli::{Cli, Output};

@@ -20,7 +20,7 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+        let uri: http::Uri = url.parse().map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(other) => return Err(format!("--url {url:?}: only http is supported, not {other}")),
@@ -71,10 +71,10 @@ pub struct Run {
     /// The profile name, or `custom` for a plain endpoint load test.
     pub profile: String,
     #[serde(serialize_with = "as_text")]
-    pub method: hyper::Method,
+    pub method: http::Method,
     /// Path and query, parsed once for every request to reuse.
     #[serde(rename = "path", serialize_with = "as_text")]
-    pub uri: hyper::Uri,
+    pub uri: http::Uri,
     #[serde(flatten)]
     pub model: Model,
 }
@@ -202,20 +202,20 @@ fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String
         .collect();
     Ok(Run {
         profile: profile.name.to_owned(),
-        method: hyper::Method::POST,
+        method: http::Method::POST,
         uri: path.parse().map_err(|e| format!("profile {} path {path}: {e}", profile.name))?,
         model: Model::Open { start_rate: 0.0, stages, max_in_flight: cli.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT) },
     })
 }
 
 fn custom_run(cli: &Cli, shard: Shard) -> Result<Run, String> {
-    let method = hyper::Method::from_bytes(cli.method.to_ascii_uppercase().as_bytes())
+    let method = http::Method::from_bytes(cli.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("--method {:?} is not an HTTP method", cli.method))?;
     let bad_path = || format!("--path {:?} must be a path starting with /, with an optional query", cli.path);
     if !cli.path.starts_with('/') {
         return Err(bad_path());
     }
-    let uri: hyper::Uri = cli.path.parse().map_err(|_| bad_path())?;
+    let uri: http::Uri = cli.path.parse().map_err(|_| bad_path())?;
     let duration = cli.duration.map(|d| d.mul_f64(cli.scale));
     let open = cli.rate.is_some() || cli.stages.is_some();
     let model = if open {

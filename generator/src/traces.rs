@@ -4,8 +4,8 @@
 
 use std::time::SystemTime;
 
-use hyper::header::HeaderValue;
-use hyper::{Method, StatusCode};
+use http::header::HeaderValue;
+use http::{Method, StatusCode};
 use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::WithExportConfig;
