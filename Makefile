@@ -72,6 +72,10 @@ grafana: ## Port-forward Grafana to localhost:3000 and print its admin password
 e2e: ## After make dev: run the heavy profile and assert the trajectory the load-generator README promises (E2E_SCALE=0.3 shortens it)
 	@scripts/dev.sh e2e
 
+.PHONY: deploy-production
+deploy-production: ## The production overlay on SURGE_CONTEXT (with SURGE_ALLOW_CONTEXT=yes): needs KEDA there, creates Grafana's Secret
+	@scripts/dev.sh production
+
 .PHONY: undeploy
 undeploy: ## Remove everything `make dev` applied
 	@scripts/dev.sh undeploy

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local-cluster workflow behind `make dev`, `make load-<job>`, `make status`, `make grafana`, `make undeploy`.
+# Local-cluster workflow behind `make dev`, `make load-<job>`, `make status`, `make grafana`, `make undeploy`, and
+# `make deploy-production` (the production overlay on a cluster named by SURGE_CONTEXT).
 #
 # Every kubectl call names its context: the kind cluster this script creates (kind-surge), never whatever context
 # happens to be current. Another cluster only with SURGE_CONTEXT=<context> SURGE_ALLOW_CONTEXT=yes (KEDA and
@@ -151,6 +152,27 @@ Surge is running in namespace $NAMESPACE (context $CONTEXT).
   Status:    make status
   Check:     make e2e (the heavy profile, shortened, against the trajectory the load-generator README promises)
 MSG
+}
+
+# The production overlay on a cluster the user names: KEDA must already be there (a platform team owns cluster-wide
+# components; this only checks its version), Grafana's admin Secret is created when missing, the load Jobs stay out.
+production() {
+  guard_context
+  need kubectl
+  local installed
+  installed=$(k -n keda get deployment keda-operator \
+    -o jsonpath='{.metadata.labels.app\.kubernetes\.io/version}' 2>/dev/null || true)
+  if [ -z "$installed" ] || older_than "$installed" "$KEDA_VERSION"; then
+    die "the production overlay needs KEDA $KEDA_VERSION or newer in namespace keda (found: ${installed:-none}); install it:
+       kubectl --context $CONTEXT apply --server-side -f https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
+  fi
+  grafana_secret
+  say "applying $MANIFESTS/overlays/production to $CONTEXT"
+  k apply -k "$MANIFESTS/overlays/production"
+  for deployment in consumer prometheus grafana loki tempo kube-state-metrics; do
+    k -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=300s
+  done
+  say "deployed; Grafana: SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make grafana"
 }
 
 load() {
@@ -374,5 +396,6 @@ case "${1:-}" in
   grafana) grafana ;;
   undeploy) undeploy ;;
   e2e) e2e ;;
-  *) die "usage: dev.sh dev|load <job>|status|grafana|undeploy|e2e" ;;
+  production) production ;;
+  *) die "usage: dev.sh dev|load <job>|status|grafana|undeploy|e2e|production" ;;
 esac

@@ -194,3 +194,34 @@ fn make_e2e_reads_its_promise_from_the_load_generator_table() {
     let minutes = |cell: &str| cell.trim_end_matches(" min").to_owned();
     assert_eq!(printed, format!("{low} {high} {} {}", minutes(cells[4]), minutes(cells[6])), "from {row}");
 }
+
+#[test]
+fn make_deploy_production_needs_keda_and_creates_grafanas_secret_before_applying() {
+    let opted = [("SURGE_CONTEXT", "prod-eu-1"), ("SURGE_ALLOW_CONTEXT", "yes")];
+    let refused = run(&["production"], &[("SURGE_CONTEXT", "prod-eu-1")]);
+    assert!(!refused.output.status.success() && refused.calls.is_empty(), "no opt-in, no call: {:?}", refused.calls);
+
+    for keda in ["", "2.17.2"] {
+        let without = run(&["production"], &[opted[0], opted[1], ("FAKE_KEDA_VERSION", keda)]);
+        let stderr = String::from_utf8_lossy(&without.output.stderr);
+        assert!(!without.output.status.success(), "KEDA {keda:?} must stop it");
+        assert!(stderr.contains("needs KEDA 2.20.2") && stderr.contains("keda-2.20.2.yaml"), "{stderr}");
+        assert!(!without.calls.iter().any(|c| c.contains(" apply ")), "nothing applied: {:?}", without.calls);
+        assert!(!without.calls.iter().any(|c| c.contains("kedacore")), "KEDA is never installed in production");
+    }
+
+    let deployed = run(&["production"], &[opted[0], opted[1], ("FAKE_KEDA_VERSION", "2.20.2")]);
+    assert!(deployed.output.status.success(), "{}", String::from_utf8_lossy(&deployed.output.stderr));
+    let kubectl = kubectl_calls(&deployed);
+    assert!(kubectl.iter().all(|c| c.starts_with("kubectl --context prod-eu-1 ")), "{kubectl:?}");
+    let secret = kubectl.iter().position(|c| c.contains("create secret generic grafana-admin")).expect("the Secret");
+    let apply =
+        kubectl.iter().position(|c| c.contains("apply -k kubernetes-manifests/overlays/production")).expect("apply -k");
+    assert!(secret < apply, "Grafana's Secret exists before Grafana: {kubectl:?}");
+    let password = kubectl[secret].split("--from-literal=password=").nth(1).expect("a password");
+    assert!(password.len() >= 16, "a random password: {password:?}");
+    // The Grafana Deployment of the production render reads exactly this Secret.
+    let objects = manifests::overlay("production").objects;
+    let grafana = manifests::find(&objects, "Deployment", "grafana").expect("grafana");
+    assert!(grafana.to_string().contains("\"name\":\"grafana-admin\""), "Grafana reads grafana-admin");
+}
