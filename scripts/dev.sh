@@ -294,8 +294,10 @@ e2e() {
 
   say "starting Job $E2E_JOB"
   k -n "$NAMESPACE" delete job "$E2E_JOB" --ignore-not-found --cascade=foreground --wait=true >/dev/null
+  # Its own name, the shortened scale, and kept after it finishes (the load Jobs are removed at once) so the loop
+  # below can read its status.
   sed -e "s/^  name: load-$E2E_PROFILE\$/  name: $E2E_JOB/" -e "s/- --test=$E2E_PROFILE\$/- --test=$E2E_PROFILE\n            - --scale=$scale/" \
-    "$E2E_JOB_FILE" | k apply -f - >/dev/null
+    -e "s/^  ttlSecondsAfterFinished: 0\$/  ttlSecondsAfterFinished: 3600/" "$E2E_JOB_FILE" | k apply -f - >/dev/null
 
   local started=$SECONDS now desired ready peak=0 reached_at="" finished_at="" job_state row
   E2E_STARTED_AT=$(date +%s)

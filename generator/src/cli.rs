@@ -119,6 +119,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_METRICS_PORT")]
     pub metrics_port: Option<u16>,
 
+    /// Push each run's summary (one JSON line per profile, labelled service="load-generator") to this Loki when the
+    /// run ends, so it outlives a Job's pod: load Jobs are removed as they finish
+    #[arg(long, env = "GENERATOR_LOKI_URL")]
+    pub loki_url: Option<String>,
+
     /// Write a self-contained HTML report of the run here: rates, latency, outcomes and pods over time, and with
     /// --prometheus and --scaled-object the replicas and each trigger against its threshold
     #[arg(long, env = "GENERATOR_REPORT")]

@@ -7,6 +7,7 @@ pub mod client;
 pub mod cluster;
 pub mod engine;
 pub mod exposition;
+pub mod loki;
 pub mod monitor;
 pub mod plan;
 pub mod printer;

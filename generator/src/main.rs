@@ -19,7 +19,7 @@ use surge_generator::exposition::{self, Exposition};
 use surge_generator::plan::{Model, Plan, Run};
 use surge_generator::stats::{Recorder, Summary, Window};
 use surge_generator::watch::{Sample, Watch};
-use surge_generator::{engine, monitor, printer, report, traces};
+use surge_generator::{engine, loki, monitor, printer, report, traces};
 
 const THRESHOLD_FAILED: u8 = 1;
 const UNUSABLE: u8 = 2;
@@ -74,6 +74,7 @@ fn main() -> ExitCode {
             probes: cli.probes,
             monitor_interval: cli.monitor_interval,
             keep_timeline: cli.report.is_some(),
+            loki_url: cli.loki_url.as_deref(),
         };
         let mut reports = Vec::new();
         let code = run(plan, &options, exposition.as_deref(), &mut reports).await;
@@ -119,21 +120,22 @@ fn fail(message: &str) -> ExitCode {
 }
 
 /// How a plan's runs are watched and reported.
-struct Options {
+struct Options<'a> {
     output: Output,
     probes: u32,
     monitor_interval: std::time::Duration,
     /// Keep every request's end for `--report`'s timeline.
     keep_timeline: bool,
+    loki_url: Option<&'a str>,
 }
 
 async fn run(
     plan: Plan,
-    options: &Options,
+    options: &Options<'_>,
     exposition: Option<&Exposition>,
     reports: &mut Vec<report::RunReport>,
 ) -> ExitCode {
-    let Options { output, probes, monitor_interval, keep_timeline } = *options;
+    let Options { output, probes, monitor_interval, keep_timeline, loki_url } = *options;
     let url = plan.target.url.clone();
     let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse);
     let control = match connect(false).await {
@@ -216,6 +218,13 @@ async fn run(
             all => serde_json::to_string_pretty(all),
         };
         println!("{}", document.unwrap_or_default());
+    }
+    if let Some(loki_url) = loki_url {
+        let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| "generator".into());
+        match loki::push(loki_url, &summaries, &pod).await {
+            Ok(()) => eprintln!("summary pushed to Loki: {{service=\"{}\", pod=\"{pod}\"}}", loki::SERVICE),
+            Err(cause) => eprintln!("warning: summary not pushed to Loki at {loki_url}: {cause}"),
+        }
     }
     if cancel.is_cancelled() {
         ExitCode::from(INTERRUPTED)

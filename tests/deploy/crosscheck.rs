@@ -74,15 +74,24 @@ fn every_job_is_accepted_by_the_real_generator_and_every_profile_has_one() {
     let mut covered = BTreeSet::new();
     for (file, job) in manifests::job_files() {
         assert_eq!(job["metadata"]["namespace"], "surge", "{file}: `kubectl apply -f` must land in surge");
-        for field in ["backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+        for field in ["backoffLimit", "activeDeadlineSeconds"] {
             assert!(job["spec"][field].is_u64(), "{file}: {field}");
         }
+        // A finished Job left in place makes the next `kubectl apply -f` print "unchanged" and send nothing.
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 0, "{file}: removed as it finishes, so an apply re-runs it");
         let pod = pod_spec(&job).expect("pod");
         let wait = strings(&pod["initContainers"][0]["command"]).join(" ");
         assert!(wait.contains("http://consumer:8000/ready"), "{file}: waits for the consumer: {wait}");
         let generator = &pod["containers"][0];
         let args = strings(&generator["args"]);
-        for flag in ["--url=http://consumer:8000", "--monitor", "--cleanup", "--no-connection-reuse"] {
+        // The summary outlives the Job in Loki.
+        for flag in [
+            "--url=http://consumer:8000",
+            "--monitor",
+            "--cleanup",
+            "--no-connection-reuse",
+            "--loki-url=http://loki:3100",
+        ] {
             assert!(args.contains(&flag.to_owned()), "{file}: {flag} in {args:?}");
         }
         let mut env: Vec<(String, String)> = generator["env"]
@@ -120,6 +129,10 @@ fn every_job_is_accepted_by_the_real_generator_and_every_profile_has_one() {
         }
     }
     assert_eq!(covered, profiles_listed(), "every profile of `generator --list` has its Job");
+    // Where the Jobs push their summaries is the monitoring component's Loki.
+    let objects = manifests::overlay("development").objects;
+    let loki = manifests::find(&objects, "Service", "loki").expect("a loki Service");
+    assert!(loki["spec"]["ports"].as_array().expect("ports").iter().any(|p| p["port"] == 3100), "loki:3100");
 }
 
 #[test]

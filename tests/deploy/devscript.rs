@@ -167,9 +167,10 @@ fn what_make_e2e_reads_exists_in_the_rendered_overlay() {
     let profile = script_value("E2E_PROFILE");
     let job_file = script_value("E2E_JOB_FILE").replace("$MANIFESTS", "kubernetes-manifests");
     let job = std::fs::read_to_string(manifests::repo().join(&job_file)).expect("the e2e Job file");
-    // The two lines the script rewrites (the Job's name and its --test argument) are there to rewrite.
+    // The lines the script rewrites (the Job's name, its --test argument, its removal on finishing) are there.
     assert!(job.contains(&format!("\n  name: load-{profile}\n")), "{job_file} names load-{profile}");
     assert!(job.contains(&format!("- --test={profile}\n")), "{job_file} runs --test={profile}");
+    assert!(job.contains("\n  ttlSecondsAfterFinished: 0\n"), "{job_file}: e2e keeps its Job by rewriting this");
 }
 
 #[test]

@@ -222,6 +222,7 @@ fn check(overlay: &str, nodeport_open: bool) {
         ("the load Jobs' autoscaling table queries Prometheus", pod("load-generator"), "prometheus", 9090, true),
         ("a stranger cannot query Prometheus", stranger.clone(), "prometheus", 9090, false),
         ("the consumer pushes logs to Loki", pod("consumer"), "loki", 3100, true),
+        ("a load Job pushes its summary to Loki", pod("load-generator"), "loki", 3100, true),
         ("Grafana queries Loki", pod("grafana"), "loki", 3100, true),
         ("a stranger cannot push to Loki", stranger.clone(), "loki", 3100, false),
         ("Loki's gRPC port is closed", pod("consumer"), "loki", 9095, false),

@@ -2,6 +2,7 @@
 
 mod bad_target;
 mod distribution;
+mod loki;
 mod metrics;
 mod open_model;
 mod report;

@@ -29,8 +29,9 @@ struct Service {
 }
 
 impl Service {
-    /// Slots for every pod the run will have; those not started yet are disabled, as an endpoint list omits them.
-    fn start(ports: &[u16], running: usize) -> Self {
+    /// Slots for every pod the run will have: the running pods' ports, then disabled slots (as an endpoint list omits
+    /// pods not started yet) that get their address when their pod starts.
+    fn start(running: &[u16], slots: usize) -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("admin.sock");
@@ -42,9 +43,11 @@ impl Service {
              default-server {CHECK}\n",
             socket.display()
         );
-        for (index, port) in ports.iter().enumerate() {
-            let state = if index < running { "" } else { " disabled" };
-            config.push_str(&format!("  server pod{index} 127.0.0.1:{port} check{state}\n"));
+        for index in 0..slots {
+            match running.get(index) {
+                Some(port) => config.push_str(&format!("  server pod{index} 127.0.0.1:{port} check\n")),
+                None => config.push_str(&format!("  server pod{index} 127.0.0.1:1 check disabled\n")),
+            }
         }
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).expect("write haproxy.cfg");
@@ -90,12 +93,15 @@ impl Drop for Service {
     }
 }
 
-/// Replaces `old` (slot `old_index`) by a new pod in slot `new_index`: SIGTERM, start the replacement, add it to
-/// the Service once its readiness passes, then wait for the old one to exit. Returns the old pod's exit time.
-fn replace(service: &Service, old: &mut Consumer, new_index: usize, port: u16, name: &str) -> (Consumer, Duration) {
+/// Replaces `old` by a new pod in slot `new_index`: SIGTERM, start the replacement (on a port of its own choosing:
+/// one reserved in advance can be taken meanwhile as another connection's source port), give the slot its address
+/// and add it to the Service once its readiness passes, then wait for the old one to exit. Returns the old pod's
+/// exit time.
+fn replace(service: &Service, old: &mut Consumer, new_index: usize, name: &str) -> (Consumer, Duration) {
     old.terminate();
-    let port = port.to_string();
-    let new = Consumer::start_with(name, &[&POD_FLAGS[..], &["--port", &port]].concat());
+    let new = Consumer::start_with(name, &POD_FLAGS);
+    let answer = service.admin(&format!("set server pods/pod{new_index} addr 127.0.0.1 port {}", new.port));
+    assert!(answer.contains("changed"), "set server addr: {answer}");
     let answer = service.admin(&format!("enable server pods/pod{new_index}"));
     assert!(answer.trim().is_empty(), "enable: {answer}");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -110,12 +116,8 @@ fn replace(service: &Service, old: &mut Consumer, new_index: usize, port: u16, n
 }
 
 fn rolling_restart(reuse_connections: bool) -> Value {
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let start = |i: usize, name: &str| {
-        Consumer::start_with(name, &[&POD_FLAGS[..], &["--port", &ports[i].to_string()]].concat())
-    };
-    let (mut a, mut b) = (start(0, "pod-a"), start(1, "pod-b"));
-    let service = Service::start(&ports, 2);
+    let (mut a, mut b) = (Consumer::start_with("pod-a", &POD_FLAGS), Consumer::start_with("pod-b", &POD_FLAGS));
+    let service = Service::start(&[a.port, b.port], 4);
 
     // 40 sync tasks a second of 1 s each: about 40 in flight, spread over the pods, for 12 s.
     let mut args = vec![
@@ -147,8 +149,8 @@ fn rolling_restart(reuse_connections: bool) -> Value {
         .expect("spawn the generator");
 
     std::thread::sleep(Duration::from_secs(2));
-    let (c, a_took) = replace(&service, &mut a, 2, ports[2], "pod-c");
-    let (d, b_took) = replace(&service, &mut b, 3, ports[3], "pod-d");
+    let (c, a_took) = replace(&service, &mut a, 2, "pod-c");
+    let (d, b_took) = replace(&service, &mut b, 3, "pod-d");
     let output = generator.wait_with_output().expect("the generator ran");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
