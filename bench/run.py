@@ -294,7 +294,8 @@ Method: servers pinned to core {SERVER_CORE} (`taskset`, so one actix worker eac
 core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure, variants alternating within each round, medians shown;
 a figure whose rounds spread more than {NOISY:.0%} of the median says "noisy" instead. p99 against the bare handler is
 the median of each round's ratio (the two ran minutes apart at most), with the rounds' range beside it: a tail this
-short moves with the machine. Release binaries with their defaults, stdout to a file. The Python peer runs as its users run it (`uvicorn app:app`, its access log on).
+short moves with the machine. Release binaries with their defaults, stdout to a file. The Python peer runs as its
+users run it (`uvicorn app:app`, its access log on).
 
 ## Servers: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s --latency URL`
 

@@ -78,10 +78,22 @@ older_than() {
   [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]
 }
 
+# The installed KEDA's version, from its operator's label; empty when there is none.
+keda_version() {
+  k -n keda get deployment keda-operator -o jsonpath='{.metadata.labels.app\.kubernetes\.io/version}' 2>/dev/null || true
+}
+
+# Waits for every Deployment an overlay runs.
+wait_rollouts() {
+  local deployment
+  for deployment in consumer prometheus grafana loki tempo kube-state-metrics; do
+    k -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=300s
+  done
+}
+
 install_keda() {
   local installed
-  installed=$(k -n keda get deployment keda-operator \
-    -o jsonpath='{.metadata.labels.app\.kubernetes\.io/version}' 2>/dev/null || true)
+  installed=$(keda_version)
   if [ -n "$installed" ] && ! older_than "$installed" "$KEDA_VERSION"; then
     say "KEDA $installed already installed"
     return
@@ -140,9 +152,7 @@ dev() {
   # The load Jobs are left out: re-applying them would suspend a running one and kill its pods.
   say "applying $MANIFESTS/overlays/development (all but the load Jobs)"
   k apply -k "$MANIFESTS/overlays/development" -l 'app.kubernetes.io/component!=load-generator'
-  for deployment in consumer prometheus grafana loki tempo kube-state-metrics; do
-    k -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=300s
-  done
+  wait_rollouts
   cat <<MSG
 
 Surge is running in namespace $NAMESPACE (context $CONTEXT).
@@ -160,8 +170,7 @@ production() {
   guard_context
   need kubectl
   local installed
-  installed=$(k -n keda get deployment keda-operator \
-    -o jsonpath='{.metadata.labels.app\.kubernetes\.io/version}' 2>/dev/null || true)
+  installed=$(keda_version)
   if [ -z "$installed" ] || older_than "$installed" "$KEDA_VERSION"; then
     die "the production overlay needs KEDA $KEDA_VERSION or newer in namespace keda (found: ${installed:-none}); install it:
        kubectl --context $CONTEXT apply --server-side -f https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
@@ -169,9 +178,7 @@ production() {
   grafana_secret
   say "applying $MANIFESTS/overlays/production to $CONTEXT"
   k apply -k "$MANIFESTS/overlays/production"
-  for deployment in consumer prometheus grafana loki tempo kube-state-metrics; do
-    k -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=300s
-  done
+  wait_rollouts
   say "deployed; Grafana: SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make grafana"
 }
 

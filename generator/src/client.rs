@@ -106,23 +106,21 @@ impl Client {
         uri: &Uri,
         traceparent: Option<HeaderValue>,
     ) -> Result<Reply, Failure> {
-        let head = self.head(method, uri, traceparent.as_ref(), !self.reuse);
+        let request = self.request(method, uri, traceparent.as_ref(), !self.reuse, None);
         let attempt = async {
             let kept = connection.take().filter(|_| self.reuse);
-            let result = match kept {
-                Some(mut open) => match round_trip(&mut open, &head, method).await {
-                    Err(Error::Stale) => {
-                        let mut fresh = self.connect().await?;
-                        round_trip(&mut fresh, &head, method).await.map(|reply| (reply, fresh))
-                    }
-                    other => other.map(|reply| (reply, open)),
-                },
-                None => {
-                    let mut fresh = self.connect().await?;
-                    round_trip(&mut fresh, &head, method).await.map(|reply| (reply, fresh))
-                }
+            let reused = kept.is_some();
+            let mut open = match kept {
+                Some(open) => open,
+                None => self.connect().await?,
             };
-            let ((reply, keep_alive), open) = result?;
+            let (reply, keep_alive) = match round_trip(&mut open, &request, method).await {
+                Err(Error::Stale) if reused => {
+                    open = self.connect().await?;
+                    round_trip(&mut open, &request, method).await?
+                }
+                other => other?,
+            };
             if self.reuse && keep_alive {
                 *connection = Some(open);
             }
@@ -134,27 +132,39 @@ impl Client {
         }
     }
 
-    /// A single request on a fresh connection, with a readable cause on failure (health checks, cleanup, monitor).
-    pub async fn once(&self, method: Method, path: &str) -> Result<Reply, String> {
+    /// A single request on a fresh connection, with a readable cause on failure (health checks, cleanup, monitor,
+    /// the summary's push to Loki); `body` is its content type and bytes.
+    pub async fn once(&self, method: Method, path: &str, body: Option<(&str, &[u8])>) -> Result<Reply, String> {
         let attempt = async {
             let uri: Uri = path.parse().map_err(|e| format!("bad path {path}: {e}"))?;
-            let head = self.head(&method, &uri, None, true);
+            let request = self.request(&method, &uri, None, true, body);
             let mut open = self.connect().await.map_err(|e| e.to_string())?;
-            round_trip(&mut open, &head, &method).await.map(|(reply, _)| reply).map_err(|e| e.to_string())
+            round_trip(&mut open, &request, &method).await.map(|(reply, _)| reply).map_err(|e| e.to_string())
         };
         tokio::time::timeout(self.timeout, attempt)
             .await
             .unwrap_or_else(|_| Err(format!("no response within {}", humantime::format_duration(self.timeout))))
     }
 
-    /// The request's bytes: request line and headers, no body.
-    fn head(&self, method: &Method, uri: &Uri, traceparent: Option<&HeaderValue>, close: bool) -> Vec<u8> {
+    /// The request's bytes: request line, headers and `body` (content type and bytes), if any.
+    fn request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        traceparent: Option<&HeaderValue>,
+        close: bool,
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = Vec::with_capacity(160);
+        let mut head = Vec::with_capacity(160 + body.map_or(0, |(_, bytes)| bytes.len()));
         for part in [method.as_str(), " ", path, " HTTP/1.1\r\nHost: ", &self.authority, "\r\n"] {
             head.extend_from_slice(part.as_bytes());
         }
-        if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        if let Some((content_type, bytes)) = body {
+            head.extend_from_slice(
+                format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", bytes.len()).as_bytes(),
+            );
+        } else if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             head.extend_from_slice(b"Content-Length: 0\r\n");
         }
         if close {
@@ -166,6 +176,7 @@ impl Client {
             head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(body.map_or(&[][..], |(_, bytes)| bytes));
         head
     }
 }
@@ -187,11 +198,11 @@ enum Length {
     UntilClose,
 }
 
-/// Sends `head` and reads the whole response, so a kept connection is ready for the next. Returns the reply and
+/// Sends `request` and reads the whole response, so a kept connection is ready for the next. Returns the reply and
 /// whether the connection may carry another request.
-async fn round_trip(connection: &mut Connection, head: &[u8], method: &Method) -> Result<(Reply, bool), Error> {
+async fn round_trip(connection: &mut Connection, request: &[u8], method: &Method) -> Result<(Reply, bool), Error> {
     connection.buffer.clear();
-    if let Err(e) = connection.stream.write_all(head).await {
+    if let Err(e) = connection.stream.write_all(request).await {
         return Err(if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset {
             Error::Stale
         } else {

@@ -4,15 +4,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::Method;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::client::Client;
 use crate::plan::Target;
 use crate::stats::Summary;
 
 /// The label every summary carries; the pod's name (`HOSTNAME` in Kubernetes) and the profile come with it.
 pub const SERVICE: &str = "load-generator";
+const PUSH_PATH: &str = "/loki/api/v1/push";
 /// A push that takes longer is given up: the summary is on stdout too.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -36,21 +37,13 @@ pub fn body(summaries: &[Summary], pod: &str, now: SystemTime) -> String {
 pub async fn push(url: &str, summaries: &[Summary], pod: &str) -> Result<(), String> {
     let target = Target::parse(url).map_err(|e| e.replace("--url", "--loki-url"))?;
     let body = body(summaries, pod, SystemTime::now());
-    let request = format!(
-        "POST /loki/api/v1/push HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        target.authority,
-        body.len()
-    );
     let exchange = async {
-        let mut stream = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
-        stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
-        let status_line = String::from_utf8_lossy(&response).lines().next().unwrap_or_default().to_owned();
-        match status_line.split_whitespace().nth(1) {
-            Some(code) if code.starts_with('2') => Ok(()),
-            _ => Err(format!("Loki answered {status_line:?}")),
+        let client = Client::new(&target, PUSH_TIMEOUT, false).await?;
+        let reply = client.once(Method::POST, PUSH_PATH, Some(("application/json", body.as_bytes()))).await?;
+        if reply.status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("Loki answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body).trim()))
         }
     };
     tokio::time::timeout(PUSH_TIMEOUT, exchange).await.unwrap_or_else(|_| Err("no answer within 5 s".into()))

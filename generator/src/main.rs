@@ -147,7 +147,7 @@ async fn run(
         Err(message) => return fail(&message),
     };
     if plan.cleanup {
-        match control.once(Method::DELETE, "/process/cleanup").await {
+        match control.once(Method::DELETE, "/process/cleanup", None).await {
             Ok(reply) if reply.status.is_success() => {
                 eprintln!("cleanup: {}", String::from_utf8_lossy(&reply.body));
             }
@@ -240,7 +240,7 @@ async fn probe(client: &Client, probes: u32, url: &str) -> Result<BTreeSet<Strin
     let mut pods = BTreeSet::new();
     for attempt in 0..probes.max(1) {
         let reply =
-            client.once(Method::GET, "/health").await.map_err(|cause| format!("cannot reach {url}: {cause}"))?;
+            client.once(Method::GET, "/health", None).await.map_err(|cause| format!("cannot reach {url}: {cause}"))?;
         if reply.status != StatusCode::OK {
             return Err(format!("{url} is unhealthy: GET /health answered {}", reply.status));
         }

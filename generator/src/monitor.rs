@@ -95,7 +95,7 @@ fn progress_line(profile: &str, progress: &Progress, expected: Option<u64>) -> S
 
 /// The consumer's status as one pod sees it, and where responses went so far.
 async fn status_lines(job: &Job) -> Vec<String> {
-    let consumer = match job.client.once(Method::GET, "/process/status").await {
+    let consumer = match job.client.once(Method::GET, "/process/status", None).await {
         Ok(reply) if reply.status.is_success() => match serde_json::from_slice::<Value>(&reply.body) {
             Ok(status) => {
                 let pod = reply.served_by.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
