@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::plan::Target;
+
 #[derive(Debug, Parser)]
 #[command(name = "generator", version, about = "Load generator for the Surge consumer", long_about = None)]
 pub struct Cli {
-    /// Base URL of the consumer (plain HTTP)
+    /// Base URL of the consumer (plain HTTP, no path: --path sets the request path)
     #[arg(long, env = "GENERATOR_URL", default_value = "http://localhost:8000")]
     pub url: String,
 
@@ -121,8 +123,8 @@ pub struct Cli {
 
     /// Push each run's summary (one JSON line per profile, labelled service="load-generator") to this Loki when the
     /// run ends, so it outlives a Job's pod: load Jobs are removed as they finish
-    #[arg(long, env = "GENERATOR_LOKI_URL")]
-    pub loki_url: Option<String>,
+    #[arg(long, env = "GENERATOR_LOKI_URL", value_parser = Target::parse)]
+    pub loki_url: Option<Target>,
 
     /// Write a self-contained HTML report of the run here: rates, latency, outcomes and pods over time, and with
     /// --prometheus and --scaled-object the replicas and each trigger against its threshold

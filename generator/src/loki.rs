@@ -34,11 +34,10 @@ pub fn body(summaries: &[Summary], pod: &str, now: SystemTime) -> String {
 }
 
 /// Pushes the summaries; the error says why in one line.
-pub async fn push(url: &str, summaries: &[Summary], pod: &str) -> Result<(), String> {
-    let target = Target::parse(url).map_err(|e| e.replace("--url", "--loki-url"))?;
+pub async fn push(target: &Target, summaries: &[Summary], pod: &str) -> Result<(), String> {
     let body = body(summaries, pod, SystemTime::now());
     let exchange = async {
-        let client = Client::new(&target, PUSH_TIMEOUT, false).await?;
+        let client = Client::new(target, PUSH_TIMEOUT, false).await?;
         let reply = client.once(Method::POST, PUSH_PATH, Some(("application/json", body.as_bytes()))).await?;
         if reply.status.is_success() {
             Ok(())

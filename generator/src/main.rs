@@ -16,7 +16,7 @@ use surge_generator::cli::{Cli, Output};
 use surge_generator::client::Client;
 use surge_generator::engine::{Job, Tracing};
 use surge_generator::exposition::{self, Exposition};
-use surge_generator::plan::{Model, Plan, Run};
+use surge_generator::plan::{Model, Plan, Run, Target};
 use surge_generator::stats::{Recorder, Summary, Window};
 use surge_generator::watch::{Sample, Watch};
 use surge_generator::{engine, loki, monitor, printer, report, traces};
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             probes: cli.probes,
             monitor_interval: cli.monitor_interval,
             keep_timeline: cli.report.is_some(),
-            loki_url: cli.loki_url.as_deref(),
+            loki: cli.loki_url.as_ref(),
         };
         let mut reports = Vec::new();
         let code = run(plan, &options, exposition.as_deref(), &mut reports).await;
@@ -126,7 +126,7 @@ struct Options<'a> {
     monitor_interval: std::time::Duration,
     /// Keep every request's end for `--report`'s timeline.
     keep_timeline: bool,
-    loki_url: Option<&'a str>,
+    loki: Option<&'a Target>,
 }
 
 async fn run(
@@ -135,7 +135,7 @@ async fn run(
     exposition: Option<&Exposition>,
     reports: &mut Vec<report::RunReport>,
 ) -> ExitCode {
-    let Options { output, probes, monitor_interval, keep_timeline, loki_url } = *options;
+    let Options { output, probes, monitor_interval, keep_timeline, loki } = *options;
     let url = plan.target.url.clone();
     let connect = |reuse| Client::new(&plan.target, plan.timeout, reuse);
     let control = match connect(false).await {
@@ -219,11 +219,11 @@ async fn run(
         };
         println!("{}", document.unwrap_or_default());
     }
-    if let Some(loki_url) = loki_url {
+    if let Some(target) = loki {
         let pod = std::env::var("HOSTNAME").unwrap_or_else(|_| "generator".into());
-        match loki::push(loki_url, &summaries, &pod).await {
+        match loki::push(target, &summaries, &pod).await {
             Ok(()) => eprintln!("summary pushed to Loki: {{service=\"{}\", pod=\"{pod}\"}}", loki::SERVICE),
-            Err(cause) => eprintln!("warning: summary not pushed to Loki at {loki_url}: {cause}"),
+            Err(cause) => eprintln!("warning: summary not pushed to Loki at {}: {cause}", target.url),
         }
     }
     if cancel.is_cancelled() {

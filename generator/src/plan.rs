@@ -19,16 +19,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// An `http://host[:port]` base URL; the error names the URL, and the caller the flag it came from.
     pub fn parse(url: &str) -> Result<Self, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
+        let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some(other) => return Err(format!("--url {url:?}: only http is supported, not {other}")),
-            None => return Err(format!("--url {url:?} needs a scheme, for example http://localhost:8000")),
+            Some(other) => return Err(format!("{url:?}: only http is supported, not {other}")),
+            None => return Err(format!("{url:?} needs a scheme, for example http://localhost:8000")),
         }
-        let host = uri.host().ok_or_else(|| format!("--url {url:?} has no host"))?.to_owned();
+        let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?.to_owned();
         if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(format!("--url {url:?}: give the base URL only; use --path for the request path"));
+            return Err(format!("{url:?}: give the base URL only, without a path"));
         }
         let port = uri.port_u16().unwrap_or(80);
         let authority = uri.authority().map_or_else(|| host.clone(), |a| a.as_str().to_owned());
@@ -168,7 +169,7 @@ impl Plan {
             None => vec![custom_run(cli, shard)?],
         };
         Ok(Self {
-            target: Target::parse(&cli.url)?,
+            target: Target::parse(&cli.url).map_err(|e| format!("--url {e}"))?,
             shard,
             connection_reuse: !cli.no_connection_reuse,
             timeout: cli.timeout,

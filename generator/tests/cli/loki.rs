@@ -94,3 +94,20 @@ fn an_unreachable_loki_is_a_warning_and_the_run_stands() {
     assert!(printed["succeeded"].as_u64().is_some_and(|n| n >= 15), "{printed}");
     assert!(stderr.contains("warning: summary not pushed to Loki at http://127.0.0.1:"), "{stderr}");
 }
+
+#[test]
+fn a_malformed_loki_url_is_refused_before_anything_is_sent() {
+    // Refused while parsing the flags: a typo must not cost a ten-minute run whose summary then goes nowhere.
+    let target = format!("http://127.0.0.1:{}", free_port());
+    for (url, says) in [
+        ("loki:3100", "needs a scheme"),
+        ("https://loki:3100", "only http"),
+        ("http://loki:3100/push", "without a path"),
+    ] {
+        let output = crate::support::generator(&["--url", &target, "--duration", "30s", "--loki-url", url]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains("for '--loki-url") && stderr.contains(says), "{url}: {stderr}");
+        assert!(output.stdout.is_empty(), "{url}: nothing ran: {}", String::from_utf8_lossy(&output.stdout));
+    }
+}
