@@ -109,7 +109,8 @@ fn run(profile: &str) {
             )
         })
         .collect();
-    println!("{profile} at x{}: {}", promise.time_scale, trajectory.join(" "));
+    let trajectory = trajectory.join(" ");
+    println!("{profile} at x{}: {trajectory}", promise.time_scale);
     println!("{profile}: {outline}");
 
     let sent = outline["sent"].as_u64().expect("sent");
@@ -118,7 +119,8 @@ fn run(profile: &str) {
     assert!(outline["failed"].as_object().expect("failed").values().all(|n| n == 0), "{outline}");
     assert_eq!(outline["tasks_cancelled"], 0, "no accepted work lost to a scale-down's drain: {outline}");
     let peak = outline["peak_replicas"].as_u64().expect("peak") as u32;
-    assert!((promise.peak_low..=promise.peak_high).contains(&peak), "peak {peak}, promised {promise:?}");
+    // The trajectory is in each message: CI shows a failure's message even where it cuts what the tests printed.
+    assert!((promise.peak_low..=promise.peak_high).contains(&peak), "peak {peak}, promised {promise:?}: {trajectory}");
     if promise.peak_high > 1 {
         let reached = report["rows"]
             .as_array()
@@ -128,12 +130,16 @@ fn run(profile: &str) {
         let at = reached.and_then(|r| r["t"].as_f64()).expect("the low end of the peak is reached");
         assert!(
             at <= promise.low_by,
-            "{} replicas reached at {at:.0} s, promised by {} s",
+            "{} replicas reached at {at:.0} s, promised by {} s: {trajectory}",
             promise.peak_low,
             promise.low_by
         );
         let driver = outline["peak_driven_by"].as_str().unwrap_or("none");
-        assert!(promise.drivers.iter().any(|d| d == driver), "driven by {driver}, promised {:?}", promise.drivers);
+        assert!(
+            promise.drivers.iter().any(|d| d == driver),
+            "driven by {driver}, promised {:?}: {trajectory}",
+            promise.drivers
+        );
     }
     // Every Prometheus panel of every dashboard showed something during the run: the harness publishes what
     // kube-state-metrics and KEDA would, and the generator its own metrics, under their real names and labels.
@@ -143,7 +149,11 @@ fn run(profile: &str) {
     assert_eq!(dashboards["empty"], serde_json::json!([]), "panels without data during the {profile} run");
     let ended = outline["load_ended_at_s"].as_f64().expect("the load ended");
     let back = outline["back_at_min_at_s"].as_f64().expect("back at the minimum");
-    assert!(back - ended <= promise.back_at_min_by, "back at the minimum {:.0} s after the load", back - ended);
+    assert!(
+        back - ended <= promise.back_at_min_by,
+        "back at the minimum {:.0} s after the load: {trajectory}",
+        back - ended
+    );
 }
 
 #[test]
