@@ -81,6 +81,15 @@ fn rendered() -> &'static Path {
 
 fn run(profile: &str) {
     let promise = promises().into_iter().find(|p| p.profile == profile).expect("the README's table has the profile");
+    // The generator asks for whole seconds of work: a scale that does not divide the task's duration changes the work
+    // (medium's 15 s at x10 became 2 s, a third more, and peaked at 7 where real time peaks at 5).
+    let duration = surge_generator::profiles::find(profile).expect("a generator profile").duration_secs;
+    let compressed = f64::from(duration) / promise.time_scale;
+    assert!(
+        (compressed - compressed.round()).abs() < 1e-9,
+        "{profile}: x{} does not divide its {duration} s tasks",
+        promise.time_scale
+    );
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
     let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
