@@ -81,15 +81,6 @@ fn rendered() -> &'static Path {
 
 fn run(profile: &str) {
     let promise = promises().into_iter().find(|p| p.profile == profile).expect("the README's table has the profile");
-    // The generator asks for whole seconds of work: a scale that does not divide the task's duration changes the work
-    // (medium's 15 s at x10 became 2 s, a third more, and peaked at 7 where real time peaks at 5).
-    let duration = surge_generator::profiles::find(profile).expect("a generator profile").duration_secs;
-    let compressed = f64::from(duration) / promise.time_scale;
-    assert!(
-        (compressed - compressed.round()).abs() < 1e-9,
-        "{profile}: x{} does not divide its {duration} s tasks",
-        promise.time_scale
-    );
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
     let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
@@ -198,4 +189,18 @@ fn memory_stress() {
 #[test]
 fn cpu_stress() {
     run("cpu_stress");
+}
+
+#[test]
+fn a_time_scale_that_changes_the_work_is_refused() {
+    let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
+        .arg("--manifests")
+        .arg(rendered())
+        .args(["--profile", "medium", "--time-scale", "10"])
+        .output()
+        .expect("run the cluster harness");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("would change medium's 15 s tasks") && stderr.contains("1, 3, 5, 15"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing started: {}", String::from_utf8_lossy(&output.stdout));
 }
