@@ -82,7 +82,7 @@ pub const PROFILES: [Profile; 7] = [
         name: "memory_stress",
         description: "Large allocations: one task fills a pod's budget, so the backlog drives scaling",
         // 3 pods (one 250 MiB task each) at 80% of what they can finish: at 0.1/s they had no headroom, so the backlog
-        // was a random walk and the peak a coin toss between 3 and 4 (4 on the CI runner, 3 here).
+        // was a random walk and the peak a coin toss between 3 and 4 (4 in one clean-clone `make test`, 3 in others).
         steps: &[step(60, 0.08), step(480, 0.08), step(60, 0.0)],
         cpu_intensity: 3,
         memory_mib: 250,
@@ -111,11 +111,33 @@ pub fn names() -> String {
 impl Profile {
     /// The request path with this profile's work parameters, `duration` scaled and kept within the consumer's 1–60 s.
     pub fn path(&self, scale: f64) -> String {
-        let duration = (f64::from(self.duration_secs) * scale).round().clamp(1.0, 60.0);
+        let duration = self.task_seconds(scale);
         format!(
             "/process?cpu_intensity={}&memory_size={}&duration={duration}&async_mode={}",
             self.cpu_intensity, self.memory_mib, self.async_mode
         )
+    }
+
+    /// The seconds of work each task asks for at `scale`: the consumer takes whole seconds, 1 to 60.
+    fn task_seconds(&self, scale: f64) -> f64 {
+        (f64::from(self.duration_secs) * scale).round().clamp(1.0, 60.0)
+    }
+
+    /// Refuses a time compression that would change each task's work, naming factors that keep it (medium's 15 s at
+    /// x10 would be sent as 2 s, a third more work, and peaked at 7 where real time peaks at 5).
+    pub fn keeps_its_work_at(&self, factor: f64) -> Result<(), String> {
+        let seconds = self.duration_secs;
+        if self.task_seconds(1.0 / factor) == f64::from(seconds) / factor {
+            return Ok(());
+        }
+        let dividing: Vec<String> =
+            (1..=seconds).filter(|d| seconds.is_multiple_of(*d)).map(|d| d.to_string()).collect();
+        Err(format!(
+            "--time-scale {factor} would change {}'s {seconds} s tasks (the consumer takes whole seconds): use one that \
+             divides {seconds}, such as {}",
+            self.name,
+            dividing.join(", ")
+        ))
     }
 
     /// How long the schedule sends, at `--scale 1`.
@@ -164,6 +186,19 @@ mod tests {
         }
         assert_eq!(find("burst").expect("burst").length(), Duration::from_secs(120), "a burst is short by nature");
         assert!((find("heavy").expect("heavy").tasks() - 135.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_time_compression_is_accepted_only_where_it_keeps_the_work() {
+        let medium = find("medium").expect("medium");
+        for factor in [1.0, 2.5, 3.0, 5.0, 15.0] {
+            assert_eq!(medium.keeps_its_work_at(factor), Ok(()), "x{factor}");
+        }
+        for factor in [2.0, 10.0, 20.0, 30.0] {
+            let refused = medium.keeps_its_work_at(factor).expect_err("15 s tasks do not divide");
+            assert!(refused.contains("such as 1, 3, 5, 15"), "{refused}");
+        }
+        assert!(find("light").expect("light").keeps_its_work_at(10.0).is_err(), "0.5 s would be sent as 1 s");
     }
 
     #[test]

@@ -101,19 +101,8 @@ fn run(args: &Args) -> Result<(), String> {
     if !(factor >= 1.0 && factor.is_finite()) {
         return Err("--time-scale must be 1 or more".into());
     }
-    // The generator asks for whole seconds of work, so a scale that does not divide a task's duration changes the work
-    // (medium's 15 s at x10 became 2 s, a third more, and peaked at 7 where real time peaks at 5).
     if let Some(profile) = surge_generator::profiles::find(&args.profile) {
-        let seconds = profile.duration_secs;
-        if (f64::from(seconds) / factor).fract() != 0.0 {
-            let dividing: Vec<String> = (1..=seconds).filter(|d| seconds % d == 0).map(|d| d.to_string()).collect();
-            return Err(format!(
-                "--time-scale {factor} would change {}'s {seconds} s tasks (the generator asks for whole seconds): use \
-                 one that divides {seconds}, such as {}",
-                args.profile,
-                dividing.join(", ")
-            ));
-        }
+        profile.keeps_its_work_at(factor)?;
     }
     let here = std::env::current_exe().map_err(|e| e.to_string())?;
     let beside = |name: &str| here.with_file_name(name);
