@@ -1,5 +1,8 @@
 //! At most N log lines per window, however often their cause recurs: an overload or a dead sink must not flood the
 //! log. The first line let through after a suppressed stretch carries how many were left out.
+//!
+//! A window opens with the first line after the last one closed, not on a clock boundary: with windows aligned to
+//! the minute, a stretch of drops that straddled one logged twice within a second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct LogRateLimit {
     lines: u64,
     window_secs: u64,
-    /// Index of the current window (seconds since the epoch / window length), 0 before the first line.
-    window: AtomicU64,
+    /// When the current window opened (seconds since the epoch, plus one), 0 before the first line.
+    opened: AtomicU64,
     in_window: AtomicU64,
     suppressed: AtomicU64,
 }
@@ -19,7 +22,7 @@ impl LogRateLimit {
         Self {
             lines: if lines == 0 { 1 } else { lines },
             window_secs: if window_secs == 0 { 1 } else { window_secs },
-            window: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
             in_window: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
         }
@@ -32,9 +35,9 @@ impl LogRateLimit {
     }
 
     fn admit_at(&self, now_secs: u64) -> Option<u64> {
-        let window = now_secs / self.window_secs + 1;
-        let seen = self.window.load(Ordering::Acquire);
-        if window > seen && self.window.compare_exchange(seen, window, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        let opened = self.opened.load(Ordering::Acquire);
+        let closed = opened == 0 || now_secs + 1 >= opened + self.window_secs;
+        if closed && self.opened.compare_exchange(opened, now_secs + 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.in_window.store(0, Ordering::Release);
         }
         if self.in_window.fetch_add(1, Ordering::AcqRel) < self.lines {
@@ -74,6 +77,15 @@ mod tests {
         assert_eq!(limit.admit_at(150), None);
         assert_eq!(limit.admit_at(179), None);
         assert_eq!(limit.admit_at(180), Some(2));
+    }
+
+    #[test]
+    fn a_stretch_across_a_minute_boundary_logs_once() {
+        let limit = LogRateLimit::new(1, 60);
+        assert_eq!(limit.admit_at(119), Some(0));
+        assert_eq!(limit.admit_at(121), None);
+        assert_eq!(limit.admit_at(178), None);
+        assert_eq!(limit.admit_at(179), Some(2));
     }
 
     #[test]
