@@ -87,7 +87,7 @@ pub struct Cli {
     pub scale: f64,
 
     /// Compresses a profile in time: the same tasks arrive F times faster and each lasts F times shorter (the
-    /// closed-loop harness runs a cluster F times faster too)
+    /// closed-loop harness runs a cluster F times faster too); F must divide the profile's task seconds
     #[arg(long, env = "GENERATOR_TIME_SCALE", default_value_t = 1.0)]
     pub time_scale: f64,
 

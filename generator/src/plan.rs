@@ -192,6 +192,10 @@ fn scaled_count(count: u64, scale: f64) -> u64 {
 /// `--time-scale F` the same tasks arrive F times faster, each F times shorter.
 fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String> {
     let compress = cli.time_scale;
+    // `--scale` reshapes a run on purpose (smoke runs); a compression alone must send the same work, faster.
+    if cli.scale == 1.0 {
+        profile.keeps_its_work_at(compress)?;
+    }
     let path = profile.path(cli.scale / compress);
     let stages = profile
         .steps
@@ -344,6 +348,13 @@ mod tests {
         let Model::Open { ref stages, .. } = compressed.runs[0].model else { panic!("profiles are open") };
         assert_eq!(stages[1], Stage { duration: Duration::from_secs(24), target: 5.0 }, "same tasks, 20 times faster");
         assert!(compressed.runs[0].uri.to_string().contains("duration=1&"), "20 s tasks last 1 s");
+        let refused = plan(&["--test", "medium", "--time-scale", "10"]).expect_err("15 s tasks would last 2 s");
+        assert!(refused.contains("--time-scale 10") && refused.contains("such as 1, 3, 5, 15"), "{refused}");
+        assert!(
+            plan(&["--test", "all", "--time-scale", "20"]).is_err(),
+            "medium's and cpu_stress's tasks do not divide"
+        );
+        assert!(plan(&["--test", "light", "--scale", "0.1", "--time-scale", "5"]).is_ok(), "a smoke run may reshape");
     }
 
     #[test]
