@@ -46,6 +46,7 @@ impl Job {
     /// step) up to `max_retries` times; latency counts from the intended send time to the last answer.
     async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant) {
         self.recorder.sent();
+        let send_lag = intended.elapsed();
         let mut retries = 0;
         loop {
             let (span, traceparent) = match &self.tracing {
@@ -73,12 +74,12 @@ impl Job {
                     let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());
                     let failure = Failure::from_status(reply.status.as_u16());
                     let latency = intended.elapsed();
-                    self.recorder.record(slot, Outcome { latency, failure, served_by });
+                    self.recorder.record(slot, Outcome { latency, send_lag, failure, served_by });
                     return;
                 }
                 Err(failure) => {
                     let latency = intended.elapsed();
-                    self.recorder.record(slot, Outcome { latency, failure: Some(failure), served_by: None });
+                    self.recorder.record(slot, Outcome { latency, send_lag, failure: Some(failure), served_by: None });
                     return;
                 }
             }

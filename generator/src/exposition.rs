@@ -11,13 +11,19 @@ use tokio::net::TcpListener;
 
 use crate::engine::{self, Job};
 use crate::plan::Model;
-use crate::stats::Failure;
+use crate::stats::{Buckets, Failure, Snapshot};
 
 /// Reads one counter out of a run's snapshot.
-type SnapshotCount = fn(&crate::stats::Snapshot) -> u64;
+type SnapshotCount = fn(&Snapshot) -> u64;
+
+/// Reads one histogram out of a run's snapshot.
+type SnapshotHistogram = fn(&Snapshot) -> &Buckets;
 
 /// Latency bucket bounds, seconds: from a fast GET to a long sync task stretched under load.
-const BOUNDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const LATENCY_BOUNDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Send lag bucket bounds, seconds: on time (a timer's millisecond) to a machine stalled or a capped open model.
+const SEND_LAG_BOUNDS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 
 struct Entry {
     profile: String,
@@ -49,7 +55,8 @@ impl Exposition {
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshots: Vec<_> = runs.iter().map(|r| (r, r.job.recorder.snapshot(&BOUNDS))).collect();
+        let snapshots: Vec<_> =
+            runs.iter().map(|r| (r, r.job.recorder.snapshot(&LATENCY_BOUNDS, &SEND_LAG_BOUNDS))).collect();
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, lines: &mut dyn FnMut(&mut String)| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -80,18 +87,33 @@ impl Exposition {
                 }
             }
         });
-        let name = "generator_request_duration_seconds";
-        family(name, "histogram", "From the intended send time to the whole response.", &mut |out| {
-            for (run, snapshot) in &snapshots {
-                let profile = &run.profile;
-                for (bound, count) in BOUNDS.iter().zip(&snapshot.buckets) {
-                    let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"{bound}\"}} {count}");
+        let histograms: [(&str, &str, &[f64], SnapshotHistogram); 2] = [
+            (
+                "generator_request_duration_seconds",
+                "From the intended send time to the whole response.",
+                &LATENCY_BOUNDS,
+                |s| &s.latency,
+            ),
+            (
+                "generator_send_lag_seconds",
+                "From the intended send time to the moment the request went out (the generator falling behind).",
+                &SEND_LAG_BOUNDS,
+                |s| &s.send_lag,
+            ),
+        ];
+        for (name, help, bounds, buckets) in histograms {
+            family(name, "histogram", help, &mut |out| {
+                for (run, snapshot) in &snapshots {
+                    let (profile, buckets) = (&run.profile, buckets(snapshot));
+                    for (bound, count) in bounds.iter().zip(&buckets.cumulative) {
+                        let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"{bound}\"}} {count}");
+                    }
+                    let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"+Inf\"}} {}", buckets.count);
+                    let _ = writeln!(out, "{name}_sum{{profile=\"{profile}\"}} {}", buckets.sum_seconds);
+                    let _ = writeln!(out, "{name}_count{{profile=\"{profile}\"}} {}", buckets.count);
                 }
-                let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"+Inf\"}} {}", snapshot.count);
-                let _ = writeln!(out, "{name}_sum{{profile=\"{profile}\"}} {}", snapshot.sum_seconds);
-                let _ = writeln!(out, "{name}_count{{profile=\"{profile}\"}} {}", snapshot.count);
-            }
-        });
+            });
+        }
         let help = "Arrivals per second the schedule intends now (open model; 0 once the run ended).";
         family("generator_target_rate", "gauge", help, &mut |out| {
             for (run, _) in &snapshots {

@@ -89,6 +89,12 @@ pub fn summary_text(summary: &Summary) -> String {
         "latency ms: p50 {:.1}  p90 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}  (from the intended send time)",
         l.p50, l.p90, l.p95, l.p99, l.max
     );
+    let lag = &summary.send_lag_ms;
+    let _ = writeln!(
+        out,
+        "send lag ms: p50 {:.1}  p99 {:.1}  max {:.1}  (how late requests went out against the schedule)",
+        lag.p50, lag.p99, lag.max
+    );
     let total: u64 = summary.distribution.values().sum();
     let _ = writeln!(out, "served by ({} pods seen):", summary.replicas_seen);
     for (pod, count) in &summary.distribution {

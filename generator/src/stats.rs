@@ -1,4 +1,5 @@
-//! Results: per-worker tallies (an HDR latency histogram, failures by cause, responses by pod) merged into a summary.
+//! Results: per-worker tallies (HDR histograms of latency and send lag, failures by cause, responses by pod) merged
+//! into a summary.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,12 +82,15 @@ impl Failure {
 pub struct Outcome<'a> {
     /// From the intended send time to the end of the response (or the failure).
     pub latency: Duration,
+    /// From the intended send time to the moment the request went out: the load this run failed to offer on time.
+    pub send_lag: Duration,
     pub failure: Option<Failure>,
     pub served_by: Option<&'a str>,
 }
 
 struct Tally {
     latency_us: Histogram<u64>,
+    send_lag_us: Histogram<u64>,
     succeeded: u64,
     failed: [u64; Failure::ALL.len()],
     served: HashMap<Box<str>, u64>,
@@ -120,6 +124,8 @@ impl Tally {
         Self {
             // 1 µs to one hour at three significant figures: about 200 KiB per tally.
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid"),
+            // Two significant figures are plenty for lateness, and keep the tally small.
+            send_lag_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds are valid"),
             succeeded: 0,
             failed: [0; Failure::ALL.len()],
             served: HashMap::new(),
@@ -150,10 +156,27 @@ pub struct Snapshot {
     pub succeeded: u64,
     /// Indexed by `Failure as usize`.
     pub failed: [u64; Failure::ALL.len()],
-    /// Cumulative: latencies at or below each bound.
-    pub buckets: Vec<u64>,
+    pub latency: Buckets,
+    pub send_lag: Buckets,
+}
+
+/// A histogram in Prometheus' shape: cumulative counts at or below each bound (seconds), the count and the sum.
+#[derive(Debug, Clone, Default)]
+pub struct Buckets {
+    pub cumulative: Vec<u64>,
     pub count: u64,
     pub sum_seconds: f64,
+}
+
+impl Buckets {
+    fn add(&mut self, histogram: &Histogram<u64>, bounds: &[f64]) {
+        self.cumulative.resize(bounds.len(), 0);
+        for (bucket, bound) in self.cumulative.iter_mut().zip(bounds) {
+            *bucket += histogram.count_between(0, (bound * 1e6) as u64);
+        }
+        self.count += histogram.len();
+        self.sum_seconds += histogram.mean() * histogram.len() as f64 / 1e6;
+    }
 }
 
 /// Counters for progress lines, read without locks.
@@ -250,6 +273,7 @@ impl Recorder {
             let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).max(1);
             tally.latency_us.saturating_record(micros);
         }
+        tally.send_lag_us.saturating_record(u64::try_from(outcome.send_lag.as_micros()).unwrap_or(u64::MAX).max(1));
         if self.timeline {
             let latency_us = u32::try_from(outcome.latency.as_micros()).unwrap_or(u32::MAX);
             let outcome_code = outcome.failure.map_or(0, |f| f as u8 + 1);
@@ -283,17 +307,16 @@ impl Recorder {
         }
     }
 
-    /// The counters and the latency histogram so far, for the generator's own `/metrics`: cumulative counts of
-    /// latencies at or below each of `bounds` (seconds), their count and sum.
-    pub fn snapshot(&self, bounds: &[f64]) -> Snapshot {
+    /// The counters and histograms so far, for the generator's own `/metrics`, bucketed at `latency_bounds` and
+    /// `send_lag_bounds` (seconds).
+    pub fn snapshot(&self, latency_bounds: &[f64], send_lag_bounds: &[f64]) -> Snapshot {
         let mut snapshot = Snapshot {
             sent: self.sent.load(Ordering::Relaxed),
             retried: self.retried.load(Ordering::Relaxed),
             succeeded: 0,
             failed: [0; Failure::ALL.len()],
-            buckets: vec![0; bounds.len()],
-            count: 0,
-            sum_seconds: 0.0,
+            latency: Buckets::default(),
+            send_lag: Buckets::default(),
         };
         for tally in &self.tallies {
             let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
@@ -301,11 +324,8 @@ impl Recorder {
             for (total, count) in snapshot.failed.iter_mut().zip(tally.failed) {
                 *total += count;
             }
-            for (bucket, bound) in snapshot.buckets.iter_mut().zip(bounds) {
-                *bucket += tally.latency_us.count_between(0, (bound * 1e6) as u64);
-            }
-            snapshot.count += tally.latency_us.len();
-            snapshot.sum_seconds += tally.latency_us.mean() * tally.latency_us.len() as f64 / 1e6;
+            snapshot.latency.add(&tally.latency_us, latency_bounds);
+            snapshot.send_lag.add(&tally.send_lag_us, send_lag_bounds);
         }
         snapshot
     }
@@ -325,12 +345,13 @@ impl Recorder {
     /// Merges every tally. `abandoned` requests were still in flight when the run stopped.
     pub fn summarise(&self, profile: &str, abandoned: u64, replicas_seen: &BTreeSet<String>) -> Summary {
         let elapsed = self.started.elapsed();
-        let mut histogram = Tally::new().latency_us;
+        let Tally { latency_us: mut histogram, send_lag_us: mut send_lag, .. } = Tally::new();
         let mut succeeded = 0;
         let mut failed = [0; Failure::ALL.len()];
         for tally in &self.tallies {
             let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
             histogram.add(&tally.latency_us).expect("tallies share bounds");
+            send_lag.add(&tally.send_lag_us).expect("tallies share bounds");
             succeeded += tally.succeeded;
             for (total, count) in failed.iter_mut().zip(tally.failed) {
                 *total += count;
@@ -354,6 +375,7 @@ impl Recorder {
             rate_achieved: completed as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
             elapsed_seconds: elapsed.as_secs_f64(),
             latency_ms: Latencies::from(&histogram),
+            send_lag_ms: Latencies::from(&send_lag),
             replicas_seen: replicas_seen.len(),
             distribution,
             imbalance_warning: imbalance.is_some(),
@@ -404,6 +426,9 @@ pub struct Summary {
     pub rate_achieved: f64,
     pub elapsed_seconds: f64,
     pub latency_ms: Latencies,
+    /// How late requests went out against their intended send times: the generator (its machine, or an open
+    /// model's `--concurrency` cap) falling behind, which the latencies above include and the target never saw.
+    pub send_lag_ms: Latencies,
     /// Pods seen answering before and during the run.
     pub replicas_seen: usize,
     pub distribution: BTreeMap<String, u64>,
@@ -490,7 +515,8 @@ mod tests {
         for (slot, failure) in [(0, None), (1, None), (0, Some(Failure::Overload)), (1, Some(Failure::Connect))] {
             recorder.sent();
             let served_by = (failure != Some(Failure::Connect)).then_some("a");
-            recorder.record(slot, Outcome { latency: Duration::from_millis(10), failure, served_by });
+            let (latency, send_lag) = (Duration::from_millis(10), Duration::from_millis(2));
+            recorder.record(slot, Outcome { latency, send_lag, failure, served_by });
         }
         // A fifth request sent and still in flight when the run stops.
         recorder.sent();
@@ -500,5 +526,10 @@ mod tests {
         assert_eq!((summary.failed["overload"], summary.failed["connect"], summary.failed["cancelled"]), (1, 1, 1));
         assert_eq!(summary.distribution["a"], 3);
         assert!((summary.latency_ms.p50 - 10.0).abs() < 0.1);
+        assert!(
+            (summary.send_lag_ms.max - 2.0).abs() < 0.1,
+            "every request, connect failures too: {:?}",
+            summary.send_lag_ms
+        );
     }
 }

@@ -339,6 +339,7 @@ fn report(profile: &str, factor: f64, rows: &[Row], load_ended: Option<f64>, min
             "succeeded": generator["succeeded"],
             "retried": generator["retried"],
             "failed": generator["failed"],
+            "send_lag_max_ms": generator["send_lag_ms"]["max"],
         },
         "rows": rows,
         "generator": generator,

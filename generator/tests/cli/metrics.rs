@@ -88,6 +88,7 @@ fn the_generator_serves_its_own_metrics_while_it_runs() {
         assert_eq!(value(&after, series), summary[key].as_f64().expect(key), "{series}");
     }
     assert_eq!(value(&after, r#"generator_request_duration_seconds_count{profile="custom"}"#), 60.0);
+    assert_eq!(value(&after, r#"generator_send_lag_seconds_count{profile="custom"}"#), 60.0, "each send's lag");
     assert_eq!(value(&after, r#"generator_requests_failed_total{profile="custom",cause="timeout"}"#), 0.0);
     assert_eq!(value(&after, r#"generator_target_rate{profile="custom"}"#), 0.0, "nothing intended once it ended");
     assert!(scrape(port).is_none(), "the generator has exited and stopped serving");

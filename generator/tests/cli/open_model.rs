@@ -20,6 +20,9 @@ fn latency_includes_the_queueing_behind_a_stalled_endpoint() {
     assert!(max >= 4000.0, "the last arrival queued ~4 s behind the stall, but max latency is {max} ms");
     let p50 = summary["latency_ms"]["p50"].as_f64().expect("p50");
     assert!(p50 >= 10.0 * stall.as_millis() as f64, "the median waited ~2 s, far beyond one 100 ms stall: {p50} ms");
+    // The cap is the generator's own: arrival i goes out at i × 100 ms, not i × 20 ms, so the last is ≥ 3.92 s late.
+    let lag = summary["send_lag_ms"]["max"].as_f64().expect("send lag max");
+    assert!(lag >= 3900.0, "--concurrency 1 held the last arrival back ~3.9 s, but the send lag max is {lag} ms");
 }
 
 #[test]
@@ -89,6 +92,10 @@ fn stages_ramp_the_arrival_rate_up_and_down() {
         generator_json(&["--url", &url, "--path", "/load", "--stages", "2s:20,2s:20,2s:0", "--probes", "1"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(summary["sent"], 80, "{summary}");
+    // Nothing held the arrivals back (a fast server, no cap reached): they went out on time.
+    let lag = &summary["send_lag_ms"];
+    println!("stages 2s:20,2s:20,2s:0: send lag ms {lag}");
+    assert!(lag["p50"].as_f64().expect("send lag p50") < 50.0, "arrivals went out late: {lag}");
     let arrivals = arrivals.lock().expect("arrivals").clone();
     assert_eq!(arrivals.len(), 80);
     let first = arrivals[0];
