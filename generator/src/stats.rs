@@ -270,10 +270,9 @@ impl Recorder {
     pub fn record(&self, slot: usize, outcome: Outcome<'_>) {
         let mut tally = self.tallies[slot % self.tallies.len()].lock().unwrap_or_else(|p| p.into_inner());
         if !matches!(outcome.failure, Some(Failure::Connect | Failure::Cancelled)) {
-            let micros = u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX).max(1);
-            tally.latency_us.saturating_record(micros);
+            tally.latency_us.saturating_record(histogram_micros(outcome.latency));
         }
-        tally.send_lag_us.saturating_record(u64::try_from(outcome.send_lag.as_micros()).unwrap_or(u64::MAX).max(1));
+        tally.send_lag_us.saturating_record(histogram_micros(outcome.send_lag));
         if self.timeline {
             let latency_us = u32::try_from(outcome.latency.as_micros()).unwrap_or(u32::MAX);
             let outcome_code = outcome.failure.map_or(0, |f| f as u8 + 1);
@@ -448,6 +447,11 @@ impl Summary {
         }
         self.histogram.value_at_quantile(percentile / 100.0) as f64 / 1000.0
     }
+}
+
+/// A duration as the histograms record it: whole microseconds, at least their lowest bound of 1.
+fn histogram_micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A warning when one pod served more than twice its fair share, or a pod seen before the run served nothing.
