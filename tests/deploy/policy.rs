@@ -232,3 +232,99 @@ fn editing_a_config_file_changes_what_the_deployment_mounts() {
         .iter()
         .all(|name| after.iter().any(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == name.as_str())));
 }
+
+#[test]
+fn only_network_policies_are_labelled_network_policy_and_each_workload_keeps_its_own_name() {
+    for rendering in manifests::all() {
+        for object in &rendering.objects {
+            let name_label = &object["metadata"]["labels"]["app.kubernetes.io/name"];
+            if name_label == "network-policy" {
+                assert_eq!(
+                    object["kind"], "NetworkPolicy",
+                    "{}: {} is labelled network-policy",
+                    rendering.name, object
+                );
+            }
+            // `kubectl get deploy,svc -l app.kubernetes.io/name=<name>` finds a workload by its pods' own name.
+            if let Some(pod) = object["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].as_str() {
+                assert_eq!(
+                    name_label.as_str(),
+                    Some(pod),
+                    "{}: {} {} is labelled {name_label}, its pods {pod}",
+                    rendering.name,
+                    object["kind"],
+                    object["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
+/// The absolute paths a config file names under keys that say where a program writes.
+fn written_paths(config: &serde_yaml_ng::Value, key: &str, found: &mut Vec<String>) {
+    match config {
+        serde_yaml_ng::Value::Mapping(map) => {
+            for (k, v) in map {
+                written_paths(v, k.as_str().unwrap_or(""), found);
+            }
+        }
+        serde_yaml_ng::Value::Sequence(items) => items.iter().for_each(|v| written_paths(v, key, found)),
+        serde_yaml_ng::Value::String(s)
+            if s.starts_with('/') && ["directory", "path", "path_prefix", "dir"].iter().any(|w| key.ends_with(w)) =>
+        {
+            found.push(s.clone())
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_path_a_read_only_container_writes_is_a_writable_volume() {
+    let objects = manifests::overlay("development").objects;
+    let config = |file: &str| {
+        let path = manifests::repo().join("kubernetes-manifests/components/monitoring/config").join(file);
+        let value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("config")).expect("config parses");
+        let mut found = Vec::new();
+        written_paths(&value, "", &mut found);
+        found
+    };
+    // Where each program writes: its config's directories, its storage flag, and /tmp for those that create
+    // temporary files (Loki's compactor writes retention marker views with os.CreateTemp: grafana/loki#8207;
+    // Grafana its sessions and renders). Checked: the consumer, Prometheus' own, and kube-state-metrics write nothing.
+    let mut writes: Vec<(&str, Vec<String>)> = vec![
+        ("loki", config("loki.yaml")),
+        ("tempo", config("tempo.yaml")),
+        ("prometheus", vec!["/prometheus".to_owned()]),
+        ("grafana", vec!["/var/lib/grafana/data".to_owned()]),
+    ];
+    assert!(writes[0].1.contains(&"/loki/compactor".to_owned()) && writes[1].1.contains(&"/var/tempo/wal".to_owned()));
+    writes[0].1.push("/tmp".to_owned());
+    writes[3].1.push("/tmp".to_owned());
+    for (name, paths) in writes {
+        let deployment = find(&objects, "Deployment", name).unwrap_or_else(|| panic!("Deployment {name}"));
+        let pod = &deployment["spec"]["template"]["spec"];
+        let writable: Vec<&str> = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v.get("emptyDir").is_some() || v.get("persistentVolumeClaim").is_some())
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        let container = &pod["containers"][0];
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true, "{name}");
+        let mounts: Vec<&str> = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["name"].as_str().is_some_and(|n| writable.contains(&n)))
+            .filter_map(|m| m["mountPath"].as_str())
+            .collect();
+        for path in paths {
+            assert!(
+                mounts.iter().any(|m| path == *m || path.starts_with(&format!("{}/", m.trim_end_matches('/')))),
+                "{name} writes {path}, which no writable volume holds (mounted: {mounts:?}) under a read-only root"
+            );
+        }
+    }
+}
