@@ -48,7 +48,9 @@ lint-deploy: ## yamllint, hadolint and shellcheck over manifests, dashboards' ku
 	shellcheck scripts/*.sh .ci/run
 
 .PHONY: images
-images: ## Build the consumer and generator images (docker)
+images: ## Build the consumer and generator images (docker with BuildKit: the Dockerfiles use RUN --mount)
+	@docker buildx version >/dev/null 2>&1 || { echo "error: the Dockerfiles use RUN --mount, which needs BuildKit:" \
+	  "install Docker's buildx plugin (Debian/Ubuntu: docker-buildx-plugin or docker-buildx), then run this again" >&2; exit 1; }
 	docker build -f Dockerfile -t surge-consumer:$(IMAGE_TAG) .
 	docker build -f generator/Dockerfile -t surge-generator:$(IMAGE_TAG) .
 

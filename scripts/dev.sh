@@ -22,6 +22,21 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (${2:-neede
 say() { echo "==> $*"; }
 k() { kubectl --context "$CONTEXT" "$@"; }
 
+# A read whose answer the script needs: tried three times (one apiserver timeout must not end a run), then the
+# error is printed and the caller decides; never a bare substitution that `set -e` ends silently.
+kq() {
+  local out attempt
+  for attempt in 1 2 3; do
+    if out=$(k "$@" 2>&1); then
+      printf '%s' "$out"
+      return 0
+    fi
+    [ "$attempt" -eq 3 ] || sleep "${KQ_RETRY_SECONDS:-2}"
+  done
+  echo "kubectl $*: $out" >&2
+  return 1
+}
+
 # Refuses any context but the kind cluster's unless the user opted in by name.
 guard_context() {
   if [ "$CONTEXT" != "$KIND_CONTEXT" ] && [ "${SURGE_ALLOW_CONTEXT:-}" != yes ]; then
@@ -54,23 +69,47 @@ ensure_cluster() {
   kind create cluster --name "$KIND_CLUSTER" --config "$MANIFESTS/kind/cluster.yaml"
 }
 
+# The consumer's image under a tag that names its content (the version plus the image ID), so that a re-run after a
+# code change changes the Deployment's pod template and rolls it out, and a re-run without one leaves the pods alone.
+content_tag() {
+  local id
+  id=$(docker image inspect -f '{{.Id}}' "surge-consumer:$IMAGE_TAG") || die "no image surge-consumer:$IMAGE_TAG"
+  id=${id#sha256:}
+  CONSUMER_IMAGE=surge-consumer:$IMAGE_TAG-${id:0:12}
+  docker tag "surge-consumer:$IMAGE_TAG" "$CONSUMER_IMAGE"
+}
+
 load_images() {
-  local archive
+  local archive platform
+  local images=("surge-consumer:$IMAGE_TAG" "$CONSUMER_IMAGE" "surge-generator:$IMAGE_TAG")
   if [ "$CONTEXT" = "$KIND_CONTEXT" ]; then
-    # Through an archive: `kind load docker-image` fails with Docker's containerd image store (kind issue 3795).
+    # One platform in the archive: with Docker's containerd image store a plain save (which `kind load docker-image`
+    # does) lists every platform of the base images and the node's `ctr import --all-platforms` fails (kind#3795).
+    # Docker before 28 has no --platform, and its classic store saves one platform anyway.
     archive=$(mktemp)
-    if ! { docker save -o "$archive" "surge-consumer:$IMAGE_TAG" "surge-generator:$IMAGE_TAG" &&
+    platform=()
+    if docker image save --help 2>/dev/null | grep -q -- '--platform'; then
+      platform=(--platform "$(docker image inspect -f '{{.Os}}/{{.Architecture}}' "surge-consumer:$IMAGE_TAG")")
+    fi
+    if ! { docker image save "${platform[@]}" -o "$archive" "${images[@]}" &&
       kind load image-archive "$archive" --name "$KIND_CLUSTER"; }; then
       rm -f "$archive"
       die "loading the images into kind failed"
     fi
     rm -f "$archive"
   elif [ "$CONTEXT" = minikube ]; then
-    minikube image load "surge-consumer:$IMAGE_TAG"
-    minikube image load "surge-generator:$IMAGE_TAG"
+    local image
+    for image in "${images[@]}"; do minikube image load "$image"; done
   else
-    say "context '$CONTEXT' is neither kind nor minikube: push surge-consumer:$IMAGE_TAG and surge-generator:$IMAGE_TAG to a registry it pulls from"
+    say "context '$CONTEXT' is neither kind nor minikube: push ${images[*]} to a registry it pulls from"
   fi
+}
+
+# The development overlay as applied: the consumer on its content tag. $1: a label selector.
+apply_development() {
+  k kustomize "$MANIFESTS/overlays/development" |
+    sed "s#image: surge-consumer:$IMAGE_TAG\$#image: $CONSUMER_IMAGE#" |
+    k apply -f - -l "$1"
 }
 
 # True when version $1 is older than $2 (dotted numbers).
@@ -108,8 +147,12 @@ install_keda() {
   fi
   k apply --server-side --force-conflicts -f \
     "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
+  # The names KEDA's release file gives them (config/ at the tag; the Helm chart names differ), then the external
+  # metrics API the HPA reads through, then the webhook that must admit the ScaledObject.
   k -n keda rollout status deployment/keda-operator --timeout=300s
-  k -n keda rollout status deployment/keda-operator-metrics-apiserver --timeout=300s
+  k -n keda rollout status deployment/keda-metrics-apiserver --timeout=300s
+  k -n keda rollout status deployment/keda-admission --timeout=300s
+  k wait --for=condition=Available apiservice/v1beta1.external.metrics.k8s.io --timeout=120s
 }
 
 install_metrics_server() {
@@ -125,6 +168,31 @@ install_metrics_server() {
     k -n kube-system patch deployment metrics-server --type=json \
       -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'
   fi
+}
+
+# The node's allocatable CPU (cores, summed over nodes) and the CPU the load-generator table assumes: the
+# ScaledObject's maximum replicas, each at the consumer's CPU limit (the capacity model counts on the limit).
+node_cores() {
+  local cpus cpu total=0
+  cpus=$(kq get nodes -o jsonpath='{.items[*].status.allocatable.cpu}') || return 1
+  for cpu in $cpus; do
+    case "$cpu" in
+      *m) total=$((total + ${cpu%m})) ;;
+      *) total=$((total + cpu * 1000)) ;;
+    esac
+  done
+  echo $((total / 1000))
+}
+
+table_cores() {
+  local limit max
+  limit=$(kq -n "$NAMESPACE" get deployment consumer -o jsonpath='{.spec.template.spec.containers[0].resources.limits.cpu}') ||
+    return 1
+  max=$(kq -n "$NAMESPACE" get scaledobject consumer -o jsonpath='{.spec.maxReplicaCount}') || return 1
+  case "$limit" in
+    *m) echo $(((${limit%m} * max + 999) / 1000)) ;;
+    *) echo $((limit * max)) ;;
+  esac
 }
 
 grafana_secret() {
@@ -144,20 +212,32 @@ dev() {
   ensure_cluster
   say "building images"
   make --no-print-directory images
-  say "loading images into $CONTEXT"
+  content_tag
+  say "loading images into $CONTEXT ($CONSUMER_IMAGE)"
   load_images
   install_keda
   install_metrics_server
   grafana_secret
-  # The load Jobs are left out: re-applying them would suspend a running one and kill its pods.
-  say "applying $MANIFESTS/overlays/development (all but the load Jobs)"
-  k apply -k "$MANIFESTS/overlays/development" -l 'app.kubernetes.io/component!=load-generator'
+  # The load Jobs are left out: re-applying them would suspend a running one and kill its pods. The ScaledObject
+  # comes after Prometheus is ready: KEDA polls at once, and each failed poll leaves an hour-long event.
+  say "applying $MANIFESTS/overlays/development (all but the load Jobs and the ScaledObject)"
+  apply_development 'app.kubernetes.io/component!=load-generator,app.kubernetes.io/component!=autoscaling'
   wait_rollouts
+  say "applying the ScaledObject"
+  apply_development 'app.kubernetes.io/component=autoscaling'
+  k -n "$NAMESPACE" wait scaledobject/consumer --for=condition=Ready --timeout=120s ||
+    die "the ScaledObject is not Ready: kubectl --context $CONTEXT -n $NAMESPACE describe scaledobject/consumer"
+  local cores table
+  cores=$(node_cores) || die "could not read the nodes' allocatable CPU"
+  table=$(table_cores) || die "could not read the consumer's CPU limit or the ScaledObject's maximum"
   cat <<MSG
 
-Surge is running in namespace $NAMESPACE (context $CONTEXT).
+Surge is running in namespace $NAMESPACE (context $CONTEXT), consumer image $CONSUMER_IMAGE.
+  CPU:       the nodes can allocate $cores cores; the load-generator table assumes $table (the ScaledObject's
+             maximum replicas, each at the consumer's CPU limit). With fewer, make e2e asserts the scale-up and the
+             return, not the peak.
   Grafana:   make grafana, then http://localhost:3000 (user admin, password: make grafana prints it)
-  Load:      kubectl apply -f $MANIFESTS/components/load-generator/job-heavy.yaml   (or: make load-heavy)
+  Load:      kubectl --context $CONTEXT apply -f $MANIFESTS/components/load-generator/job-heavy.yaml   (or: make load-heavy)
   Consumer:  http://localhost:$NODEPORT_HOST_PORT on kind (NodePort 30800); port-forward would reach one pod only
   Status:    make status
   Check:     make e2e (the heavy profile, shortened, against the trajectory the load-generator README promises)
@@ -175,9 +255,20 @@ production() {
     die "the production overlay needs KEDA $KEDA_VERSION or newer in namespace keda (found: ${installed:-none}); install it:
        kubectl --context $CONTEXT apply --server-side -f https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
   fi
+  # Its CPU and memory triggers read the resource metrics API: without metrics-server the ScaledObject never works.
+  k wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=30s >/dev/null 2>&1 ||
+    die "the production overlay's cpu and memory triggers need the resource metrics API (metrics-server):
+       apiservice/v1beta1.metrics.k8s.io is missing or not Available on $CONTEXT"
+  # Nothing publishes the image the overlay names: the user pushes one and says where.
+  local named
+  named=$(sed -n 's/^ *newName: //p' "$MANIFESTS/overlays/production/kustomization.yaml" | head -n 1)
+  [ -n "${SURGE_IMAGE:-}" ] ||
+    die "the production overlay names $named:$IMAGE_TAG, which no registry publishes. Push your own and name it:
+       make images && docker tag surge-consumer:$IMAGE_TAG <registry>/surge-consumer:<tag> && docker push <registry>/surge-consumer:<tag>
+       SURGE_IMAGE=<registry>/surge-consumer:<tag> SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make deploy-production"
   grafana_secret
-  say "applying $MANIFESTS/overlays/production to $CONTEXT"
-  k apply -k "$MANIFESTS/overlays/production"
+  say "applying $MANIFESTS/overlays/production to $CONTEXT (consumer image $SURGE_IMAGE)"
+  k kustomize "$MANIFESTS/overlays/production" | sed "s#image: $named:$IMAGE_TAG\$#image: $SURGE_IMAGE#" | k apply -f -
   wait_rollouts
   say "deployed; Grafana: SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make grafana"
 }
@@ -185,17 +276,29 @@ production() {
 load() {
   guard_context
   need kubectl
-  local file="$MANIFESTS/components/load-generator/job-$1.yaml" name
+  local file="$MANIFESTS/components/load-generator/job-$1.yaml" name parallelism ready="" waited=0
   [ -f "$file" ] || die "no Job file $file (see $MANIFESTS/components/load-generator/)"
   name=$(sed -n 's/^  name: //p' "$file" | head -n 1)
+  parallelism=$(sed -n 's/^  parallelism: //p' "$file" | head -n 1)
+  parallelism=${parallelism:-1}
   # A finished Job cannot be re-run in place: delete it and its pods first (foreground), then create it anew.
   k -n "$NAMESPACE" delete job "$name" --ignore-not-found --cascade=foreground --wait=true
   k apply -f "$file"
   say "waiting for $name's generator to start"
-  # The Job's own status, not a pod label an old pod may still carry.
-  k -n "$NAMESPACE" wait "job/$name" --for=jsonpath='{.status.ready}'=1 --timeout=300s >/dev/null ||
-    die "job/$name has no ready pod after 5 minutes: kubectl -n $NAMESPACE describe job/$name"
-  k -n "$NAMESPACE" logs -f "job/$name" -c generator
+  # The Job's own status (not a pod label an old pod may still carry), at least one pod ready: an Indexed Job's
+  # count jumps from 0 to its parallelism, so `wait --for=jsonpath=...=1` would never match it.
+  while [ "${ready:-0}" -lt 1 ]; do
+    [ "$waited" -lt 300 ] || die "job/$name has no ready pod after 5 minutes: kubectl -n $NAMESPACE describe job/$name"
+    ready=$(kq -n "$NAMESPACE" get job "$name" -o jsonpath='{.status.ready}') || ready=0
+    [ "${ready:-0}" -ge 1 ] || { sleep "${POLL_SECONDS:-2}"; waited=$((waited + ${POLL_SECONDS:-2})); }
+  done
+  if [ "$parallelism" -gt 1 ]; then
+    # Every pod's log, each line prefixed with its pod (job/<name> would follow one of them).
+    k -n "$NAMESPACE" logs -f -l "batch.kubernetes.io/job-name=$name" -c generator --prefix \
+      --max-log-requests="$parallelism"
+  else
+    k -n "$NAMESPACE" logs -f "job/$name" -c generator
+  fi
 }
 
 status() {
@@ -216,18 +319,34 @@ grafana() {
 # metrics-server); then the kind cluster itself when it is the one `make dev` created.
 undeploy() {
   guard_context
-  need kubectl
-  k delete -k "$MANIFESTS/overlays/development" --ignore-not-found
-  k -n "$NAMESPACE" delete secret grafana-admin --ignore-not-found
-  if [ "$CONTEXT" = "$KIND_CONTEXT" ] && kind_cluster_exists; then
-    say "deleting kind cluster '$KIND_CLUSTER' (KEDA and metrics-server go with it)"
-    kind delete cluster --name "$KIND_CLUSTER"
+  if [ "$CONTEXT" = "$KIND_CONTEXT" ]; then
+    # The cluster is make dev's own: deleting it removes everything at once (no waiting out namespace termination).
+    if kind_cluster_exists; then
+      say "deleting kind cluster '$KIND_CLUSTER' (everything make dev installed goes with it)"
+      kind delete cluster --name "$KIND_CLUSTER"
+    else
+      say "no kind cluster '$KIND_CLUSTER': nothing to remove"
+    fi
     return
   fi
+  need kubectl
+  # Each step runs whatever the one before left (a make dev that failed before KEDA leaves no ScaledObject kind:
+  # kubectl deletes the rest and names that kind); the exit code says whether anything failed.
+  local failed=0 errors
+  # A kind that is not served has no objects to delete (KEDA never installed: no ScaledObject).
+  if ! errors=$(k delete -k "$MANIFESTS/overlays/development" --ignore-not-found 2>&1 >/dev/null); then
+    if grep -v -e '^error: resource mapping not found' -e '^ensure CRDs are installed first' <<<"$errors" | grep -q .; then
+      echo "$errors" >&2
+      failed=1
+    fi
+  fi
+  k -n "$NAMESPACE" delete secret grafana-admin --ignore-not-found || failed=1
   k delete --ignore-not-found -f \
-    "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
+    "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml" || failed=1
   k delete --ignore-not-found -f \
-    "https://github.com/kubernetes-sigs/metrics-server/releases/download/v$METRICS_SERVER_VERSION/components.yaml"
+    "https://github.com/kubernetes-sigs/metrics-server/releases/download/v$METRICS_SERVER_VERSION/components.yaml" ||
+    failed=1
+  [ "$failed" -eq 0 ] || die "some objects could not be deleted (above); what could be was"
 }
 
 # ---- make e2e: the heavy profile against the trajectory the load-generator README promises, on a real cluster ----
@@ -242,6 +361,8 @@ readonly E2E_JOB=e2e-heavy
 readonly E2E_HPA=keda-hpa-consumer
 # A real cluster adds image pulls and readiness to every step up, and pod termination to every step down.
 readonly E2E_SLACK_SECONDS=180
+# The port-forwards e2e starts (kubectl's own PIDs): the EXIT trap ends them, however the script ends.
+E2E_FORWARDS=()
 
 # The profile's row of the README's table: "peak_low peak_high reached_by_min back_by_min".
 e2e_expectations() {
@@ -261,10 +382,38 @@ e2e_fail() {
   exit 1
 }
 
+e2e_stop_forwards() {
+  local pid
+  for pid in "${E2E_FORWARDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  E2E_FORWARDS=()
+}
+
+# Port-forwards service $1 to local port $2 (remote $3) and waits until $4 (a URL through it) answers.
+e2e_forward() {
+  # kubectl itself in the background (not the k function, whose $! would be a subshell that outlives the kill).
+  kubectl --context "$CONTEXT" -n "$NAMESPACE" port-forward "service/$1" "$2:$3" >/dev/null 2>&1 &
+  E2E_FORWARDS+=("$!")
+  local waited=0
+  until curl -fsS --max-time 2 -o /dev/null "$4" 2>/dev/null; do
+    [ "$waited" -lt "${E2E_FORWARD_TIMEOUT:-30}" ] || e2e_fail "service/$1 does not answer on localhost:$2 ($4)"
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
 # One Prometheus instant query through the port-forward; prints the first value or "-".
 e2e_query() {
   curl -fsS --max-time 5 "http://127.0.0.1:$E2E_PROM_PORT/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
     jq -r '.data.result[0].value[1] // "-"' 2>/dev/null || echo "-"
+}
+
+# Consumer container restarts so far.
+e2e_restarts() {
+  kq -n "$NAMESPACE" get pods -l app.kubernetes.io/name=consumer -o json |
+    jq '[.items[].status.containerStatuses[]?.restartCount] | add // 0'
 }
 
 e2e() {
@@ -272,39 +421,55 @@ e2e() {
   need kubectl
   need curl
   need jq
-  local expectations peak_low peak_high reached_by back_by min_replicas
+  trap e2e_stop_forwards EXIT
+  local expectations peak_low peak_high reached_by back_by min_replicas cores table full_node=yes
   expectations=$(e2e_expectations)
   [ -n "$expectations" ] || die "no row for $E2E_PROFILE in $E2E_TABLE"
   read -r peak_low peak_high reached_by back_by <<<"$expectations"
-  local scale=${E2E_SCALE:-1}
-  min_replicas=$(k -n "$NAMESPACE" get scaledobject consumer -o jsonpath='{.spec.minReplicaCount}')
-  say "e2e: $E2E_PROFILE at --scale $scale; expect $peak_low-$peak_high ready replicas within $reached_by min" \
-    "(+${E2E_SLACK_SECONDS}s start-up slack), back to $min_replicas within $back_by min of the last request"
   local resource
   for resource in $E2E_RESOURCES; do
     k -n "$NAMESPACE" get "$resource" >/dev/null 2>&1 || die "$resource is missing in namespace $NAMESPACE: run make dev first"
   done
+  local scale=${E2E_SCALE:-1}
+  min_replicas=$(kq -n "$NAMESPACE" get scaledobject consumer -o jsonpath='{.spec.minReplicaCount}') ||
+    e2e_fail "cannot read the ScaledObject"
+  cores=$(node_cores) || e2e_fail "cannot read the nodes' allocatable CPU"
+  table=$(table_cores) || e2e_fail "cannot read the consumer's CPU limit or the ScaledObject's maximum"
+  # The table's peak holds where every replica gets its CPU limit; a smaller node (a 4-vCPU CI runner) shares its
+  # cores, tasks stretch, and the peak is the node's, not the table's: there only the scale-up and return are promised.
+  [ "$cores" -ge "$table" ] || full_node=no
+  say "e2e: $E2E_PROFILE at --scale $scale on $cores allocatable cores (the table assumes $table)"
+  if [ "$scale" = 1 ] && [ "$full_node" = yes ]; then
+    say "expect $peak_low-$peak_high ready replicas within $reached_by min (+${E2E_SLACK_SECONDS}s start-up slack)," \
+      "back to $min_replicas within $back_by min of the last request"
+  else
+    say "expect a scale-up above $min_replicas and back to it within $back_by min of the last request" \
+      "(the peak is asserted only at --scale 1 on $table cores or more)"
+  fi
   k -n "$NAMESPACE" wait scaledobject/consumer --for=condition=Ready --timeout=120s >/dev/null ||
     e2e_fail "the ScaledObject is not Ready"
 
   E2E_PROM_PORT=${E2E_PROM_PORT:-19090}
-  k -n "$NAMESPACE" port-forward service/prometheus "$E2E_PROM_PORT:9090" >/dev/null 2>&1 &
-  local forward=$!
-  trap 'kill "$forward" 2>/dev/null || true' EXIT
-  sleep 3
+  e2e_forward prometheus "$E2E_PROM_PORT" 9090 "http://127.0.0.1:$E2E_PROM_PORT/-/ready"
+  local scaled_object
+  scaled_object=$(kq -n "$NAMESPACE" get scaledobject consumer -o json) || e2e_fail "cannot read the ScaledObject"
   local -a names queries
-  mapfile -t names < <(k -n "$NAMESPACE" get scaledobject consumer -o json | jq -r '.spec.triggers[] | select(.type == "prometheus") | .name')
-  mapfile -t queries < <(k -n "$NAMESPACE" get scaledobject consumer -o json | jq -r '.spec.triggers[] | select(.type == "prometheus") | .metadata.query | gsub("\n"; " ")')
+  mapfile -t names < <(jq -r '.spec.triggers[] | select(.type == "prometheus") | .name' <<<"$scaled_object")
+  mapfile -t queries < <(jq -r '.spec.triggers[] | select(.type == "prometheus") | .metadata.query | gsub("\n"; " ")' <<<"$scaled_object")
   local restarts_before
-  restarts_before=$(k -n "$NAMESPACE" get pods -l app.kubernetes.io/name=consumer -o json |
-    jq '[.items[].status.containerStatuses[]?.restartCount] | add // 0')
+  restarts_before=$(e2e_restarts) || e2e_fail "cannot read the consumer's pods"
 
   say "starting Job $E2E_JOB"
   k -n "$NAMESPACE" delete job "$E2E_JOB" --ignore-not-found --cascade=foreground --wait=true >/dev/null
   # Its own name, the shortened scale, and kept after it finishes (the load Jobs are removed at once) so the loop
-  # below can read its status.
-  sed -e "s/^  name: load-$E2E_PROFILE\$/  name: $E2E_JOB/" -e "s/- --test=$E2E_PROFILE\$/- --test=$E2E_PROFILE\n            - --scale=$scale/" \
-    -e "s/^  ttlSecondsAfterFinished: 0\$/  ttlSecondsAfterFinished: 3600/" "$E2E_JOB_FILE" | k apply -f - >/dev/null
+  # below can read its status. Rewritten as JSON with jq: portable, where a sed inserting a line is not (BSD sed).
+  local job
+  job=$(kq create --dry-run=client -o json -f "$E2E_JOB_FILE") || e2e_fail "cannot read $E2E_JOB_FILE"
+  jq --arg name "$E2E_JOB" --arg scale "--scale=$scale" '.metadata.name = $name | .spec.ttlSecondsAfterFinished = 3600
+    | .spec.template.spec.containers |= map(if .name == "generator" then .args += [$scale] else . end)' <<<"$job" |
+    k apply -f - >/dev/null
+  # Events from before this run (KEDA's start-up, an earlier run) are not this run's.
+  E2E_SINCE=$(date -u +%Y-%m-%dT%H:%M:%S)
 
   local started=$SECONDS now desired ready peak=0 reached_at="" finished_at="" job_state row
   E2E_STARTED_AT=$(date +%s)
@@ -313,8 +478,8 @@ e2e() {
   echo
   while :; do
     now=$((SECONDS - started))
-    desired=$(k -n "$NAMESPACE" get hpa "$E2E_HPA" -o jsonpath='{.status.desiredReplicas}' 2>/dev/null || echo "?")
-    ready=$(k -n "$NAMESPACE" get deployment consumer -o jsonpath='{.status.readyReplicas}' 2>/dev/null)
+    desired=$(kq -n "$NAMESPACE" get hpa "$E2E_HPA" -o jsonpath='{.status.desiredReplicas}') || desired="?"
+    ready=$(kq -n "$NAMESPACE" get deployment consumer -o jsonpath='{.status.readyReplicas}') || ready=0
     ready=${ready:-0}
     row=$(printf '%6d %8s %6s' "$now" "$desired" "$ready")
     for query in "${queries[@]}"; do row+=" $(e2e_query "$query")"; done
@@ -322,7 +487,8 @@ e2e() {
     [ "$ready" -gt "$peak" ] && peak=$ready
     if [ -z "$reached_at" ] && [ "$ready" -ge "$peak_low" ]; then reached_at=$now; fi
     if [ -z "$finished_at" ]; then
-      job_state=$(k -n "$NAMESPACE" get job "$E2E_JOB" -o jsonpath='{.status.succeeded}/{.status.failed}')
+      job_state=$(kq -n "$NAMESPACE" get job "$E2E_JOB" -o jsonpath='{.status.succeeded}/{.status.failed}') ||
+        e2e_fail "cannot read Job $E2E_JOB"
       case "$job_state" in
         1/*) finished_at=$now ;;
         */[1-9]*) e2e_fail "Job $E2E_JOB failed: kubectl -n $NAMESPACE logs job/$E2E_JOB -c generator" ;;
@@ -335,11 +501,11 @@ e2e() {
       e2e_fail "still $ready ready replicas $((now - finished_at)) s after the load ended (promised: $min_replicas within $back_by min)"
     fi
     if [ "$now" -gt $((7200)) ]; then e2e_fail "no end after two hours"; fi
-    sleep 15
+    sleep "${E2E_POLL_SECONDS:-15}"
   done
 
   local failures=0 restarts_after metric_failures
-  if [ "$scale" = 1 ]; then
+  if [ "$scale" = 1 ] && [ "$full_node" = yes ]; then
     if [ -z "$reached_at" ] || [ "$reached_at" -gt $((reached_by * 60 + E2E_SLACK_SECONDS)) ]; then
       echo "e2e: $peak_low ready replicas reached at ${reached_at:-never} s (promised by $reached_by min)" >&2
       failures=$((failures + 1))
@@ -349,16 +515,17 @@ e2e() {
       failures=$((failures + 1))
     fi
   elif [ "$peak" -le "$min_replicas" ]; then
-    echo "e2e: never scaled above $min_replicas at --scale $scale" >&2
+    echo "e2e: never scaled above $min_replicas" >&2
     failures=$((failures + 1))
   fi
-  metric_failures=$(k -n "$NAMESPACE" get events --field-selector reason=FailedGetExternalMetric -o json | jq '.items | length')
+  metric_failures=$(kq -n "$NAMESPACE" get events --field-selector reason=FailedGetExternalMetric -o json |
+    jq --arg since "$E2E_SINCE" '[.items[] | select(((.lastTimestamp // .eventTime // .metadata.creationTimestamp // "")[0:19]) >= $since)] | length') ||
+    e2e_fail "cannot read the events"
   if [ "$metric_failures" -gt 0 ]; then
-    echo "e2e: $metric_failures FailedGetExternalMetric events: a trigger did not report" >&2
+    echo "e2e: $metric_failures FailedGetExternalMetric events during the run: a trigger did not report" >&2
     failures=$((failures + 1))
   fi
-  restarts_after=$(k -n "$NAMESPACE" get pods -l app.kubernetes.io/name=consumer -o json |
-    jq '[.items[].status.containerStatuses[]?.restartCount] | add // 0')
+  restarts_after=$(e2e_restarts) || e2e_fail "cannot read the consumer's pods"
   if [ "$restarts_after" -gt "$restarts_before" ]; then
     echo "e2e: consumer containers restarted $((restarts_after - restarts_before)) times" >&2
     failures=$((failures + 1))
@@ -369,15 +536,17 @@ e2e() {
 }
 
 # Every Prometheus panel query of every provisioned dashboard, through Grafana's own HTTP API, returns data at some
-# point of the run (a range query from its start: the load Jobs' own series end with them).
+# point of the run (a range query from its start: the load Jobs' own series end with them). A query Grafana or
+# Prometheus refuses (a 4xx, bad PromQL) counts as no data, never as data.
 e2e_dashboards() {
-  local port=${E2E_GRAFANA_PORT:-13000} password uid expr empty=0 total=0 forward
-  password=$(k -n "$NAMESPACE" get secret grafana-admin -o jsonpath='{.data.password}' | base64 -d)
-  k -n "$NAMESPACE" port-forward service/grafana "$port:3000" >/dev/null 2>&1 &
-  forward=$!
-  sleep 3
+  local port=${E2E_GRAFANA_PORT:-13000} password uid expr empty=0 total=0 answer dashboards search
+  password=$(kq -n "$NAMESPACE" get secret grafana-admin -o jsonpath='{.data.password}' | base64 -d) ||
+    e2e_fail "cannot read Grafana's password"
+  e2e_forward grafana "$port" 3000 "http://127.0.0.1:$port/api/health"
   local api="http://admin:$password@127.0.0.1:$port/api"
-  for uid in $(curl -fsS "$api/search?type=dash-db" | jq -r '.[].uid'); do
+  search=$(curl -fsS --max-time 10 "$api/search?type=dash-db") || e2e_fail "Grafana's search API failed"
+  for uid in $(jq -r '.[].uid' <<<"$search"); do
+    dashboards=$(curl -fsS --max-time 10 "$api/dashboards/uid/$uid") || e2e_fail "Grafana has no dashboard $uid"
     while IFS= read -r expr; do
       [ -n "$expr" ] || continue
       expr=${expr//\$namespace/$NAMESPACE}
@@ -385,15 +554,17 @@ e2e_dashboards() {
       expr=${expr//\$__rate_interval/1m}
       expr=${expr//\$pod/.*}
       total=$((total + 1))
-      if [ "$(curl -fsS "$api/datasources/proxy/uid/prometheus/api/v1/query_range" --data-urlencode "query=$expr" \
-        --data-urlencode "start=${E2E_STARTED_AT:-$(($(date +%s) - 3600))}" --data-urlencode "end=$(date +%s)" \
-        --data-urlencode step=30 | jq '.data.result | length')" = 0 ]; then
+      if ! answer=$(curl -fsS --max-time 10 "$api/datasources/proxy/uid/prometheus/api/v1/query_range" \
+        --data-urlencode "query=$expr" --data-urlencode "start=${E2E_STARTED_AT:-$(($(date +%s) - 3600))}" \
+        --data-urlencode "end=$(date +%s)" --data-urlencode step=30 2>&1); then
+        echo "e2e: dashboard $uid: the query failed ($answer): $expr" >&2
+        empty=$((empty + 1))
+      elif [ "$(jq '.data.result | length' <<<"$answer")" = 0 ]; then
         echo "e2e: dashboard $uid: no data for $expr" >&2
         empty=$((empty + 1))
       fi
-    done < <(curl -fsS "$api/dashboards/uid/$uid" | jq -r '.dashboard.panels[]? | select(.datasource.uid == "prometheus") | .targets[]?.expr')
+    done < <(jq -r '.dashboard.panels[]? | select(.datasource.uid == "prometheus") | .targets[]?.expr' <<<"$dashboards")
   done
-  kill "$forward" 2>/dev/null || true
   say "dashboards: $((total - empty)) of $total Prometheus panel queries return data through Grafana"
   [ "$total" -gt 0 ] && [ "$empty" -eq 0 ]
 }

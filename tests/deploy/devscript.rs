@@ -1,135 +1,501 @@
-//! `scripts/dev.sh` (behind `make dev`, `make load-*`, `make undeploy`) run against fake `kubectl`, `kind` and
-//! `docker` on PATH that record every call: which context it acts on, what it installs, how it loads images and Jobs.
+//! `make dev`, `make load-*`, `make e2e`, `make undeploy` and `make deploy-production` (scripts/dev.sh) run through
+//! `make` against stateful fakes of `kubectl`, `kind` and `docker` (tests/deploy/fakes/fake.py): what was applied
+//! exists and anything else is NotFound, KEDA's and metrics-server's release URLs create exactly the objects those
+//! releases create (tests/deploy/fixtures, rendered from their sources at the pinned tags), every kubectl call must
+//! name its context, and `port-forward` serves a Prometheus or Grafana API until it is killed. Each run ends with the
+//! exit code a user should get and no process left behind.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
 
 use crate::manifests;
 
-/// A fake tool: records its arguments, answers the few queries dev.sh reads, succeeds otherwise.
-const FAKE: &str = r#"#!/usr/bin/env bash
-echo "$(basename "$0") $*" >> "$CALLS"
-case "$(basename "$0") $*" in
-  *"jsonpath={.metadata.labels.app\.kubernetes\.io/version}"*) echo "${FAKE_KEDA_VERSION:-}"; [ -n "${FAKE_KEDA_VERSION:-}" ] ;;
-  "kubectl "*"get crd scaledobjects.keda.sh"*) [ -n "${FAKE_KEDA_VERSION:-}" ] ;;
-  "kubectl "*"get deployment metrics-server"*) exit 1 ;;
-  "kubectl "*"get secret grafana-admin"*) exit 1 ;;
-  "kind get clusters"*) echo surge ;;
-  "docker port "*) echo "127.0.0.1:8000" ;;
-  "kubectl "*"create namespace"*) echo "apiVersion: v1" ;;
-  # Reads what is piped in, as the real one does (a writer that meets a closed pipe fails under pipefail).
-  *" -f -"*) cat > /dev/null ;;
-esac
-exit 0
-"#;
+/// One machine's fakes and their shared state: a kind cluster made by `make dev` lives across runs.
+struct Machine {
+    dir: tempfile::TempDir,
+}
 
 struct Run {
-    output: Output,
+    code: i32,
+    stdout: String,
+    stderr: String,
     calls: Vec<String>,
 }
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let fakes = tempfile::tempdir().expect("temp dir");
-    for tool in ["kubectl", "kind", "docker", "minikube"] {
-        let path = fakes.path().join(tool);
-        std::fs::write(&path, FAKE).expect("write fake");
-        let status = Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
-        assert!(status.success());
+impl Run {
+    fn transcript(&self, target: &str) -> String {
+        format!("$ make {target}\n{}{}(exit {})\n", self.stdout, self.stderr, self.code)
     }
-    let calls = fakes.path().join("calls");
-    std::fs::write(&calls, "").expect("calls file");
-    let path = format!("{}:{}", fakes.path().display(), std::env::var("PATH").expect("PATH"));
-    let output = Command::new("bash")
-        .arg(manifests::repo().join("scripts/dev.sh"))
-        .args(args)
-        .current_dir(manifests::repo())
-        .env("PATH", path)
-        .env("CALLS", &calls)
-        .env("IMAGE_TAG", "0.1.0")
-        .env_remove("SURGE_CONTEXT")
-        .env_remove("SURGE_ALLOW_CONTEXT")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run dev.sh");
-    let calls = std::fs::read_to_string(Path::new(&calls)).expect("calls").lines().map(str::to_owned).collect();
-    Run { output, calls }
+
+    fn kubectl(&self) -> Vec<&String> {
+        self.calls.iter().filter(|c| c.starts_with("kubectl ")).collect()
+    }
+
+    fn called(&self, needle: &str) -> bool {
+        self.calls.iter().any(|c| c.contains(needle))
+    }
 }
 
-fn kubectl_calls(run: &Run) -> Vec<&String> {
-    run.calls.iter().filter(|c| c.starts_with("kubectl ")).collect()
+fn real_kubectl() -> String {
+    let out = Command::new("sh").args(["-c", "command -v kubectl"]).output().expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!path.is_empty() && !path.contains("fake"), "the real kubectl is on PATH (kustomize renders with it)");
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn is_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+impl Machine {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fake = manifests::repo().join("tests/deploy/fakes/fake.py");
+        for tool in ["kubectl", "kind", "docker", "minikube"] {
+            std::os::unix::fs::symlink(&fake, dir.path().join(tool)).expect("link a fake");
+        }
+        Machine { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("state.json")).expect("state")).expect("json")
+    }
+
+    /// Writes the state back (a test's own setup: an event from an earlier hour).
+    fn put_state(&self, state: &Value) {
+        std::fs::write(self.path("state.json"), state.to_string()).expect("write state");
+    }
+
+    fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state()["objects"].get(format!("{kind}/{namespace}/{name}")).cloned()
+    }
+
+    /// `make <target>` as a user types it, the fakes first on PATH.
+    fn make(&self, target: &str, env: &[(&str, &str)]) -> Run {
+        let calls = self.path("calls");
+        std::fs::write(&calls, "").expect("calls file");
+        let path = format!("{}:{}", self.dir.path().display(), std::env::var("PATH").expect("PATH"));
+        let output = Command::new("make")
+            .args(["--no-print-directory", target])
+            .current_dir(manifests::repo())
+            .env("PATH", path)
+            .env("CALLS", &calls)
+            .env("FAKE_STATE", self.path("state.json"))
+            .env("FAKE_FIXTURES", manifests::repo().join("tests/deploy/fixtures"))
+            .env("FAKE_REAL_KUBECTL", real_kubectl())
+            .env("FAKE_DASHBOARDS", manifests::repo().join("grafana/dashboards"))
+            .env("FAKE_DOCKER_STORE", "containerd")
+            .env("E2E_POLL_SECONDS", "0")
+            .env("KQ_RETRY_SECONDS", "0")
+            .env("POLL_SECONDS", "0")
+            .env("E2E_PROM_PORT", free_port().to_string())
+            .env("E2E_GRAFANA_PORT", free_port().to_string())
+            .env_remove("SURGE_CONTEXT")
+            .env_remove("SURGE_ALLOW_CONTEXT")
+            .env_remove("SURGE_IMAGE")
+            .env_remove("E2E_SCALE")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run make");
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            calls: std::fs::read_to_string(&calls).expect("calls").lines().map(str::to_owned).collect(),
+        };
+        self.assert_nothing_left_running(&run, target);
+        let missing: Vec<&String> =
+            run.kubectl().into_iter().filter(|c| !c.starts_with("kubectl --context ")).collect();
+        assert!(missing.is_empty(), "make {target}: kubectl calls without --context: {missing:?}");
+        assert!(
+            !run.stderr.contains("is not modelled"),
+            "make {target} called what the fakes do not know:\n{}",
+            run.stderr
+        );
+        run
+    }
+
+    /// Every port-forward the run started has ended with it (killed here if not, so a failure leaks nothing).
+    fn assert_nothing_left_running(&self, run: &Run, target: &str) {
+        let pids = std::fs::read_to_string(self.path("state.json.pids")).unwrap_or_default();
+        let alive: Vec<i32> = pids
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .filter(|&pid| {
+                // The script kills its children before it exits; give the kernel a moment to reap them.
+                !(0..20).any(|_| {
+                    let alive = is_alive(pid);
+                    if alive {
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    !alive
+                })
+            })
+            .collect();
+        for pid in &alive {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        let _ = std::fs::remove_file(self.path("state.json.pids"));
+        assert!(alive.is_empty(), "make {target} left port-forwards running: {alive:?}\n{}", run.transcript(target));
+    }
+}
+
+fn consumer_rollouts(machine: &Machine) -> Vec<String> {
+    machine.state()["rollouts"]
+        .as_array()
+        .expect("rollouts")
+        .iter()
+        .filter(|r| r["deployment"] == "consumer")
+        .map(|r| r["images"][0].as_str().expect("image").to_owned())
+        .collect()
+}
+
+/// Ready replicas per poll of make e2e's loop (desired, ready), and the poll after which the Job has succeeded.
+fn trajectory(points: &[(u32, u32)], job_done_after: usize) -> String {
+    serde_json::json!({ "trajectory": points, "job_done_after": job_done_after }).to_string()
+}
+
+const HEAVY: &[(u32, u32)] = &[(1, 1), (4, 2), (8, 7), (10, 9), (10, 10), (6, 6), (1, 1)];
+
+/// The walk a new user takes: make dev twice (the second after a code change), a load Job, make e2e, make undeploy.
+#[test]
+fn a_first_real_run_dev_twice_load_e2e_undeploy() {
+    let machine = Machine::new();
+    let mut transcript = String::new();
+
+    let dev = machine.make("dev", &[("FAKE_BUILD_SALT", "a")]);
+    transcript += &dev.transcript("dev");
+    assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
+    // KEDA's release as it really is: the names waited on are the release's own.
+    assert!(dev.called("rollout status deployment/keda-metrics-apiserver"), "{:?}", dev.calls);
+    assert!(dev.called("wait --for=condition=Available apiservice/v1beta1.external.metrics.k8s.io"));
+    for (kind, ns, name) in [
+        ("Deployment", "keda", "keda-operator"),
+        ("APIService", "-", "v1beta1.external.metrics.k8s.io"),
+        ("Deployment", "kube-system", "metrics-server"),
+        ("ScaledObject", "surge", "consumer"),
+        ("HorizontalPodAutoscaler", "surge", "keda-hpa-consumer"),
+    ] {
+        assert!(machine.object(kind, ns, name).is_some(), "{kind} {ns}/{name} after make dev");
+    }
+    // The Jobs stay out of make dev (a re-run must not suspend a running load).
+    assert!(machine.object("Job", "surge", "load-heavy").is_none());
+    // One platform in the archive, loaded through kind's image-archive (Docker's containerd store, the fake's default).
+    assert!(dev.called("docker image save --platform linux/amd64 -o"), "{:?}", dev.calls);
+    assert!(dev.called("kind load image-archive") && !dev.called("kind load docker-image"));
+    // The ScaledObject after Prometheus is ready, so KEDA's first polls leave no failure events.
+    let prometheus_ready =
+        dev.calls.iter().position(|c| c.contains("rollout status deployment/prometheus")).expect("wait");
+    let scaled_object = dev
+        .calls
+        .iter()
+        .rposition(|c| c.contains("apply -f - -l app.kubernetes.io/component=autoscaling"))
+        .expect("apply");
+    assert!(prometheus_ready < scaled_object, "{:?}", dev.calls);
+    let events =
+        machine.state()["objects"].as_object().expect("objects").keys().filter(|k| k.starts_with("Event/")).count();
+    assert_eq!(events, 0, "FailedGetExternalMetric events from KEDA's start-up");
+    assert!(
+        dev.stdout.contains("the nodes can allocate 4 cores; the load-generator table assumes 10"),
+        "{}",
+        dev.stdout
+    );
+    let first = consumer_rollouts(&machine);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].starts_with("surge-consumer:0.1.0-"), "a content tag: {first:?}");
+
+    let again = machine.make("dev", &[("FAKE_BUILD_SALT", "a")]);
+    transcript += &again.transcript("dev");
+    assert_eq!(again.code, 0, "{}", again.transcript("dev"));
+    assert!(again.stdout.contains("KEDA 2.20.2 already installed"), "{}", again.stdout);
+    assert_eq!(consumer_rollouts(&machine), first, "the same code rolls nothing");
+
+    let changed = machine.make("dev", &[("FAKE_BUILD_SALT", "b")]);
+    transcript += &changed.transcript("dev");
+    assert_eq!(changed.code, 0, "{}", changed.transcript("dev"));
+    let rollouts = consumer_rollouts(&machine);
+    assert_eq!(rollouts.len(), 2, "a code change rolls the consumer out: {rollouts:?}");
+    assert_ne!(rollouts[0], rollouts[1]);
+
+    let load = machine.make("load-heavy", &[]);
+    transcript += &load.transcript("load-heavy");
+    assert_eq!(load.code, 0, "{}", load.transcript("load-heavy"));
+    assert!(load.called("logs -f job/load-heavy -c generator"), "{:?}", load.calls);
+
+    let e2e = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4))]);
+    transcript += &e2e.transcript("e2e");
+    assert_eq!(e2e.code, 0, "{}", e2e.transcript("e2e"));
+    assert!(e2e.stdout.contains("on 4 allocatable cores (the table assumes 10)"), "{}", e2e.stdout);
+    assert!(e2e.stdout.contains("e2e passed: peak 10 ready replicas"), "{}", e2e.stdout);
+    let panels = prometheus_panel_queries();
+    assert!(
+        e2e.stdout.contains(&format!("dashboards: {panels} of {panels} Prometheus panel queries")),
+        "every panel query of the project's dashboards, through the fake Grafana: {}",
+        e2e.stdout
+    );
+
+    let undeploy = machine.make("undeploy", &[]);
+    transcript += &undeploy.transcript("undeploy");
+    assert_eq!(undeploy.code, 0, "{}", undeploy.transcript("undeploy"));
+    assert!(machine.state()["clusters"].as_object().expect("clusters").is_empty(), "the kind cluster is gone");
+    assert!(!undeploy.called("kubectl "), "on kind, the cluster is deleted without waiting on namespaces");
+    println!("{transcript}");
+}
+
+/// The Prometheus panel queries of the project's dashboards, counted as make e2e reads them through Grafana.
+fn prometheus_panel_queries() -> usize {
+    let dir = manifests::repo().join("grafana/dashboards");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            if panel["datasource"]["uid"] == "prometheus" {
+                let targets = panel["targets"].as_array().into_iter().flatten();
+                count += targets.filter(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())).count();
+            }
+        }
+    }
+    count
+}
+
+fn after_dev() -> Machine {
+    let machine = Machine::new();
+    let dev = machine.make("dev", &[]);
+    assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
+    machine
+}
+
+#[test]
+fn make_e2e_fails_for_its_reasons_and_leaves_no_port_forward_behind() {
+    let machine = after_dev();
+    // Prometheus refuses the consumer's panel queries (bad PromQL answers 400): no data, never data.
+    let rejected = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4)), ("FAKE_PROMQL_REJECT", "consumer_")]);
+    assert_eq!(rejected.code, 2, "make's exit for a failed recipe: {}", rejected.transcript("e2e"));
+    assert!(rejected.stderr.contains("the query failed"), "{}", rejected.stderr);
+    assert!(rejected.stderr.contains("e2e FAILED: 1 check(s) failed"), "{}", rejected.stderr);
+
+    let flat = machine.make("e2e", &[("FAKE_E2E", &trajectory(&[(1, 1)], 2))]);
+    assert_eq!(flat.code, 2, "{}", flat.transcript("e2e"));
+    assert!(flat.stderr.contains("never scaled above 1"), "{}", flat.stderr);
+
+    let job_failed = machine.make(
+        "e2e",
+        &[(
+            "FAKE_E2E",
+            &serde_json::json!({"trajectory": HEAVY,
+        "job_done_after": 2, "job_fails": true})
+            .to_string(),
+        )],
+    );
+    assert_eq!(job_failed.code, 2, "{}", job_failed.transcript("e2e"));
+    assert!(job_failed.stderr.contains("Job e2e-heavy failed"), "{}", job_failed.stderr);
+
+    // The Job it ran: its own name, the shortened scale, kept after it finishes.
+    let short = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4)), ("E2E_SCALE", "0.3")]);
+    assert_eq!(short.code, 0, "{}", short.transcript("e2e"));
+    let job = machine.object("Job", "surge", "e2e-heavy").expect("the e2e Job");
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 3600);
+    let generator = job["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .find(|c| c["name"] == "generator")
+        .expect("generator");
+    let args: Vec<&str> = generator["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    assert!(args.contains(&"--test=heavy") && args.last() == Some(&"--scale=0.3"), "{args:?}");
+}
+
+#[test]
+fn make_e2e_counts_only_this_runs_metric_failures_and_holds_the_peak_on_a_full_node() {
+    let machine = after_dev();
+    let event = |minutes_from_now: i64| {
+        let at = chrono::Utc::now() + chrono::Duration::minutes(minutes_from_now);
+        serde_json::json!({"kind": "Event", "reason": "FailedGetExternalMetric",
+            "lastTimestamp": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "metadata": {"name": format!("keda-hpa-consumer.{minutes_from_now}"), "namespace": "surge"}})
+    };
+    let mut state = machine.state();
+    state["objects"]["Event/surge/old"] = event(-50);
+    machine.put_state(&state);
+    let old = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4))]);
+    assert_eq!(old.code, 0, "an event from KEDA's start-up is not this run's: {}", old.transcript("e2e"));
+
+    let mut state = machine.state();
+    state["objects"]["Event/surge/new"] = event(5);
+    machine.put_state(&state);
+    let new = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4))]);
+    assert_eq!(new.code, 2, "{}", new.transcript("e2e"));
+    assert!(new.stderr.contains("1 FailedGetExternalMetric events during the run"), "{}", new.stderr);
+
+    // On a node with the table's cores the peak is promised, and a run above it fails.
+    let over: Vec<(u32, u32)> = vec![(1, 1), (8, 8), (12, 12), (1, 1)];
+    let mut state = machine.state();
+    state["objects"]["Node/-/surge-control-plane"]["status"]["allocatable"]["cpu"] = "16000m".into();
+    state["objects"].as_object_mut().expect("objects").remove("Event/surge/new");
+    machine.put_state(&state);
+    let sixteen = machine.make("e2e", &[("FAKE_E2E", &trajectory(&over, 2))]);
+    assert_eq!(sixteen.code, 2, "{}", sixteen.transcript("e2e"));
+    assert!(sixteen.stdout.contains("on 16 allocatable cores"), "{}", sixteen.stdout);
+    assert!(sixteen.stderr.contains("peaked at 12 ready replicas, above the promised 10"), "{}", sixteen.stderr);
+    let within = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4))]);
+    assert_eq!(within.code, 0, "{}", within.transcript("e2e"));
+}
+
+#[test]
+fn make_load_distributed_waits_for_any_ready_pod_and_follows_every_pods_log() {
+    let machine = after_dev();
+    let load = machine.make("load-distributed", &[]);
+    assert_eq!(load.code, 0, "{}", load.transcript("load-distributed"));
+    let kubectl = load.kubectl();
+    let delete = kubectl.iter().position(|c| c.contains("delete job load-distributed")).expect("delete");
+    assert!(kubectl[delete].contains("--cascade=foreground") && kubectl[delete].contains("--wait=true"));
+    let logs = kubectl.iter().position(|c| c.contains("logs -f -l batch.kubernetes.io/job-name=load-distributed"));
+    let logs = logs.unwrap_or_else(|| panic!("every pod's log: {kubectl:?}"));
+    assert!(kubectl[logs].contains("--prefix") && kubectl[logs].contains("--max-log-requests=4"), "{}", kubectl[logs]);
+    assert!(delete < logs);
+    // Waited on the Job's own status, never on a pod label an old pod could satisfy.
+    assert!(kubectl.iter().any(|c| c.contains("get job load-distributed -o jsonpath={.status.ready}")));
+    assert!(!kubectl.iter().any(|c| c.contains("wait") && c.contains("-l ")), "{kubectl:?}");
+}
+
+#[test]
+fn make_undeploy_after_a_make_dev_that_failed_before_keda_deletes_the_cluster() {
+    let machine = Machine::new();
+    let failed = machine.make("dev", &[("FAKE_NO_BUILDX", "1")]);
+    assert_eq!(failed.code, 2, "{}", failed.transcript("dev"));
+    // Said before the build, and the build never started (Docker without buildx builds with the legacy builder).
+    assert!(failed.stderr.contains("needs BuildKit") && failed.stderr.contains("buildx"), "{}", failed.stderr);
+    assert!(!failed.called("docker build -f"), "{:?}", failed.calls);
+    assert!(!machine.state()["clusters"].as_object().expect("clusters").is_empty(), "the cluster was made");
+
+    let undeploy = machine.make("undeploy", &[]);
+    assert_eq!(undeploy.code, 0, "{}", undeploy.transcript("undeploy"));
+    assert!(machine.state()["clusters"].as_object().expect("clusters").is_empty());
+
+    let nothing = machine.make("undeploy", &[]);
+    assert_eq!(nothing.code, 0, "{}", nothing.transcript("undeploy"));
+    assert!(nothing.stdout.contains("nothing to remove"), "{}", nothing.stdout);
+
+    // Another context where KEDA was never installed: its objects are deleted, the missing kind is no failure.
+    let minikube = [("SURGE_CONTEXT", "minikube"), ("SURGE_ALLOW_CONTEXT", "yes"), ("FAKE_EXTRA_CONTEXTS", "minikube")];
+    let other = machine.make("undeploy", &minikube);
+    assert_eq!(other.code, 0, "{}", other.transcript("undeploy"));
+    assert!(other.kubectl().iter().all(|c| c.starts_with("kubectl --context minikube ")));
 }
 
 #[test]
 fn another_context_is_refused_before_anything_runs() {
-    for target in ["undeploy", "dev", "status"] {
-        let refused = run(&[target], &[("SURGE_CONTEXT", "prod-eu-1")]);
-        assert!(!refused.output.status.success(), "{target} on a foreign context must fail");
-        let stderr = String::from_utf8_lossy(&refused.output.stderr);
+    let machine = Machine::new();
+    for target in ["undeploy", "dev", "status", "e2e", "deploy-production"] {
+        let refused = machine.make(target, &[("SURGE_CONTEXT", "prod-eu-1")]);
+        assert_eq!(refused.code, 2, "{target} on a foreign context must fail");
         assert!(
-            stderr.contains("refusing context 'prod-eu-1'") && stderr.contains("SURGE_ALLOW_CONTEXT=yes"),
-            "{stderr}"
+            refused.stderr.contains("refusing context 'prod-eu-1'")
+                && refused.stderr.contains("SURGE_ALLOW_CONTEXT=yes"),
+            "{}",
+            refused.stderr
         );
         assert!(refused.calls.is_empty(), "{target} called {:?} before refusing", refused.calls);
     }
 }
 
 #[test]
-fn every_kubectl_call_names_the_kind_context_or_the_one_opted_into() {
-    let run_default = run(&["status"], &[]);
-    assert!(run_default.output.status.success(), "{}", String::from_utf8_lossy(&run_default.output.stderr));
-    let calls = kubectl_calls(&run_default);
-    assert!(!calls.is_empty());
-    assert!(calls.iter().all(|c| c.starts_with("kubectl --context kind-surge ")), "{calls:?}");
-
-    let opted = run(&["status"], &[("SURGE_CONTEXT", "minikube"), ("SURGE_ALLOW_CONTEXT", "yes")]);
-    assert!(opted.output.status.success());
-    assert!(kubectl_calls(&opted).iter().all(|c| c.starts_with("kubectl --context minikube ")));
-}
-
-#[test]
-fn make_dev_upgrades_an_old_keda_loads_archives_and_leaves_the_load_jobs_alone() {
-    let old = run(&["dev"], &[("FAKE_KEDA_VERSION", "2.17.2")]);
-    let stdout = String::from_utf8_lossy(&old.output.stdout);
-    assert!(old.output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&old.output.stderr));
-    let has = |needle: &str| old.calls.iter().any(|c| c.contains(needle));
-    assert!(stdout.contains("KEDA 2.17.2 is older than 2.20.2: upgrading"), "{stdout}");
-    assert!(has(
-        "apply --server-side --force-conflicts -f https://github.com/kedacore/keda/releases/download/v2.20.2/"
-    ));
-    // Images through an archive (kind load docker-image fails with the containerd image store).
-    assert!(has("docker save -o"), "{:?}", old.calls);
-    assert!(has("kind load image-archive") && !has("kind load docker-image"), "{:?}", old.calls);
-    // The overlay without the Jobs: a re-run must not suspend a running load.
-    let apply =
-        old.calls.iter().find(|c| c.contains("apply -k kubernetes-manifests/overlays/development")).expect("apply -k");
-    assert!(apply.contains("-l app.kubernetes.io/component!=load-generator"), "{apply}");
-    assert!(kubectl_calls(&old).iter().all(|c| c.starts_with("kubectl --context kind-surge ")));
-
-    let current = run(&["dev"], &[("FAKE_KEDA_VERSION", "2.20.2")]);
-    assert!(current.output.status.success());
-    assert!(String::from_utf8_lossy(&current.output.stdout).contains("KEDA 2.20.2 already installed"));
-    assert!(!current.calls.iter().any(|c| c.contains("kedacore/keda/releases")), "a current KEDA is left alone");
-}
-
-#[test]
-fn make_load_deletes_in_the_foreground_and_waits_on_the_jobs_own_status() {
-    let load = run(&["load", "heavy"], &[]);
-    assert!(load.output.status.success(), "{}", String::from_utf8_lossy(&load.output.stderr));
-    let kubectl = kubectl_calls(&load);
-    let delete = kubectl.iter().position(|c| c.contains("delete job load-heavy")).expect("delete");
-    assert!(
-        kubectl[delete].contains("--cascade=foreground") && kubectl[delete].contains("--wait=true"),
-        "{}",
-        kubectl[delete]
+fn the_fakes_refuse_what_the_real_tools_refuse() {
+    let machine = Machine::new();
+    let fake = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(machine.dir.path().join("kubectl"))
+            .args(args)
+            .env("FAKE_STATE", machine.path("state.json"))
+            .env("FAKE_FIXTURES", manifests::repo().join("tests/deploy/fixtures"))
+            .env("FAKE_REAL_KUBECTL", real_kubectl())
+            .env("FAKE_EXTRA_CONTEXTS", "test")
+            .current_dir(manifests::repo())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("fake kubectl");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(fake(&["get", "pods"], "").0, Some(3), "no --context");
+    let (code, err) = fake(
+        &["--context", "test", "-n", "keda", "rollout", "status", "deployment/keda-operator-metrics-apiserver"],
+        "",
     );
-    let apply = kubectl
-        .iter()
-        .position(|c| c.contains("apply -f kubernetes-manifests/components/load-generator/job-heavy.yaml"))
-        .expect("apply");
-    let wait = kubectl.iter().position(|c| c.contains("wait job/load-heavy")).expect("wait on the Job");
-    let logs = kubectl.iter().position(|c| c.contains("logs -f job/load-heavy")).expect("logs");
-    assert!(delete < apply && apply < wait && wait < logs, "{kubectl:?}");
-    assert!(!kubectl.iter().any(|c| c.contains("-l job-name=")), "no pod-label wait an old pod could satisfy");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("NotFound"), "{err}");
+    // A ScaledObject before KEDA's CRD: no such kind, as kubectl says.
+    let (code, err) = fake(&["--context", "test", "apply", "-k", "kubernetes-manifests/overlays/development"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains(r#"no matches for kind "ScaledObject" in version "keda.sh/v1alpha1""#), "{err}");
+    let keda = "https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml";
+    assert_eq!(fake(&["--context", "test", "apply", "--server-side", "-f", keda], "").0, Some(0));
+    let names: BTreeSet<String> = machine.state()["objects"].as_object().expect("objects").keys().cloned().collect();
+    assert!(names.contains("Deployment/keda/keda-metrics-apiserver"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("keda-operator-metrics-apiserver")),
+        "the Helm chart's name is not the release's"
+    );
+    let (code, err) = fake(
+        &[
+            "--context",
+            "test",
+            "apply",
+            "-f",
+            "https://github.com/kedacore/keda/releases/download/v9.9.9/keda-9.9.9.yaml",
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1), "an unknown release is a 404: {err}");
+}
+
+#[test]
+fn every_object_dev_sh_waits_on_exists_in_the_release_fixtures() {
+    let script = std::fs::read_to_string(manifests::repo().join("scripts/dev.sh")).expect("dev.sh");
+    let fixture = |file: &str| {
+        std::fs::read_to_string(manifests::repo().join("tests/deploy/fixtures").join(file)).expect("fixture")
+    };
+    let (keda, metrics) = (fixture("keda-2.20.2.txt"), fixture("metrics-server-0.9.0.txt"));
+    let has = |text: &str, kind: &str, ns: &str, name: &str| {
+        text.lines().any(|l| l.starts_with(&format!("{kind} {ns} {name}")))
+    };
+    let mut checked = 0;
+    for line in script.lines().filter(|l| l.contains("-n keda ") || l.contains("apiservice/")) {
+        for word in line.split_whitespace() {
+            let Some((kind, name)) = word.split_once('/') else { continue };
+            let (kind, ns) = match kind {
+                "deployment" => ("Deployment", "keda"),
+                "apiservice" => ("APIService", "-"),
+                _ => continue,
+            };
+            assert!(
+                has(&keda, kind, ns, name) || has(&metrics, kind, "-", name),
+                "dev.sh names {word}, which neither release creates: {line}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "dev.sh's KEDA waits were found ({checked})");
+    assert!(script.contains(&format!("readonly KEDA_VERSION={}", "2.20.2")) && keda.contains("tag v2.20.2"));
+    assert!(script.contains("readonly METRICS_SERVER_VERSION=0.9.0") && metrics.contains("tag v0.9.0"));
 }
 
 fn script_value(name: &str) -> String {
@@ -167,10 +533,10 @@ fn what_make_e2e_reads_exists_in_the_rendered_overlay() {
     let profile = script_value("E2E_PROFILE");
     let job_file = script_value("E2E_JOB_FILE").replace("$MANIFESTS", "kubernetes-manifests");
     let job = std::fs::read_to_string(manifests::repo().join(&job_file)).expect("the e2e Job file");
-    // The lines the script rewrites (the Job's name, its --test argument, its removal on finishing) are there.
     assert!(job.contains(&format!("\n  name: load-{profile}\n")), "{job_file} names load-{profile}");
     assert!(job.contains(&format!("- --test={profile}\n")), "{job_file} runs --test={profile}");
-    assert!(job.contains("\n  ttlSecondsAfterFinished: 0\n"), "{job_file}: e2e keeps its Job by rewriting this");
+    // make dev applies the ScaledObject on its own, by this label.
+    assert_eq!(scaled_object["metadata"]["labels"]["app.kubernetes.io/component"], "autoscaling");
 }
 
 #[test]
@@ -197,32 +563,107 @@ fn make_e2e_reads_its_promise_from_the_load_generator_table() {
 }
 
 #[test]
-fn make_deploy_production_needs_keda_and_creates_grafanas_secret_before_applying() {
-    let opted = [("SURGE_CONTEXT", "prod-eu-1"), ("SURGE_ALLOW_CONTEXT", "yes")];
-    let refused = run(&["production"], &[("SURGE_CONTEXT", "prod-eu-1")]);
-    assert!(!refused.output.status.success() && refused.calls.is_empty(), "no opt-in, no call: {:?}", refused.calls);
+fn make_deploy_production_needs_keda_the_metrics_api_and_a_pushed_image() {
+    let machine = Machine::new();
+    let opted = [("SURGE_CONTEXT", "prod-eu-1"), ("SURGE_ALLOW_CONTEXT", "yes"), ("FAKE_EXTRA_CONTEXTS", "prod-eu-1")];
+    let without_keda = machine.make("deploy-production", &opted);
+    assert_eq!(without_keda.code, 2, "{}", without_keda.transcript("deploy-production"));
+    assert!(without_keda.stderr.contains("needs KEDA 2.20.2") && without_keda.stderr.contains("keda-2.20.2.yaml"));
+    assert!(!without_keda.called(" apply "), "nothing applied: {:?}", without_keda.calls);
 
-    for keda in ["", "2.17.2"] {
-        let without = run(&["production"], &[opted[0], opted[1], ("FAKE_KEDA_VERSION", keda)]);
-        let stderr = String::from_utf8_lossy(&without.output.stderr);
-        assert!(!without.output.status.success(), "KEDA {keda:?} must stop it");
-        assert!(stderr.contains("needs KEDA 2.20.2") && stderr.contains("keda-2.20.2.yaml"), "{stderr}");
-        assert!(!without.calls.iter().any(|c| c.contains(" apply ")), "nothing applied: {:?}", without.calls);
-        assert!(!without.calls.iter().any(|c| c.contains("kedacore")), "KEDA is never installed in production");
-    }
+    let install = |url: &str| {
+        let status = Command::new(machine.dir.path().join("kubectl"))
+            .args(["--context", "prod-eu-1", "apply", "--server-side", "-f", url])
+            .env("FAKE_STATE", machine.path("state.json"))
+            .env("FAKE_FIXTURES", manifests::repo().join("tests/deploy/fixtures"))
+            .env("FAKE_REAL_KUBECTL", real_kubectl())
+            .env("FAKE_EXTRA_CONTEXTS", "prod-eu-1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("fake kubectl");
+        assert!(status.success());
+    };
+    install("https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml");
+    let without_metrics = machine.make("deploy-production", &opted);
+    assert_eq!(without_metrics.code, 2, "{}", without_metrics.transcript("deploy-production"));
+    assert!(without_metrics.stderr.contains("v1beta1.metrics.k8s.io"), "{}", without_metrics.stderr);
 
-    let deployed = run(&["production"], &[opted[0], opted[1], ("FAKE_KEDA_VERSION", "2.20.2")]);
-    assert!(deployed.output.status.success(), "{}", String::from_utf8_lossy(&deployed.output.stderr));
-    let kubectl = kubectl_calls(&deployed);
+    install("https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.9.0/components.yaml");
+    let unpublished = machine.make("deploy-production", &opted);
+    assert_eq!(unpublished.code, 2, "{}", unpublished.transcript("deploy-production"));
+    assert!(
+        unpublished.stderr.contains("ghcr.io/surge-autoscaling/surge-consumer:0.1.0, which no registry publishes"),
+        "{}",
+        unpublished.stderr
+    );
+    assert!(!unpublished.called(" apply "), "nothing applied before the image is named");
+
+    let mut env = opted.to_vec();
+    env.push(("SURGE_IMAGE", "registry.example/team/surge-consumer:1.2.3"));
+    let deployed = machine.make("deploy-production", &env);
+    assert_eq!(deployed.code, 0, "{}", deployed.transcript("deploy-production"));
+    let kubectl = deployed.kubectl();
     assert!(kubectl.iter().all(|c| c.starts_with("kubectl --context prod-eu-1 ")), "{kubectl:?}");
     let secret = kubectl.iter().position(|c| c.contains("create secret generic grafana-admin")).expect("the Secret");
-    let apply =
-        kubectl.iter().position(|c| c.contains("apply -k kubernetes-manifests/overlays/production")).expect("apply -k");
+    let apply = kubectl.iter().rposition(|c| c.contains("apply -f -")).expect("apply");
     assert!(secret < apply, "Grafana's Secret exists before Grafana: {kubectl:?}");
     let password = kubectl[secret].split("--from-literal=password=").nth(1).expect("a password");
     assert!(password.len() >= 16, "a random password: {password:?}");
-    // The Grafana Deployment of the production render reads exactly this Secret.
-    let objects = manifests::overlay("production").objects;
-    let grafana = manifests::find(&objects, "Deployment", "grafana").expect("grafana");
+    let consumer = machine.object("Deployment", "surge", "consumer").expect("consumer");
+    assert_eq!(
+        consumer["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/team/surge-consumer:1.2.3"
+    );
+    assert!(!deployed.called("kedacore"), "KEDA is never installed in production");
+    let production = manifests::overlay("production").objects;
+    let grafana = manifests::find(&production, "Deployment", "grafana").expect("grafana");
     assert!(grafana.to_string().contains("\"name\":\"grafana-admin\""), "Grafana reads grafana-admin");
+}
+
+#[test]
+fn the_e2e_workflow_runs_on_every_input_of_the_images_and_reports_even_when_cancelled() {
+    let text = std::fs::read_to_string(manifests::repo().join(".github/workflows/e2e.yml")).expect("e2e.yml");
+    let workflow: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    let paths: Vec<&str> = workflow["on"]["pull_request"]["paths"]
+        .as_sequence()
+        .expect("paths")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let covered =
+        |file: &str| paths.iter().any(|p| *p == file || p.strip_suffix("**").is_some_and(|d| file.starts_with(d)));
+    // What the Dockerfiles COPY and what make dev runs: a change to any of them must run the workflow.
+    for dockerfile in ["Dockerfile", "generator/Dockerfile"] {
+        let content = std::fs::read_to_string(manifests::repo().join(dockerfile)).expect("Dockerfile");
+        for copied in content.lines().filter_map(|l| l.strip_prefix("COPY ")).filter(|l| !l.starts_with("--from")) {
+            let sources: Vec<&str> = copied.split_whitespace().collect();
+            for source in &sources[..sources.len() - 1] {
+                let source = source.trim_end_matches('/');
+                assert!(
+                    covered(source) || covered(&format!("{source}/")),
+                    "{dockerfile} copies {source}, which the workflow's paths leave out: {paths:?}"
+                );
+            }
+        }
+        assert!(covered(dockerfile), "{dockerfile} in {paths:?}");
+    }
+    for input in ["Makefile", "scripts/dev.sh", "kubernetes-manifests/kind/cluster.yaml", "grafana/dashboards/x.json"] {
+        assert!(covered(input), "{input} in {paths:?}");
+    }
+    let steps = workflow["jobs"]["kind"]["steps"].as_sequence().expect("steps");
+    let diagnostics =
+        steps.iter().find(|s| s["if"].as_str().is_some_and(|c| c.contains("failure()"))).expect("a step on failure");
+    assert!(
+        diagnostics["if"].as_str().expect("if").contains("cancelled()"),
+        "a timeout cancels: {:?}",
+        diagnostics["if"]
+    );
+    // Per-step timeouts that leave the diagnostics room inside the job's own.
+    let job_minutes = workflow["jobs"]["kind"]["timeout-minutes"].as_u64().expect("job timeout");
+    let step_minutes: u64 = steps.iter().filter_map(|s| s["timeout-minutes"].as_u64()).sum();
+    assert!(steps.iter().filter(|s| s.get("run").is_some()).all(|s| s["timeout-minutes"].as_u64().is_some()));
+    assert!(step_minutes < job_minutes, "steps {step_minutes} min within the job's {job_minutes}");
+    // Downloads pinned and checked.
+    assert!(text.contains("KUBECTL_VERSION: v") && text.contains("KIND_VERSION: v0.30.0"));
+    assert_eq!(text.matches("sha256sum -c").count(), 2, "kind and kubectl checked against their SHA-256");
 }
