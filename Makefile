@@ -16,8 +16,8 @@ run: ## Build and start the consumer on port $(PORT)
 	$(CARGO) run --release --bin consumer -- --port $(PORT)
 
 .PHONY: demo
-demo: build ## No cluster: the closed loop (replicas, HAProxy, Prometheus, KEDA/HPA arithmetic) for PROFILE=heavy
-	PROFILE=$(or $(PROFILE),heavy) TIME_SCALE=$(or $(TIME_SCALE),1) scripts/demo.sh
+demo: tools build ## No cluster: the closed loop for PROFILE=heavy, compressed as its test runs it (TIME_SCALE=1: real time)
+	PROFILE=$(or $(PROFILE),heavy) scripts/demo.sh
 
 .PHONY: build
 build: ## Build the consumer and the generator (release)
@@ -31,6 +31,13 @@ tools: ## Install what `make test` drives (Prometheus, HAProxy, wrk, linters, th
 test: tools lint lint-deploy ## Everything CI checks: lints, every test of the workspace (manifests and the closed loop included; what tests print is shown), then fuzz-api
 	$(CARGO) test --workspace --all-targets -- --show-output
 	$(MAKE) --no-print-directory fuzz-api
+
+.PHONY: check
+check: ## The fast inner loop: fmt, clippy, every unit test and the manifest policy (no release build, Prometheus or HAProxy)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --test deploy -- policy:: manifests:: devscript::
 
 .PHONY: fuzz-api
 fuzz-api: ## schemathesis (every check) against the real consumer's OpenAPI spec; FUZZ_EXAMPLES, SCHEMATHESIS_SEED

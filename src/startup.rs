@@ -12,11 +12,11 @@ use actix_web::{web, App, HttpServer};
 use crate::configuration::Settings;
 use crate::identity::PodIdentity;
 use crate::metrics::{Metrics, RequestMetrics};
-use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::{AccessLogger, RequestTelemetry};
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
+use crate::{route_label, routes};
 
 /// A built, not yet running, consumer.
 pub struct Application {
@@ -32,7 +32,7 @@ impl Application {
         pin_mmap_threshold();
         let local_addr = listener.local_addr()?;
         let metrics = Metrics::new().map_err(std::io::Error::other)?;
-        metrics.http.initialise(&routes::NAMED_ROUTES);
+        metrics.http.initialise(&route_label::NAMED_ROUTES);
         let registry =
             TaskRegistry::new(settings.registry_config()?, metrics.tasks.clone(), tokio::runtime::Handle::current());
         let state = web::Data::new(AppState {

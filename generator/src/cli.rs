@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::plan::Target;
+use crate::target::Target;
 
 #[derive(Debug, Parser)]
 #[command(name = "generator", version, about = "Load generator for the Surge consumer", long_about = None)]

@@ -16,8 +16,8 @@ use http::{Method, StatusCode, Uri};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::plan::Target;
 use crate::stats::Failure;
+use crate::target::Target;
 
 /// Longest response head accepted: the consumer's are a few hundred bytes.
 const MAX_HEAD: usize = 64 * 1024;

@@ -1,20 +1,33 @@
-//! The generator's parts, shared by its binaries: `generator` (the load generator) and `cluster` (the closed-loop
-//! harness that plays a cluster's part on one machine).
+//! The load generator behind the `generator` binary (and the image it ships in). `main.rs` parses the flags and calls
+//! `run::run`; the rest, one concern a module:
+//!
+//! - `cli`: the flags (each also `GENERATOR_<FLAG>`); `target`: where requests go.
+//! - `profiles`: the named profiles, the one table `--list`, the Jobs and the README come from.
+//! - `plan`: flags and profile into runs (model, stages, this shard's share); `threshold`: `--threshold` checks.
+//! - `engine`: sends on schedule (open model) or as answers return (closed); `client`: HTTP/1.1 by hand.
+//! - `stats`: the recorder and the summary; `printer`, `report` (HTML), `exposition` (`/metrics`): how it is shown.
+//! - `monitor`: progress while it runs; `watch`: what KEDA will decide, asked of Prometheus (`surge_keda::evaluate`).
+//! - `prometheus`: the Prometheus client `watch` asks; `loki`: the summary pushed to Loki; `traces`: OTLP spans.
+//! - `run`: one invocation from parsed flags to exit code.
+//!
+//! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`; nothing else is used outside.
 
-pub mod autoscale;
 pub mod cli;
-pub mod client;
-pub mod cluster;
-pub mod engine;
-pub mod exposition;
-pub mod loki;
-pub mod monitor;
-pub mod plan;
-pub mod printer;
+mod client;
+mod engine;
+mod exposition;
+mod loki;
+mod monitor;
+mod plan;
+mod printer;
 pub mod profiles;
 pub mod prometheus;
-pub mod report;
-pub mod stats;
-pub mod threshold;
-pub mod traces;
-pub mod watch;
+mod report;
+mod run;
+mod stats;
+mod target;
+mod threshold;
+mod traces;
+mod watch;
+
+pub use run::run;

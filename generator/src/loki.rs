@@ -8,8 +8,8 @@ use http::Method;
 use serde_json::json;
 
 use crate::client::Client;
-use crate::plan::Target;
 use crate::stats::Summary;
+use crate::target::Target;
 
 /// The label every summary carries; the pod's name (`HOSTNAME` in Kubernetes) and the profile come with it.
 pub const SERVICE: &str = "load-generator";

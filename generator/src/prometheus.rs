@@ -1,10 +1,9 @@
-//! A small blocking Prometheus client for instant queries: what the closed-loop harness and the generator's
-//! autoscaling monitor ask, with KEDA's rule that a trigger's query must return exactly one series.
+//! A small blocking Prometheus client for instant queries: what the generator's autoscaling table (and the closed-loop
+//! harness) ask, with KEDA's rule that a trigger's query must return exactly one series.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -82,56 +81,6 @@ impl Prom {
 
     pub fn ready(&self) -> bool {
         http_get(&self.host, self.port, "/-/ready").is_ok_and(|(status, _)| status == 200)
-    }
-}
-
-/// Debian's Prometheus on a free loopback port with the configuration it is given; killed on drop. The harness and
-/// the generator's tests start it the same way.
-pub struct Server {
-    child: Child,
-    pub port: u16,
-    _data: tempfile::TempDir,
-}
-
-impl Server {
-    /// Starts Prometheus with `config_yaml` and returns once it reports ready.
-    pub fn start(config_yaml: &str) -> Result<Self, String> {
-        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml).map_err(|e| e.to_string())?;
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("prometheus (scripts/install-tools.sh installs it): {e}"))?;
-        let server = Self { child, port, _data: data };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !server.client().ready() {
-            if Instant::now() > deadline {
-                return Err("prometheus never became ready".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(server)
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn client(&self) -> Prom {
-        Prom::new("127.0.0.1", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -37,8 +37,15 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// How a chart's y axis counts: any value, or whole things (replicas), ticked at integers.
+#[derive(Clone, Copy, PartialEq)]
+enum Ticks {
+    Real,
+    Integer,
+}
+
 /// A line chart: x in seconds, y from 0; `lines` are horizontal dashed lines (thresholds) with their labels.
-fn chart(title: &str, unit: &str, series: &[Series<'_>], lines: &[(String, f64)]) -> String {
+fn chart(title: &str, unit: &str, series: &[Series<'_>], lines: &[(String, f64)], ticks: Ticks) -> String {
     let (width, height, left, right, top, bottom) = (880.0, 254.0, 64.0, 16.0, 28.0, 50.0);
     let points = series.iter().flat_map(|s| s.points.iter()).filter(|(_, y)| y.is_finite());
     let (mut x_max, mut y_max) = (1.0_f64, 0.0_f64);
@@ -49,7 +56,12 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>], lines: &[(String, f64)]
     for (_, y) in lines {
         y_max = y_max.max(*y);
     }
-    let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
+    let y_max = match ticks {
+        Ticks::Real if y_max <= 0.0 => 1.0,
+        Ticks::Real => y_max * 1.1,
+        // Four steps of a whole number each, at least one: 10 replicas tick 0, 3, 6, 9, 12.
+        Ticks::Integer => (y_max.max(1.0) / 4.0).ceil() * 4.0,
+    };
     let sx = |x: f64| left + x / x_max * (width - left - right);
     let sy = |y: f64| height - bottom - y / y_max * (height - top - bottom);
     let mut svg = format!(
@@ -66,7 +78,7 @@ fn chart(title: &str, unit: &str, series: &[Series<'_>], lines: &[(String, f64)]
             width - right,
             left - 6.0,
             sy(y) + 4.0,
-            short(y),
+            if ticks == Ticks::Integer { format!("{y:.0}") } else { short(y) },
             py = sy(y)
         );
     }
@@ -128,14 +140,19 @@ fn short(value: f64) -> String {
     }
 }
 
-fn run_section(run: &RunReport) -> String {
+fn run_section(run: &RunReport, time_scale: f64) -> String {
     let w = |f: &dyn Fn(&Window) -> Option<f64>| -> Vec<(f64, f64)> {
-        run.windows.iter().filter_map(|window| f(window).map(|y| (window.start, y))).collect()
+        run.windows.iter().filter_map(|window| f(window).map(|y| (window.start * time_scale, y))).collect()
     };
-    let per_second = |n: u64| n as f64 / WINDOW_SECONDS;
+    // Per autoscaler second: a run compressed F times sends the same requests F times faster.
+    let per_second = |n: u64| n as f64 / WINDOW_SECONDS / time_scale;
     let achieved = w(&|w| Some(per_second(w.succeeded + w.failed.iter().sum::<u64>())));
-    let intended: Vec<(f64, f64)> =
-        run.intended.iter().enumerate().map(|(i, r)| (i as f64 * WINDOW_SECONDS, *r)).collect();
+    let intended: Vec<(f64, f64)> = run
+        .intended
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as f64 * WINDOW_SECONDS * time_scale, r / time_scale))
+        .collect();
     let mut rate = vec![Series { name: "achieved (answered/s)", points: achieved }];
     if !intended.is_empty() {
         rate.push(Series { name: "intended by the schedule", points: intended });
@@ -169,9 +186,9 @@ fn run_section(run: &RunReport) -> String {
         s.latency_ms.p99,
         s.elapsed_seconds
     );
-    html += &chart("Achieved against intended rate", "/s", &rate, &[]);
-    html += &chart("Latency (from the intended send time)", "ms", &latency, &[]);
-    html += &chart("Outcomes and retries", "/s", &outcomes, &[]);
+    html += &chart("Achieved against intended rate", "/s", &rate, &[], Ticks::Real);
+    html += &chart("Latency (from the intended send time)", "ms", &latency, &[], Ticks::Real);
+    html += &chart("Outcomes and retries", "/s", &outcomes, &[], Ticks::Real);
     html += "<h3>Responses per pod</h3><table><tr><th>pod</th><th>responses</th><th></th></tr>";
     let most = s.distribution.values().copied().max().unwrap_or(1).max(1);
     for (pod, count) in &s.distribution {
@@ -186,10 +203,10 @@ fn run_section(run: &RunReport) -> String {
     html
 }
 
-fn autoscaling_section(autoscaling: &Autoscaling) -> String {
+fn autoscaling_section(autoscaling: &Autoscaling, time_scale: f64) -> String {
     let samples = &autoscaling.samples;
     let gauge = |f: &dyn Fn(&Sample) -> Option<u32>| -> Vec<(f64, f64)> {
-        samples.iter().filter_map(|s| f(s).map(|v| (s.t, f64::from(v)))).collect()
+        samples.iter().filter_map(|s| f(s).map(|v| (s.t * time_scale, f64::from(v)))).collect()
     };
     let replicas = [
         Series { name: "desired (HPA)", points: gauge(&|s| s.desired) },
@@ -197,24 +214,28 @@ fn autoscaling_section(autoscaling: &Autoscaling) -> String {
         Series { name: "ready", points: gauge(&|s| s.ready) },
     ];
     let mut html = String::from("<section><h2>Autoscaling</h2>");
-    html += &chart("Replicas", "", &replicas, &[]);
+    html += &chart("Replicas", "", &replicas, &[], Ticks::Integer);
     for (index, (name, threshold, averaged)) in autoscaling.triggers.iter().enumerate() {
-        let points =
-            samples.iter().filter_map(|s| s.compared.get(index).copied().flatten().map(|v| (s.t, v))).collect();
+        let points = samples
+            .iter()
+            .filter_map(|s| s.compared.get(index).copied().flatten().map(|v| (s.t * time_scale, v)))
+            .collect();
         let title = format!("Trigger {name}{}", if *averaged { " (per replica)" } else { "" });
         html += &chart(
             &title,
             "",
             &[Series { name: "value KEDA compares", points }],
             &[(format!("threshold {threshold}"), *threshold)],
+            Ticks::Real,
         );
     }
     html += "</section>";
     html
 }
 
-/// The whole page.
-pub fn html(runs: &[RunReport], autoscaling: Option<&Autoscaling>) -> String {
+/// The whole page. Under `--time-scale F` every time axis is in the autoscaler's seconds (compressed seconds × F,
+/// what the load-generator table promises) and rates per autoscaler second.
+pub fn html(runs: &[RunReport], autoscaling: Option<&Autoscaling>, time_scale: f64) -> String {
     let mut page = String::from(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Surge load report</title><style>\
          body{font:14px system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:17px;margin-top:28px}\
@@ -224,11 +245,17 @@ pub fn html(runs: &[RunReport], autoscaling: Option<&Autoscaling>) -> String {
          table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}.bar{height:10px;background:#1f77b4}\
          .figures{color:#444}</style></head><body><h1>Surge load report</h1>",
     );
+    if time_scale > 1.0 {
+        let _ = write!(
+            page,
+            "<p class=\"figures\">Run {time_scale}× compressed: times and rates are in the autoscaler's seconds.</p>"
+        );
+    }
     if let Some(autoscaling) = autoscaling {
-        page += &autoscaling_section(autoscaling);
+        page += &autoscaling_section(autoscaling, time_scale);
     }
     for run in runs {
-        page += &run_section(run);
+        page += &run_section(run, time_scale);
     }
     page += "</body></html>\n";
     page
@@ -241,11 +268,19 @@ mod tests {
     #[test]
     fn a_chart_scales_points_into_its_frame_and_draws_thresholds() {
         let series = [Series { name: "a", points: vec![(0.0, 0.0), (10.0, 5.0), (20.0, f64::NAN)] }];
-        let svg = chart("t", "u", &series, &[("threshold 4".into(), 4.0)]);
+        let svg = chart("t", "u", &series, &[("threshold 4".into(), 4.0)], Ticks::Real);
         // x 0..10 (the last finite point) maps onto 64..864, y 0..5.5 onto 204..28: (10, 5) lands at (864, 44).
         assert!(svg.contains("points=\"64.0,204.0 864.0,44.0\""), "{svg}");
         assert!(svg.contains("class=\"threshold\""));
         assert!(!svg.contains("NaN"), "non-finite points are left out");
+    }
+
+    #[test]
+    fn replicas_tick_at_whole_numbers() {
+        let series = [Series { name: "replicas", points: vec![(0.0, 1.0), (10.0, 10.0)] }];
+        let svg = chart("Replicas", "", &series, &[], Ticks::Integer);
+        let ticks: Vec<&str> = svg.split("text-anchor=\"end\">").skip(1).filter_map(|t| t.split(' ').next()).collect();
+        assert_eq!(ticks, ["0", "3", "6", "9", "12"], "{svg}");
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::threshold::Verdict;
-
 /// Why a request did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -438,6 +436,15 @@ pub struct Summary {
     pub thresholds: Vec<Verdict>,
     #[serde(skip)]
     histogram: Histogram<u64>,
+}
+
+/// One `--threshold` checked against the summary (`threshold::Threshold::check`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub expr: String,
+    pub passed: bool,
+    /// The measured value, in the threshold's unit (milliseconds or percent).
+    pub actual: f64,
 }
 
 impl Summary {

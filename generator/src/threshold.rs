@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
-use crate::stats::Summary;
+use crate::stats::{Summary, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Subject {
@@ -29,14 +27,6 @@ pub struct Threshold {
     comparison: Comparison,
     /// Milliseconds for latency, percent for success.
     limit: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    pub expr: String,
-    pub passed: bool,
-    /// The measured value, in the threshold's unit (milliseconds or percent).
-    pub actual: f64,
 }
 
 const HELP: &str = "expected p50|p90|p95|p99|p99.9|max followed by <, <=, > or >= and a time (300ms, 2s), or success followed by a percentage (success>99%)";

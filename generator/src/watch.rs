@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::autoscale::MetricType;
-use crate::autoscale::{combine, metric_replicas};
-use crate::cluster::{compress_ranges, documents, is_rate, ScaledObject};
+use surge_keda::hpa::MetricType;
+use surge_keda::scaled_object::{documents, read_compressed};
+use surge_keda::{evaluate, Ask, Failures, ScaledObject};
+
 use crate::prometheus::Prom;
 
 /// One reading of the autoscaling table, kept for the report.
@@ -23,6 +24,8 @@ pub struct Sample {
     pub desired: Option<u32>,
     /// What KEDA compares with each trigger's threshold (AverageValue per replica), `None` when the query failed.
     pub compared: Vec<Option<f64>>,
+    /// What the triggers ask for together (fallback included), within the ScaledObject's bounds.
+    pub wants: u32,
 }
 
 pub struct Watch {
@@ -34,6 +37,8 @@ pub struct Watch {
     namespace: String,
     deployment: String,
     hpa: String,
+    /// Each trigger's failure streak, as KEDA counts it toward the fallback.
+    failures: Failures,
 }
 
 impl Watch {
@@ -53,6 +58,7 @@ impl Watch {
             deployment: manifest["spec"]["scaleTargetRef"]["name"].as_str().unwrap_or(name).to_owned(),
             // KEDA names the HPA it creates after the ScaledObject.
             hpa: format!("keda-hpa-{name}"),
+            failures: Failures::default(),
         })
     }
 
@@ -68,12 +74,8 @@ impl Watch {
 
     /// A trigger's value as the cluster's Prometheus reads it now (compressed like the harness under --time-scale).
     fn read(&self, query: &str) -> Result<f64, String> {
-        if self.time_scale > 1.0 {
-            let value = self.prometheus.value(&compress_ranges(query, self.time_scale))?;
-            Ok(if is_rate(query) { value / self.time_scale } else { value })
-        } else {
-            self.prometheus.value(query)
-        }
+        let (query, divisor) = read_compressed(query, self.time_scale);
+        self.prometheus.value(&query).map(|v| v / divisor)
     }
 
     pub fn header(&self) -> String {
@@ -87,7 +89,7 @@ impl Watch {
     }
 
     /// One line, and its figures; an error when Prometheus does not answer.
-    pub fn row(&self, elapsed: Duration) -> Result<(String, Sample), String> {
+    pub fn row(&mut self, elapsed: Duration) -> Result<(String, Sample), String> {
         let (ns, deployment) = (&self.namespace, &self.deployment);
         let replicas = self
             .gauge(format!(r#"sum(kube_deployment_status_replicas{{namespace="{ns}", deployment="{deployment}"}})"#))?;
@@ -99,38 +101,42 @@ impl Watch {
             self.hpa
         ))?;
         let current = replicas.unwrap_or(1).max(1);
-        let mut asks = Vec::new();
+        let values: Vec<Result<f64, String>> = self.so.triggers.iter().map(|t| self.read(&t.query)).collect();
+        let decision = evaluate(&self.so, &values, current, ready.unwrap_or(current), &mut self.failures);
         let mut compared = Vec::new();
         let cells: Vec<String> = self
             .so
             .triggers
             .iter()
-            .map(|t| match self.read(&t.query) {
-                Ok(value) => {
-                    let n = metric_replicas(t.kind, value, t.threshold, current, ready.unwrap_or(current));
-                    asks.push(Some(n));
-                    let per_replica =
-                        if t.kind == MetricType::AverageValue { value / f64::from(current) } else { value };
-                    compared.push(Some(per_replica));
-                    format!("{value:.2} -> {n}")
-                }
-                Err(e) => {
-                    asks.push(None);
-                    compared.push(None);
-                    format!("error: {e}")
+            .zip(&values)
+            .zip(&decision.asks)
+            .map(|((t, value), ask)| {
+                let per_replica = value.as_ref().ok().map(|v| {
+                    if t.kind == MetricType::AverageValue {
+                        v / f64::from(current)
+                    } else {
+                        *v
+                    }
+                });
+                compared.push(per_replica);
+                match (value, ask) {
+                    (Ok(value), Ask::Replicas(n)) => format!("{value:.2} -> {n}"),
+                    (Err(e), Ask::Fallback(n)) => format!("error: {e} -> fallback {n}"),
+                    (Err(e), _) => format!("error: {e}"),
+                    (Ok(value), _) => format!("{value:.2}"),
                 }
             })
             .collect();
-        let wants = combine(&asks, current).clamp(self.so.scaling.min, self.so.scaling.max);
+        let wants = decision.proposal.clamp(self.so.scaling.min, self.so.scaling.max);
         let show = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
-        let sample = Sample { t: elapsed.as_secs_f64(), replicas, ready, desired, compared };
+        let sample = Sample { t: elapsed.as_secs_f64(), replicas, ready, desired, compared, wants };
         let line = format!(
             "autoscaling {:>5.0}  {:>8} {:>5} {:>11} {:>4} | {}",
             elapsed.as_secs_f64(),
             show(replicas),
             show(ready),
             show(desired),
-            wants,
+            sample.wants,
             cells.join(" | ")
         );
         Ok((line, sample))
@@ -138,7 +144,12 @@ impl Watch {
 
     /// Prints the header, then a row every `interval` on stderr until `stop` is set; keeps each row's figures in
     /// `samples`.
-    pub fn spawn(self, interval: Duration, stop: Arc<AtomicBool>, samples: Arc<Mutex<Vec<Sample>>>) -> JoinHandle<()> {
+    pub fn spawn(
+        mut self,
+        interval: Duration,
+        stop: Arc<AtomicBool>,
+        samples: Arc<Mutex<Vec<Sample>>>,
+    ) -> JoinHandle<()> {
         std::thread::spawn(move || {
             let started = Instant::now();
             let mut warned = false;
@@ -161,5 +172,75 @@ impl Watch {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    const SCALED_OBJECT: &str = r#"
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: consumer, namespace: surge}
+spec:
+  scaleTargetRef: {name: consumer}
+  minReplicaCount: 1
+  maxReplicaCount: 10
+  fallback: {failureThreshold: 3, replicas: 6, behavior: currentReplicasIfHigher}
+  triggers:
+    - {type: prometheus, name: backlog, metricType: AverageValue, metadata: {query: "sum(backlog)", threshold: "2"}}
+    - {type: prometheus, name: stretch, metricType: Value, metadata: {query: "sum(stretch)", threshold: "1.5"}}
+"#;
+
+    /// A Prometheus that answers 4 replicas for the kube-state-metrics gauges, `backlog` for the first trigger and a
+    /// 400 for the second, as Prometheus does for a query it cannot run.
+    fn prometheus(backlog: f64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
+                let (status, body) = if line.contains("stretch") {
+                    ("400 Bad Request", r#"{"status":"error","error":"bad_data"}"#.to_owned())
+                } else {
+                    let value = if line.contains("backlog") { backlog } else { 4.0 };
+                    ("200 OK", format!(r#"{{"status":"success","data":{{"result":[{{"value":[0,"{value}"]}}]}}}}"#))
+                };
+                let mut stream = stream;
+                let _ = write!(stream, "HTTP/1.0 {status}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            }
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[test]
+    fn the_table_asks_what_the_harness_decides_fallback_included() {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), SCALED_OBJECT).expect("write");
+        let url = prometheus(2.0);
+        let mut watch = Watch::load(&url, file.path().to_str().expect("path"), 1.0).expect("loads");
+        // What the harness does with the same readings: `evaluate` over the same ScaledObject, poll after poll.
+        let so = ScaledObject::from_manifest(&documents(SCALED_OBJECT).expect("yaml")[0]).expect("parses");
+        let mut failures = Failures::default();
+        let mut wanted = Vec::new();
+        for poll in 1..=4 {
+            let (line, sample) = watch.row(Duration::from_secs(poll)).expect("a row");
+            let harness = evaluate(&so, &[Ok(2.0), Err("400".into())], 4, 4, &mut failures);
+            assert_eq!(sample.wants, harness.proposal.clamp(1, 10), "poll {poll}: {line}");
+            wanted.push(sample.wants);
+        }
+        // backlog 2 on 4 replicas asks 1, the failing trigger holds 4 (no scale-down while a metric fails), then from
+        // the third failure in a row KEDA's fallback asks max(4 current, 6): 6.
+        assert_eq!(wanted, vec![4, 4, 6, 6]);
     }
 }

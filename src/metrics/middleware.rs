@@ -16,7 +16,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::Error;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
-use crate::routes;
+use crate::route_label;
 
 /// Methods with their own label value; anything else is `OTHER`.
 const METHODS: [Method; 9] = [
@@ -120,7 +120,7 @@ impl<S> RequestMetricsService<S> {
         if let Some(series) = self.cache.borrow().get(req.path()).and_then(|methods| methods[method_index].as_ref()) {
             return Rc::clone(series);
         }
-        let route = routes::route_template(req.request());
+        let route = route_label::route_template(req.request());
         let handler: &str = &route;
         let mut cache = self.cache.borrow_mut();
         if let Some(series) = cache.get(handler).and_then(|methods| methods[method_index].as_ref()) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 
-use super::LogRateLimit;
+use super::rate_limit::LogRateLimit;
 
 /// `--access-log`: which requests are logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

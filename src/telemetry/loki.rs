@@ -15,7 +15,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use super::LogRateLimit;
+use super::rate_limit::LogRateLimit;
 use crate::identity::PodIdentity;
 
 /// Events waiting to be pushed; past this they are dropped and counted.
@@ -46,7 +46,7 @@ pub fn layer(url: &str, identity: &PodIdentity, dropped: IntCounter) -> Result<L
     let push_url = base.join("loki/api/v1/push").map_err(|e| format!("LOKI_URL {url:?}: {e}"))?;
     let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).build().map_err(|e| e.to_string())?;
     let labels = StreamLabels {
-        service: std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| super::SERVICE_NAME.to_owned()),
+        service: std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| super::otlp::SERVICE_NAME.to_owned()),
         namespace: identity.pod_namespace.clone(),
         pod: identity.pod_name.clone(),
     };

@@ -10,14 +10,13 @@ mod loki;
 mod otlp;
 mod rate_limit;
 mod request_span;
+mod trace_ids;
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use opentelemetry::trace::TraceContextExt;
 use prometheus::{IntCounter, IntCounterVec};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -26,11 +25,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub use access_log::{AccessLog, AccessLogger};
 pub use rate_limit::LogRateLimit;
 pub use request_span::RequestTelemetry;
+pub use trace_ids::{current_trace_ids, TraceIds};
 
 use crate::identity::PodIdentity;
-
-/// `service.name` and the Loki `service` label when `OTEL_SERVICE_NAME` is unset.
-pub const SERVICE_NAME: &str = "surge-consumer";
 
 /// Lines waiting for the stdout writer thread; past this they are dropped and counted rather than stall a request.
 const STDOUT_QUEUE_LINES: usize = 64 * 1024;
@@ -99,7 +96,7 @@ pub fn init(identity: &PodIdentity, dropped: &IntCounterVec, format: LogFormat) 
     };
     let otel_layer = tracer_provider.as_ref().map(|provider| {
         use opentelemetry::trace::TracerProvider as _;
-        tracing_opentelemetry::layer().with_tracer(provider.tracer(SERVICE_NAME))
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(otlp::SERVICE_NAME))
     });
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
 
@@ -133,26 +130,6 @@ async fn count_stdout_drops(errors: ErrorCounter, counter: IntCounter) {
         interval.tick().await;
         let total = errors.dropped_lines() as u64;
         counter.inc_by(total.saturating_sub(counter.get()));
-    }
-}
-
-/// The trace and span id of the current span, when a trace is active (hex, as W3C traceparent spells them).
-pub struct TraceIds {
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
-}
-
-pub fn current_trace_ids() -> TraceIds {
-    let context = tracing::Span::current().context();
-    let span = context.span();
-    let span_context = span.span_context();
-    if span_context.is_valid() {
-        TraceIds {
-            trace_id: Some(span_context.trace_id().to_string()),
-            span_id: Some(span_context.span_id().to_string()),
-        }
-    } else {
-        TraceIds { trace_id: None, span_id: None }
     }
 }
 

@@ -16,7 +16,10 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 use prometheus::IntCounter;
 
-use super::{LogRateLimit, SERVICE_NAME};
+use super::rate_limit::LogRateLimit;
+
+/// `service.name` and the Loki `service` label when `OTEL_SERVICE_NAME` is unset.
+pub(super) const SERVICE_NAME: &str = "surge-consumer";
 
 const DEFAULT_MAX_QUEUE_SIZE: usize = 2048;
 

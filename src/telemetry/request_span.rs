@@ -18,8 +18,8 @@ use actix_web::Error;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::access_log::{AccessLogger, Verdict};
-use super::current_trace_ids;
-use crate::routes;
+use super::trace_ids::current_trace_ids;
+use crate::route_label;
 
 const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
 
@@ -104,11 +104,11 @@ where
 fn request_span(req: &ServiceRequest) -> tracing::Span {
     let span = tracing::info_span!(
         "HTTP request",
-        otel.name = %format!("{} {}", req.method(), routes::route_template(req.request())),
+        otel.name = %format!("{} {}", req.method(), route_label::route_template(req.request())),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %req.method(),
-        http.route = %routes::route_template(req.request()),
+        http.route = %route_label::route_template(req.request()),
         url.path = %req.path(),
         url.query = %req.query_string(),
         url.scheme = %req.connection_info().scheme(),
@@ -168,7 +168,7 @@ where
             }
         }
         // The common case (a success that is not logged) never looks at the route.
-        let route = |response: &ServiceResponse<B>| routes::route_template(response.request()).into_owned();
+        let route = |response: &ServiceResponse<B>| route_label::route_template(response.request()).into_owned();
         if let Verdict::Log { suppressed, route } =
             this.access_log.verdict(status, || result.as_ref().map_or(String::new(), route))
         {

@@ -1,39 +1,24 @@
-//! Debian's Prometheus, started by a test on a free loopback port with the configuration it is given.
-
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! Debian's Prometheus, started by a test on a free loopback port with the configuration it is given: the harness's
+//! launcher (`surge_harness::prometheus::Server`, the one way every test and the closed loop start it), queried here
+//! through reqwest.
 
 use serde_json::Value;
 
 pub struct Prometheus {
-    child: Child,
+    // Held for its Drop: the process lives as long as this value.
+    _server: surge_harness::prometheus::Server,
     pub address: String,
-    _data: tempfile::TempDir,
 }
 
 impl Prometheus {
     /// Starts Prometheus with `config_yaml` and returns once it reports ready; killed on drop.
-    pub async fn start(client: &reqwest::Client, config_yaml: &str) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml).expect("write config");
-        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed (.ci/run installs Debian's prometheus package)");
-        let server = Self { child, address: format!("http://127.0.0.1:{port}"), _data: data };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client.get(format!("{}/-/ready", server.address)).send().await.is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "prometheus never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        server
+    pub async fn start(_client: &reqwest::Client, config_yaml: &str) -> Self {
+        let config = config_yaml.to_owned();
+        let server = tokio::task::spawn_blocking(move || surge_harness::prometheus::Server::start(&config))
+            .await
+            .expect("the launcher's thread")
+            .expect("prometheus starts (.ci/run installs Debian's prometheus package)");
+        Self { address: server.url(), _server: server }
     }
 
     /// The result vector of an instant query.
@@ -49,12 +34,5 @@ impl Prometheus {
             .expect("query JSON");
         assert_eq!(answer["status"], "success", "{promql}: {answer}");
         answer["data"]["result"].as_array().expect("result").clone()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -198,10 +198,10 @@ fn serve_stalled(stream: std::net::TcpStream, stall: Duration) {
 
 /// Debian's Prometheus scraping `target` every 250 ms with the labels the monitoring component's relabeling gives a
 /// consumer pod.
-pub fn prometheus_scraping(target: &str) -> surge_generator::prometheus::Server {
+pub fn prometheus_scraping(target: &str) -> surge_harness::prometheus::Server {
     let config = format!(
         "global: {{scrape_interval: 250ms, scrape_timeout: 250ms}}\nscrape_configs:\n- job_name: consumer\n  \
          static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, app_kubernetes_io_name: consumer, pod: consumer-0}}\n"
     );
-    surge_generator::prometheus::Server::start(&config).expect("prometheus starts")
+    surge_harness::prometheus::Server::start(&config).expect("prometheus starts")
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::autoscale::{FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
+use crate::hpa::{FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
 
 /// One Prometheus trigger of the ScaledObject.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +151,17 @@ pub fn compress_ranges(query: &str, factor: f64) -> String {
 /// A trigger whose value is a per-second rate: compressing time multiplies it by the factor, so the harness divides.
 pub fn is_rate(query: &str) -> bool {
     query.trim_start().starts_with("sum(rate(")
+}
+
+/// How the harness (and the watch table beside it) reads a query under `factor` times compression: its range windows
+/// shrink by the factor, and a rate is divided by it (the same requests arrive `factor` times faster). The query to
+/// ask, and what to divide its value by.
+pub fn read_compressed(query: &str, factor: f64) -> (String, f64) {
+    if factor > 1.0 {
+        (compress_ranges(query, factor), if is_rate(query) { factor } else { 1.0 })
+    } else {
+        (query.to_owned(), 1.0)
+    }
 }
 
 /// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).

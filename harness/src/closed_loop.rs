@@ -1,0 +1,274 @@
+//! The closed loop: the generator's load through HAProxy into the replicas, Prometheus scraping them, and once per
+//! sync the ScaledObject evaluated (`surge_keda::evaluate`) and the HPA's behaviour applied, the pods scaled to match.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+use surge_generator::prometheus::Prom;
+use surge_keda::hpa::History;
+use surge_keda::scaled_object::{documents, find, limits, read_compressed};
+use surge_keda::{evaluate, Failures, ScaledObject};
+
+use crate::dashboards::check_dashboards;
+use crate::pods::{free_port, scraped_as, shutdown_timeout, start_haproxy, wait_until, PodMeta, Pods};
+use crate::prometheus::start_prometheus;
+use crate::standins::{cluster_metrics, serve_state};
+use crate::trajectory::{print_header, print_row, report, Reading, Row};
+
+/// The HPA's sync period and Prometheus's scrape interval in the monitoring component, before compression.
+const SYNC_SECONDS: f64 = 15.0;
+/// How long after the load a run may take to come back to the minimum before it is reported as stuck (HPA seconds).
+const SETTLE_LIMIT_SECONDS: f64 = 1200.0;
+
+#[derive(Debug, Parser)]
+#[command(name = "cluster", about = "Closed-loop harness: replicas, Service, Prometheus and autoscaler on one machine")]
+pub struct Args {
+    /// Rendered manifests (`kubectl kustomize kubernetes-manifests/overlays/development`)
+    #[arg(long)]
+    manifests: PathBuf,
+    /// The generator profile to run
+    #[arg(long, default_value = "heavy")]
+    profile: String,
+    /// Compress time by this factor (1 = real time)
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// The consumer binary [default: beside this one]
+    #[arg(long)]
+    consumer: Option<PathBuf>,
+    /// The generator binary [default: beside this one]
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    /// Write the trajectory and the generator's summary here as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// After the run, check that every Prometheus panel query of these dashboards returned data during it
+    #[arg(long)]
+    dashboards: Option<PathBuf>,
+    /// Have the generator write its HTML report here, with the replicas and triggers read from this run's Prometheus
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let factor = args.time_scale;
+    if !(factor >= 1.0 && factor.is_finite()) {
+        return Err("--time-scale must be 1 or more".into());
+    }
+    if let Some(profile) = surge_generator::profiles::find(&args.profile) {
+        profile.keeps_its_work_at(factor)?;
+    }
+    let here = std::env::current_exe().map_err(|e| e.to_string())?;
+    let beside = |name: &str| here.with_file_name(name);
+    let consumer_bin = args.consumer.clone().unwrap_or_else(|| beside("consumer"));
+    let generator_bin = args.generator.clone().unwrap_or_else(|| beside("generator"));
+    let text = std::fs::read_to_string(&args.manifests).map_err(|e| format!("{}: {e}", args.manifests.display()))?;
+    let objects = documents(&text)?;
+    let so = ScaledObject::from_manifest(find(&objects, "ScaledObject", "consumer")?)?;
+    let deployment = find(&objects, "Deployment", "consumer")?;
+    let template = &deployment["spec"]["template"];
+    let container = &template["spec"]["containers"][0];
+    let (cores, memory) = limits(container)?;
+    let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or("surge").to_owned();
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ports: Vec<u16> = (0..so.scaling.max).map(|_| free_port()).collect::<Result<_, _>>()?;
+    let frontend = free_port()?;
+    let socket = dir.path().join("haproxy.sock");
+    let _haproxy = start_haproxy(dir.path(), frontend, &ports, &socket, factor)?;
+    let targets = dir.path().join("targets.json");
+    let pod_meta = PodMeta::from_template(template, &namespace);
+    let server = start_prometheus(&objects, &targets, factor)?;
+    let prometheus_port = server.port;
+
+    let consumer_args = vec![
+        "--bind".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--cpu-work".to_owned(),
+        "simulate".to_owned(),
+        "--cpu-capacity".to_owned(),
+        cores.to_string(),
+        // The consumer's own default: 75% of the container's memory limit.
+        "--memory-budget-mb".to_owned(),
+        (memory / 4 * 3 / (1 << 20)).to_string(),
+        // HAProxy takes a pod out before its SIGTERM here, so no drain delay is needed.
+        "--drain-delay-secs".to_owned(),
+        "0".to_owned(),
+        // The Deployment's own shutdown timeout, compressed; a second more for the whole-second rounding.
+        "--shutdown-timeout-secs".to_owned(),
+        ((shutdown_timeout(container)? / factor).ceil() + 1.0).to_string(),
+    ];
+    let mut pods = Pods {
+        list: Vec::new(),
+        ports,
+        consumer: consumer_bin,
+        args: consumer_args,
+        socket,
+        targets,
+        meta: pod_meta,
+        cancelled: Arc::default(),
+        extra: Vec::new(),
+    };
+    for _ in 0..so.scaling.min {
+        pods.add()?;
+    }
+    pods.publish()?;
+    wait_until(Duration::from_secs(30), || pods.ready() == so.scaling.min)?;
+    let prometheus = Prom::new("127.0.0.1", prometheus_port);
+    wait_until(Duration::from_secs(30), || prometheus.value("count(up == 1)").is_ok_and(|v| v >= 1.0))?;
+    println!(
+        "cluster: {} x consumer ({cores} core, {} MiB), HAProxy :{frontend}, Prometheus :{prometheus_port}, time x{factor}",
+        so.scaling.min,
+        memory >> 20
+    );
+
+    let state = Arc::new(std::sync::Mutex::new(String::new()));
+    let state_port = serve_state(Arc::clone(&state))?;
+    let generator_port = free_port()?;
+    pods.extra = vec![
+        scraped_as(&namespace, "kube-state-metrics", "kube-state-metrics-0", state_port),
+        scraped_as(&namespace, "load-generator", &format!("load-{}-0", args.profile), generator_port),
+    ];
+    pods.publish()?;
+    let mut generator = Command::new(&generator_bin);
+    if let Some(report) = &args.report {
+        generator.arg("--report").arg(report).arg("--scaled-object").arg(&args.manifests);
+        generator.args(["--prometheus", &format!("http://127.0.0.1:{prometheus_port}")]);
+        generator.args(["--monitor-interval", &format!("{}ms", (SYNC_SECONDS * 1000.0 / factor).round())]);
+    }
+    let mut generator = generator
+        .args(["--url", &format!("http://127.0.0.1:{frontend}"), "--test", &args.profile])
+        .args(["--metrics-port", &generator_port.to_string()])
+        .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", generator_bin.display()))?;
+    let mut generator_out = generator.stdout.take().ok_or("generator stdout")?;
+    // The summary is printed when the load ends; the process then serves its metrics a few seconds more.
+    let summary_printed = Arc::new(AtomicBool::new(false));
+    let printed = Arc::clone(&summary_printed);
+    let reader = std::thread::spawn(move || {
+        let (mut text, mut chunk) = (String::new(), [0u8; 4096]);
+        while let Ok(n @ 1..) = generator_out.read(&mut chunk) {
+            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            if serde_json::from_str::<Value>(&text).is_ok() {
+                printed.store(true, Ordering::Relaxed);
+            }
+        }
+        text
+    });
+    let started = Instant::now();
+    let hpa_now = || started.elapsed().as_secs_f64() * factor;
+    let sync = Duration::from_secs_f64(SYNC_SECONDS / factor);
+    let mut history = History::default();
+    let mut failures = Failures::default();
+    let mut errors = vec![0u64; so.triggers.len()];
+    let mut rows: Vec<Row> = Vec::new();
+    let mut load_ended_at: Option<f64> = None;
+    let window = format!("{}ms", (60_000.0 / factor).round());
+    print_header(&so);
+    loop {
+        let next = Instant::now() + sync;
+        let exited = generator.try_wait().map_err(|e| e.to_string())?.is_some();
+        if load_ended_at.is_none() && (summary_printed.load(Ordering::Relaxed) || exited) {
+            load_ended_at = Some(hpa_now());
+        }
+        pods.reap()?;
+        let current = pods.replicas();
+        let ready = pods.ready();
+        let values: Vec<Result<f64, String>> =
+            so.triggers.iter().map(|t| read_trigger(&prometheus, &t.query, factor)).collect();
+        for (count, value) in errors.iter_mut().zip(&values) {
+            *count += u64::from(value.is_err());
+        }
+        let decision = evaluate(&so, &values, current, ready, &mut failures);
+        let readings: Vec<Reading> = so
+            .triggers
+            .iter()
+            .zip(&values)
+            .zip(&decision.asks)
+            .map(|((trigger, value), ask)| Reading {
+                name: trigger.name.clone(),
+                value: value.as_ref().ok().copied(),
+                target: trigger.threshold,
+                asks: ask.replicas(),
+            })
+            .collect();
+        let proposal = decision.proposal;
+        let desired = so.scaling.decide(&mut history, hpa_now(), current, proposal);
+        // The trigger asking for the most replicas, when any asks for more than the minimum.
+        let driving = readings
+            .iter()
+            .rev()
+            .max_by_key(|r| r.asks.unwrap_or(0))
+            .filter(|r| r.asks.unwrap_or(0) > so.scaling.min)
+            .map(|r| r.name.clone());
+        let rate = |status: &str| {
+            prometheus
+                .value(&format!(
+                    "sum(rate(http_requests_total{{handler=\"/process\"{status}}}[{window}])) or vector(0)"
+                ))
+                .map_or(0.0, |v| v / factor)
+        };
+        let row = Row {
+            t: hpa_now(),
+            current,
+            desired,
+            ready,
+            offered_per_s: rate(""),
+            served_per_s: rate(", status=\"2xx\""),
+            driving,
+            triggers: readings,
+        };
+        print_row(&row);
+        let job_active = load_ended_at.is_none();
+        let live: Vec<String> = pods.list.iter().map(|p| format!("consumer-{}", p.index)).collect();
+        *state.lock().unwrap_or_else(|p| p.into_inner()) =
+            cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors);
+        rows.push(row);
+        pods.scale_to(desired)?;
+        if let Some(ended) = load_ended_at {
+            let idle = prometheus
+                .value("sum(consumer_tasks_queued) + sum(consumer_tasks_in_flight{kind=\"cpu\"})")
+                .is_ok_and(|v| v == 0.0);
+            if current == so.scaling.min && desired == so.scaling.min && idle {
+                break;
+            }
+            if hpa_now() - ended > SETTLE_LIMIT_SECONDS {
+                eprintln!("cluster: not back at the minimum {SETTLE_LIMIT_SECONDS} s after the load; stopping");
+                break;
+            }
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
+    let dashboards = match &args.dashboards {
+        Some(dir) => Some(check_dashboards(dir, &prometheus, &namespace, started.elapsed().as_secs_f64())?),
+        None => None,
+    };
+    let cancelled = Arc::clone(&pods.cancelled);
+    drop(pods);
+    let mut report = report(&args.profile, factor, &rows, load_ended_at, so.scaling.min, &summary);
+    if let Some(dashboards) = dashboards {
+        println!("dashboards: {dashboards}");
+        report["dashboards"] = dashboards;
+    }
+    report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
+    println!("{}", serde_json::to_string_pretty(&report["outline"]).unwrap_or_default());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// A trigger's value as KEDA would read it from a cluster running `factor` times slower (see `read_compressed`).
+fn read_trigger(prometheus: &Prom, query: &str, factor: f64) -> Result<f64, String> {
+    let (query, divisor) = read_compressed(query, factor);
+    prometheus.value(&query).map(|v| v / divisor)
+}

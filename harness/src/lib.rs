@@ -1,0 +1,31 @@
+//! The closed-loop harness behind the `cluster` binary (`make demo`, the closed-loop tests): plays a Kubernetes cluster's part on one machine, so the loop from load to replicas and back runs for
+//! real: consumer processes as the replicas (simulated CPU, the rendered Deployment's CPU and memory limits), a real
+//! HAProxy as the Service (`mode tcp`, round robin, health checks on `/ready`, servers enabled and disabled as pods
+//! start and drain), a real Prometheus with the monitoring component's relabeling (file discovery, so targets come and
+//! go), and the ScaledObject evaluated as KEDA's Prometheus scaler and the HPA do it (`surge_keda`).
+//! The generator sends a profile through HAProxy with a new connection per request. What kube-state-metrics and KEDA's
+//! operator would report about this run (replicas, the HPA's desire, the Job, the pods' limits, each scaler's value
+//! and errors) is served with their metric names and labels and scraped like them, so the dashboards read it.
+//!
+//! `--time-scale F` compresses time by F: scrape and sync intervals, the queries' rate windows and the profile shrink
+//! by F, while the HPA's clock runs F times faster so its windows and policy periods keep their manifest values.
+//! Rate-valued triggers are divided by F (the same requests arrive F times faster). Times printed are HPA seconds.
+
+//!
+//! - `closed_loop`: the flags and the loop, one sync at a time.
+//! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
+//! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
+//! - `standins`: kube-state-metrics' and KEDA's series for this run.
+//! - `trajectory`: the table printed every sync and the outline at the end.
+//! - `dashboards`: every dashboard query checked against the run.
+//!
+//! Not shipped: no image contains it, and nothing shipped depends on it.
+
+mod closed_loop;
+mod dashboards;
+mod pods;
+pub mod prometheus;
+mod standins;
+mod trajectory;
+
+pub use closed_loop::{run, Args};

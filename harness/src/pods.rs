@@ -1,0 +1,273 @@
+//! The Deployment's pods as processes: consumer replicas started and drained as the autoscaler decides, a real HAProxy
+//! as the Service (servers enabled and disabled over its runtime API as pods start and drain), and the scrape targets
+//! Kubernetes discovery would give them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use surge_generator::prometheus::http_get;
+
+/// The consumer container's `--shutdown-timeout-secs`, in seconds.
+pub(crate) fn shutdown_timeout(container: &Value) -> Result<f64, String> {
+    container["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|arg| arg.strip_prefix("--shutdown-timeout-secs="))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
+}
+
+pub(crate) fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(format!("not ready within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// A child process killed when dropped.
+pub(crate) struct Owned(Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn start_haproxy(
+    dir: &Path,
+    frontend: u16,
+    ports: &[u16],
+    socket: &Path,
+    factor: f64,
+) -> Result<Owned, String> {
+    let check_ms = (2000.0 / factor).round().max(100.0);
+    let mut config = format!(
+        "global\n  stats socket {} mode 600 level admin\n\
+         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 120s\n  timeout server 120s\n\
+         frontend service\n  bind 127.0.0.1:{frontend}\n  default_backend pods\n\
+         backend pods\n  balance roundrobin\n  option httpchk GET /ready\n  http-check expect status 200\n\
+         default-server inter {check_ms}ms fall 1 rise 1\n",
+        socket.display()
+    );
+    for (index, port) in ports.iter().enumerate() {
+        // Pods not yet started are disabled, as an endpoints controller lists no address for them.
+        config.push_str(&format!("  server pod{index} 127.0.0.1:{port} check disabled\n"));
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).map_err(|e| e.to_string())?;
+    let child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("haproxy: {e}"))?;
+    wait_until(Duration::from_secs(10), || UnixStream::connect(socket).is_ok())?;
+    Ok(Owned(child))
+}
+
+/// The `__meta_kubernetes_*` labels discovery would give a consumer pod.
+pub(crate) struct PodMeta {
+    pub(crate) labels: serde_json::Map<String, Value>,
+}
+
+impl PodMeta {
+    pub(crate) fn from_template(template: &Value, namespace: &str) -> Self {
+        let mut labels = serde_json::Map::new();
+        labels.insert("__meta_kubernetes_namespace".into(), namespace.into());
+        labels.insert("__meta_kubernetes_pod_phase".into(), "Running".into());
+        labels.insert("__meta_kubernetes_pod_node_name".into(), "node-1".into());
+        let sanitise =
+            |key: &str| key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>();
+        for (key, value) in template["metadata"]["labels"].as_object().into_iter().flatten() {
+            labels.insert(format!("__meta_kubernetes_pod_label_{}", sanitise(key)), value.clone());
+        }
+        for (key, value) in template["metadata"]["annotations"].as_object().into_iter().flatten() {
+            labels.insert(format!("__meta_kubernetes_pod_annotation_{}", sanitise(key)), value.clone());
+        }
+        Self { labels }
+    }
+}
+
+pub(crate) struct Pod {
+    pub(crate) index: usize,
+    pub(crate) child: Owned,
+    pub(crate) draining: bool,
+    /// Reads the pod's log until it exits.
+    pub(crate) log: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The Deployment's pods: started and drained as the autoscaler decides, published to HAProxy and Prometheus.
+pub(crate) struct Pods {
+    /// Tasks the pods logged as cancelled, over the whole run.
+    pub(crate) cancelled: Arc<AtomicU64>,
+    pub(crate) list: Vec<Pod>,
+    pub(crate) ports: Vec<u16>,
+    pub(crate) consumer: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) socket: PathBuf,
+    pub(crate) targets: PathBuf,
+    pub(crate) meta: PodMeta,
+    /// Other scrape targets of the run (kube-state-metrics' and KEDA's series, the generator), in discovery's shape.
+    pub(crate) extra: Vec<Value>,
+}
+
+impl Pods {
+    pub(crate) fn replicas(&self) -> u32 {
+        self.list.iter().filter(|p| !p.draining).count() as u32
+    }
+
+    pub(crate) fn ready(&self) -> u32 {
+        let ready = |p: &&Pod| http_get("127.0.0.1", self.ports[p.index], "/ready").is_ok_and(|(s, _)| s == 200);
+        self.list.iter().filter(|p| !p.draining).filter(ready).count() as u32
+    }
+
+    pub(crate) fn add(&mut self) -> Result<(), String> {
+        let index =
+            (0..self.ports.len()).find(|i| self.list.iter().all(|p| p.index != *i)).ok_or("no free pod slot")?;
+        let child = Command::new(&self.consumer)
+            .args(&self.args)
+            .args(["--port", &self.ports[index].to_string()])
+            .env("POD_NAME", format!("consumer-{index}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.consumer.display()))?;
+        let mut child = Owned(child);
+        // Wait for the listening line, then keep draining stdout so the pod never blocks on a full pipe.
+        let stdout = child.0.stdout.take().ok_or("consumer stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            if line.map_err(|e| e.to_string())?.contains("consumer listening") {
+                break;
+            }
+        }
+        // Counts the tasks that ended cancelled (a drain ends a pod's background work): work lost to a scale-down.
+        let cancelled = Arc::clone(&self.cancelled);
+        let log = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains(r#""message":"task finished""#) && line.contains(r#""status":"cancelled""#) {
+                    cancelled.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        self.list.push(Pod { index, child, draining: false, log: Some(log) });
+        self.admin(&format!("enable server pods/pod{index}"))
+    }
+
+    /// Takes the newest pods out of the Service and sends them SIGTERM, as a scale-down does.
+    pub(crate) fn drain(&mut self, count: usize) -> Result<(), String> {
+        let mut victims: Vec<usize> = self.list.iter().filter(|p| !p.draining).map(|p| p.index).collect();
+        victims.sort_unstable();
+        for index in victims.into_iter().rev().take(count) {
+            self.admin(&format!("disable server pods/pod{index}"))?;
+            if let Some(pod) = self.list.iter_mut().find(|p| p.index == index) {
+                pod.draining = true;
+                // SAFETY: kill only sends a signal to our own child's pid.
+                unsafe { libc::kill(pod.child.0.id() as i32, libc::SIGTERM) };
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn scale_to(&mut self, desired: u32) -> Result<(), String> {
+        let current = self.replicas();
+        if desired > current {
+            for _ in current..desired {
+                self.add()?;
+            }
+            self.publish()?;
+        } else if desired < current {
+            self.drain((current - desired) as usize)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets pods that have exited after their drain.
+    pub(crate) fn reap(&mut self) -> Result<(), String> {
+        let before = self.list.len();
+        let mut gone = Vec::new();
+        for mut pod in std::mem::take(&mut self.list) {
+            if pod.draining && pod.child.0.try_wait().ok().flatten().is_some() {
+                gone.extend(pod.log.take());
+            } else {
+                self.list.push(pod);
+            }
+        }
+        // Its log is complete once the pod has exited: join the reader so every cancellation is counted.
+        for log in gone {
+            let _ = log.join();
+        }
+        if self.list.len() != before {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the discovery file: every pod that still exists, draining ones too (Prometheus scrapes them until gone).
+    pub(crate) fn publish(&self) -> Result<(), String> {
+        let targets: Vec<Value> = self
+            .extra
+            .iter()
+            .cloned()
+            .chain(self.list.iter().map(|p| {
+                let mut labels = self.meta.labels.clone();
+                labels.insert("__meta_kubernetes_pod_name".into(), format!("consumer-{}", p.index).into());
+                labels.insert(
+                    "__meta_kubernetes_pod_annotation_prometheus_io_port".into(),
+                    self.ports[p.index].to_string().into(),
+                );
+                json!({"targets": [format!("127.0.0.1:{}", self.ports[p.index])], "labels": labels})
+            }))
+            .collect();
+        let temp = self.targets.with_extension("tmp");
+        std::fs::write(&temp, serde_json::to_string(&targets).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        std::fs::rename(&temp, &self.targets).map_err(|e| e.to_string())
+    }
+
+    /// One command on HAProxy's runtime API.
+    fn admin(&self, command: &str) -> Result<(), String> {
+        let mut stream = UnixStream::connect(&self.socket).map_err(|e| format!("haproxy socket: {e}"))?;
+        writeln!(stream, "{command}").map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        if answer.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("haproxy {command:?}: {}", answer.trim()))
+        }
+    }
+}
+
+/// A scrape target as Kubernetes discovery would give a pod of `app` that is annotated for scraping on `port`.
+pub(crate) fn scraped_as(namespace: &str, app: &str, pod: &str, port: u16) -> Value {
+    json!({"targets": [format!("127.0.0.1:{port}")], "labels": {
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_pod_name": pod,
+        "__meta_kubernetes_pod_phase": "Running",
+        "__meta_kubernetes_pod_node_name": "node-1",
+        "__meta_kubernetes_pod_label_app_kubernetes_io_name": app,
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape": "true",
+        "__meta_kubernetes_pod_annotation_prometheus_io_port": port.to_string(),
+        "__meta_kubernetes_pod_annotation_prometheus_io_path": "/metrics",
+    }})
+}

@@ -1,0 +1,98 @@
+//! The trajectory as it is printed every sync and summed up at the end: peak replicas and when, the driving trigger,
+//! first scale-up, back at the minimum.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use surge_keda::ScaledObject;
+
+/// One trigger's reading at one sync.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Reading {
+    pub(crate) name: String,
+    /// `None` when the query failed.
+    pub(crate) value: Option<f64>,
+    pub(crate) target: f64,
+    pub(crate) asks: Option<u32>,
+}
+
+/// One sync of the autoscaler.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    /// HPA seconds since the generator started.
+    pub(crate) t: f64,
+    pub(crate) current: u32,
+    pub(crate) desired: u32,
+    pub(crate) ready: u32,
+    pub(crate) offered_per_s: f64,
+    pub(crate) served_per_s: f64,
+    pub(crate) driving: Option<String>,
+    pub(crate) triggers: Vec<Reading>,
+}
+
+/// The run in a few figures: peak replicas and when, the driving trigger, first scale-up, back at the minimum.
+pub(crate) fn report(
+    profile: &str,
+    factor: f64,
+    rows: &[Row],
+    load_ended: Option<f64>,
+    min: u32,
+    generator: &Value,
+) -> Value {
+    let peak = rows.iter().map(|r| r.desired).max().unwrap_or(min);
+    let peak_row = rows.iter().find(|r| r.desired == peak);
+    let first_up = rows.iter().find(|r| r.desired > min).map(|r| r.t);
+    let back_at_min = rows.iter().rev().take_while(|r| r.current == min && r.desired == min).last().map(|r| r.t);
+    let drivers: Vec<String> = {
+        let mut names: Vec<String> = rows.iter().filter_map(|r| r.driving.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    json!({
+        "outline": {
+            "profile": profile,
+            "time_scale": factor,
+            "peak_replicas": peak,
+            "peak_at_s": peak_row.map(|r| r.t),
+            "peak_driven_by": peak_row.and_then(|r| r.driving.clone()),
+            "driving_triggers": drivers,
+            "first_scale_up_at_s": first_up,
+            "load_ended_at_s": load_ended,
+            "back_at_min_at_s": back_at_min,
+            "sent": generator["sent"],
+            "succeeded": generator["succeeded"],
+            "retried": generator["retried"],
+            "failed": generator["failed"],
+            "send_lag_max_ms": generator["send_lag_ms"]["max"],
+        },
+        "rows": rows,
+        "generator": generator,
+    })
+}
+
+pub(crate) fn print_header(so: &ScaledObject) {
+    let names: Vec<String> =
+        so.triggers.iter().map(|t| format!("{:>24}", format!("{} ({})", t.name, t.threshold))).collect();
+    println!("{:>7} {:>4} {:>5} {:>8} {:>8}  {}", "t(s)", "want", "ready", "offer/s", "served/s", names.join(" "));
+}
+
+pub(crate) fn print_row(row: &Row) {
+    let cells: Vec<String> = row
+        .triggers
+        .iter()
+        .map(|r| {
+            let value = r.value.map_or_else(|| "error".to_owned(), |v| format!("{v:.2}"));
+            let asks = r.asks.map_or_else(|| "-".to_owned(), |a| a.to_string());
+            format!("{:>24}", format!("{value} -> {asks}"))
+        })
+        .collect();
+    println!(
+        "{:>7.0} {:>4} {:>5} {:>8.2} {:>8.2}  {}",
+        row.t,
+        row.desired,
+        row.ready,
+        row.offered_per_s,
+        row.served_per_s,
+        cells.join(" ")
+    );
+}

@@ -1,0 +1,16 @@
+//! How KEDA and the HPA turn a ScaledObject's trigger values into replicas, as pure functions with table tests; no
+//! I/O beyond what callers hand in. The generator's watch table, the closed-loop harness and their tests use it.
+//!
+//! - `hpa`: the HPA's arithmetic (replica_calculator.go, horizontal.go): per-metric replicas, the maximum,
+//!   `behavior` (stabilisation, policies), bounds; KEDA's fallback behaviours.
+//! - `scaled_object`: a ScaledObject, and the consumer's limits, read from rendered manifests; how a query reads under
+//!   the harness's time compression.
+//! - `evaluate`: one poll of the triggers into the replicas asked for (fallback included): the one evaluation every
+//!   caller uses.
+
+pub mod evaluate;
+pub mod hpa;
+pub mod scaled_object;
+
+pub use evaluate::{evaluate, Ask, Decision, Failures};
+pub use scaled_object::ScaledObject;
