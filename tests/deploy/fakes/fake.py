@@ -16,16 +16,14 @@ others see, as on a machine with a kind cluster:
 """
 import base64
 import hashlib
-import http.server
 import json
 import os
 import re
-import subprocess
 import sys
 import time
-import urllib.parse
 
-import yaml
+# yaml, subprocess, http.server and urllib are imported where they are used: every call of a fake pays for what it
+# imports, and most calls need none of them.
 
 STATE = os.environ["FAKE_STATE"]
 FIXTURES = os.environ["FAKE_FIXTURES"]
@@ -178,6 +176,10 @@ def release_objects(url):
 
 def documents(state, args, namespace):
     """The objects an apply/delete/create names: -f URL|FILE|-, or -k DIR (rendered by the real kustomize)."""
+    import subprocess
+
+    import yaml
+
     if "-k" in args:
         directory = args[args.index("-k") + 1]
         rendered = subprocess.run([os.environ["FAKE_REAL_KUBECTL"], "kustomize", directory], capture_output=True,
@@ -374,6 +376,8 @@ def get(state, args, namespace):
     elif output.startswith("jsonpath="):
         sys.stdout.write(jsonpath(result, output.split("=", 1)[1]))
     else:
+        import yaml
+
         print(yaml.safe_dump(result))
 
 
@@ -500,6 +504,9 @@ def kubectl(args):
 # ---------------------------------------------------------------- port-forward: Prometheus and Grafana APIs
 
 def serve(service, port, namespace):
+    import http.server
+    import urllib.parse
+
     dashboards = os.environ.get("FAKE_DASHBOARDS", "")
     rejected = os.environ.get("FAKE_PROMQL_REJECT", "")
 
@@ -575,6 +582,8 @@ def kind(args):
     elif args[:2] == ["create", "cluster"]:
         if name in state["clusters"]:
             fail(f'ERROR: failed to create cluster: node(s) already exist for a cluster with the name "{name}"')
+        import yaml
+
         with open(flags["--config"]) as f:
             config = yaml.safe_load(f)
         mappings = {f'{m["containerPort"]}/{m.get("protocol", "TCP").lower()}':
