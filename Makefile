@@ -33,9 +33,7 @@ test: tools lint lint-deploy ## Everything CI checks: lints, every test of the w
 	$(MAKE) --no-print-directory fuzz-api
 
 .PHONY: check
-check: ## The fast inner loop: fmt, clippy, every unit test and the manifest policy (no release build, Prometheus or HAProxy)
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+check: lint ## The fast inner loop: lint, every unit test, the manifest policy and the make-dev fakes (no release build, Prometheus or HAProxy)
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) test --test deploy -- policy:: manifests:: devscript::
 
@@ -44,9 +42,11 @@ fuzz-api: ## schemathesis (every check) against the real consumer's OpenAPI spec
 	scripts/fuzz-api.sh
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## cargo fmt --check, clippy with warnings as errors, no import circles in any crate
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/import-cycles.py --self-test
+	python3 scripts/import-cycles.py src keda/src generator/src harness/src
 
 .PHONY: lint-deploy
 lint-deploy: ## yamllint, hadolint and shellcheck over manifests, dashboards' kustomization, Dockerfiles, scripts

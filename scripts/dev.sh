@@ -428,7 +428,7 @@ e2e() {
   read -r peak_low peak_high reached_by back_by <<<"$expectations"
   local resource
   for resource in $E2E_RESOURCES; do
-    k -n "$NAMESPACE" get "$resource" >/dev/null 2>&1 || die "$resource is missing in namespace $NAMESPACE: run make dev first"
+    kq -n "$NAMESPACE" get "$resource" >/dev/null || die "$resource is missing in namespace $NAMESPACE: run make dev first"
   done
   local scale=${E2E_SCALE:-1}
   min_replicas=$(kq -n "$NAMESPACE" get scaledobject consumer -o jsonpath='{.spec.minReplicaCount}') ||

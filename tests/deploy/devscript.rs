@@ -322,6 +322,19 @@ fn make_e2e_fails_for_its_reasons_and_leaves_no_port_forward_behind() {
 }
 
 #[test]
+fn make_e2e_rides_out_an_apiserver_that_times_out_now_and_then() {
+    let machine = after_dev();
+    // Every fourth read fails once: each is retried, and the run ends as it would on a healthy apiserver.
+    let flaky = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4)), ("FAKE_FLAKY_EVERY", "4")]);
+    assert_eq!(flaky.code, 0, "{}", flaky.transcript("e2e"));
+    assert!(flaky.stdout.contains("e2e passed"), "{}", flaky.stdout);
+    // One that never answers: e2e says which read failed, with kubectl's own words, never a silent exit.
+    let down = machine.make("e2e", &[("FAKE_E2E", &trajectory(HEAVY, 4)), ("FAKE_FLAKY_EVERY", "1")]);
+    assert_eq!(down.code, 2, "{}", down.transcript("e2e"));
+    assert!(down.stderr.contains("TLS handshake timeout"), "{}", down.stderr);
+}
+
+#[test]
 fn make_e2e_counts_only_this_runs_metric_failures_and_holds_the_peak_on_a_full_node() {
     let machine = after_dev();
     let event = |minutes_from_now: i64| {

@@ -465,6 +465,13 @@ def kubectl(args):
         fail(f"error: context was not found for specified context: {context}")
     if context in os.environ.get("FAKE_DOWN_CONTEXTS", "").split(","):
         fail("Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused")
+    flaky = int(os.environ.get("FAKE_FLAKY_EVERY", "0"))
+    if flaky and rest[0] == "get":
+        # A busy apiserver: every Nth read times out once.
+        state["reads"] = state.get("reads", 0) + 1
+        save(state)
+        if state["reads"] % flaky == 0:
+            fail("Unable to connect to the server: net/http: TLS handshake timeout")
     if verb == "cluster-info":
         print("Kubernetes control plane is running")
     elif verb == "apply":
