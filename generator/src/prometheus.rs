@@ -6,6 +6,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
+use surge_keda::scaled_object::{keda_value, read_compressed, Trigger};
 
 /// A blocking HTTP/1.0 GET: the status and the body.
 pub fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String), String> {
@@ -64,6 +65,32 @@ impl Prom {
             other => Err(format!("{} series", other.len())),
         }
         .map(|v: f64| if v.is_nan() { 0.0 } else { v })
+    }
+
+    /// Every series' value of an instant query, NaN and infinities as Prometheus wrote them; an error only when
+    /// Prometheus does not answer or refuses the query.
+    pub fn series_values(&self, query: &str) -> Result<Vec<f64>, String> {
+        let (status, body) = http_get(&self.host, self.port, &format!("/api/v1/query?query={}", encode(query)))?;
+        let answer: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("{status}: {}", answer["error"]));
+        }
+        let result = answer["data"]["result"].as_array().ok_or("no result")?;
+        result
+            .iter()
+            .map(|series| {
+                let text = series["value"][1].as_str().ok_or("a series without a value")?;
+                text.parse::<f64>().map_err(|e| format!("{text}: {e}"))
+            })
+            .collect()
+    }
+
+    /// A trigger's value as KEDA's Prometheus scaler reads it (`surge_keda::scaled_object::keda_value`: empty and NaN
+    /// by `ignoreNullValues`), under `factor` times compression as the harness runs. The one way the harness and the
+    /// watch table read a trigger.
+    pub fn trigger_value(&self, trigger: &Trigger, factor: f64) -> Result<f64, String> {
+        let (query, divisor) = read_compressed(&trigger.query, factor);
+        keda_value(&self.series_values(&query)?, trigger.ignore_null_values).map(|v| v / divisor)
     }
 
     /// How many series a range query returns over the last `seconds` (step 1 s): "does this panel show anything".

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use surge_keda::hpa::MetricType;
-use surge_keda::scaled_object::{documents, read_compressed};
+use surge_keda::scaled_object::documents;
 use surge_keda::{evaluate, Ask, Failures, ScaledObject};
 
 use crate::prometheus::Prom;
@@ -39,6 +39,8 @@ pub struct Watch {
     hpa: String,
     /// Each trigger's failure streak, as KEDA counts it toward the fallback.
     failures: Failures,
+    /// When the previous row was read (seconds since the table started).
+    last_row: f64,
 }
 
 impl Watch {
@@ -59,6 +61,7 @@ impl Watch {
             // KEDA names the HPA it creates after the ScaledObject.
             hpa: format!("keda-hpa-{name}"),
             failures: Failures::default(),
+            last_row: 0.0,
         })
     }
 
@@ -70,12 +73,6 @@ impl Watch {
     /// Each trigger's name, threshold and whether KEDA averages it over the replicas.
     pub fn triggers(&self) -> Vec<(String, f64, bool)> {
         self.so.triggers.iter().map(|t| (t.name.clone(), t.threshold, t.kind == MetricType::AverageValue)).collect()
-    }
-
-    /// A trigger's value as the cluster's Prometheus reads it now (compressed like the harness under --time-scale).
-    fn read(&self, query: &str) -> Result<f64, String> {
-        let (query, divisor) = read_compressed(query, self.time_scale);
-        self.prometheus.value(&query).map(|v| v / divisor)
     }
 
     pub fn header(&self) -> String {
@@ -101,8 +98,12 @@ impl Watch {
             self.hpa
         ))?;
         let current = replicas.unwrap_or(1).max(1);
-        let values: Vec<Result<f64, String>> = self.so.triggers.iter().map(|t| self.read(&t.query)).collect();
-        let decision = evaluate(&self.so, &values, current, ready.unwrap_or(current), &mut self.failures);
+        let values: Vec<Result<f64, String>> =
+            self.so.triggers.iter().map(|t| self.prometheus.trigger_value(t, self.time_scale)).collect();
+        // Failures count in the autoscaler's clock, which runs `time_scale` times faster under compression.
+        let seconds = (elapsed.as_secs_f64() - self.last_row) * self.time_scale.max(1.0);
+        self.last_row = elapsed.as_secs_f64();
+        let decision = evaluate(&self.so, &values, current, ready.unwrap_or(current), &mut self.failures, seconds);
         let mut compared = Vec::new();
         let cells: Vec<String> = self
             .so
@@ -127,7 +128,8 @@ impl Watch {
                 }
             })
             .collect();
-        let wants = decision.proposal.clamp(self.so.scaling.min, self.so.scaling.max);
+        // No proposal: the HPA keeps the replicas this sync.
+        let wants = decision.proposal.unwrap_or(current).clamp(self.so.scaling.min, self.so.scaling.max);
         let show = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let sample = Sample { t: elapsed.as_secs_f64(), replicas, ready, desired, compared, wants };
         let line = format!(
@@ -190,10 +192,11 @@ spec:
   scaleTargetRef: {name: consumer}
   minReplicaCount: 1
   maxReplicaCount: 10
+  pollingInterval: 5
   fallback: {failureThreshold: 3, replicas: 6, behavior: currentReplicasIfHigher}
   triggers:
     - {type: prometheus, name: backlog, metricType: AverageValue, metadata: {query: "sum(backlog)", threshold: "2"}}
-    - {type: prometheus, name: stretch, metricType: Value, metadata: {query: "sum(stretch)", threshold: "1.5"}}
+    - {type: prometheus, name: stretch, metricType: Value, metadata: {query: "sum(stretch)", threshold: "1.5", ignoreNullValues: "false"}}
 "#;
 
     /// A Prometheus that answers 4 replicas for the kube-state-metrics gauges, `backlog` for the first trigger and a
@@ -234,13 +237,14 @@ spec:
         let mut failures = Failures::default();
         let mut wanted = Vec::new();
         for poll in 1..=4 {
-            let (line, sample) = watch.row(Duration::from_secs(poll)).expect("a row");
-            let harness = evaluate(&so, &[Ok(2.0), Err("400".into())], 4, 4, &mut failures);
-            assert_eq!(sample.wants, harness.proposal.clamp(1, 10), "poll {poll}: {line}");
+            let (line, sample) = watch.row(Duration::from_secs(5 * poll)).expect("a row");
+            let harness = evaluate(&so, &[Ok(2.0), Err("400".into())], 4, 4, &mut failures, 5.0);
+            assert_eq!(sample.wants, harness.proposal.unwrap_or(4).clamp(1, 10), "poll {poll}: {line}");
             wanted.push(sample.wants);
         }
-        // backlog 2 on 4 replicas asks 1, the failing trigger holds 4 (no scale-down while a metric fails), then from
-        // the third failure in a row KEDA's fallback asks max(4 current, 6): 6.
+        // backlog 2 on 4 replicas asks 1, the failing trigger holds 4 (no scale-down while a metric fails); KEDA counts
+        // 1 + 1/3 failures a 5 s row (pollingInterval 5 s, HPA sync 15 s), so the third row is past the threshold of
+        // 3 and the fallback asks max(4 current, 6): 6.
         assert_eq!(wanted, vec![4, 4, 6, 6]);
     }
 }

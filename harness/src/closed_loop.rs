@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::Value;
 use surge_generator::prometheus::Prom;
+use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
-use surge_keda::scaled_object::{documents, find, limits, read_compressed};
+use surge_keda::scaled_object::{documents, find, limits};
 use surge_keda::{evaluate, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
@@ -21,8 +22,8 @@ use crate::prometheus::start_prometheus;
 use crate::standins::{cluster_metrics, serve_state};
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
 
-/// The HPA's sync period and Prometheus's scrape interval in the monitoring component, before compression.
-const SYNC_SECONDS: f64 = 15.0;
+/// The HPA's sync period (and the monitoring component's scrape interval), before compression.
+const SYNC_SECONDS: f64 = HPA_SYNC_SECONDS;
 /// How long after the load a run may take to come back to the minimum before it is reported as stuck (HPA seconds).
 const SETTLE_LIMIT_SECONDS: f64 = 1200.0;
 
@@ -166,7 +167,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let hpa_now = || started.elapsed().as_secs_f64() * factor;
     let sync = Duration::from_secs_f64(SYNC_SECONDS / factor);
-    let mut history = History::default();
+    // Seeded with the replicas at the first sync, as the HPA seeds a new one's recommendations.
+    let mut history: Option<History> = None;
     let mut failures = Failures::default();
     let mut errors = vec![0u64; so.triggers.len()];
     let mut rows: Vec<Row> = Vec::new();
@@ -183,11 +185,11 @@ pub fn run(args: &Args) -> Result<(), String> {
         let current = pods.replicas();
         let ready = pods.ready();
         let values: Vec<Result<f64, String>> =
-            so.triggers.iter().map(|t| read_trigger(&prometheus, &t.query, factor)).collect();
+            so.triggers.iter().map(|t| prometheus.trigger_value(t, factor)).collect();
         for (count, value) in errors.iter_mut().zip(&values) {
             *count += u64::from(value.is_err());
         }
-        let decision = evaluate(&so, &values, current, ready, &mut failures);
+        let decision = evaluate(&so, &values, current, ready, &mut failures, SYNC_SECONDS);
         let readings: Vec<Reading> = so
             .triggers
             .iter()
@@ -200,8 +202,12 @@ pub fn run(args: &Args) -> Result<(), String> {
                 asks: ask.replicas(),
             })
             .collect();
-        let proposal = decision.proposal;
-        let desired = so.scaling.decide(&mut history, hpa_now(), current, proposal);
+        let history = history.get_or_insert_with(|| History::seeded(hpa_now(), current));
+        // No proposal: the HPA returns before stabilising, keeps the replicas and records nothing.
+        let desired = match decision.proposal {
+            Some(proposal) => so.scaling.decide(history, hpa_now(), current, proposal),
+            None => current,
+        };
         // The trigger asking for the most replicas, when any asks for more than the minimum.
         let driving = readings
             .iter()
@@ -265,10 +271,4 @@ pub fn run(args: &Args) -> Result<(), String> {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// A trigger's value as KEDA would read it from a cluster running `factor` times slower (see `read_compressed`).
-fn read_trigger(prometheus: &Prom, query: &str, factor: f64) -> Result<f64, String> {
-    let (query, divisor) = read_compressed(query, factor);
-    prometheus.value(&query).map(|v| v / divisor)
 }

@@ -5,13 +5,20 @@
 use crate::hpa::{combine, metric_replicas};
 use crate::scaled_object::ScaledObject;
 
-/// Consecutive failures of each trigger, kept between polls as KEDA keeps them (`pkg/fallback`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Failures(Vec<u32>);
+/// The HPA controller's default sync period (`--horizontal-pod-autoscaler-sync-period`), seconds.
+pub const HPA_SYNC_SECONDS: f64 = 15.0;
+
+/// Each trigger's failure streak as KEDA counts it (`pkg/fallback` `IncrementFailure`). KEDA counts a failed read both
+/// in its own polling loop (every `pollingInterval`, `scale_handler.go` `getScalerState`) and on each request of the
+/// HPA (every sync, `GetScaledObjectMetrics`); a success resets it. Kept as the expected count over the time between
+/// evaluations, since an evaluation here stands for both.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Failures(Vec<f64>);
 
 impl Failures {
+    /// Whole failures counted so far for a trigger.
     pub fn count(&self, trigger: usize) -> u32 {
-        self.0.get(trigger).copied().unwrap_or(0)
+        self.0.get(trigger).copied().unwrap_or(0.0).floor() as u32
     }
 }
 
@@ -35,23 +42,27 @@ impl Ask {
     }
 }
 
-/// The decision before `behavior`: each trigger's ask, and the replicas they ask for together.
+/// The decision before `behavior`: each trigger's ask, and the replicas they ask for together; `proposal` is `None`
+/// when the HPA would return before stabilising (every metric failed, or some did and the rest would scale down).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub asks: Vec<Ask>,
-    pub proposal: u32,
+    pub proposal: Option<u32>,
 }
 
 /// Evaluates one poll: `readings[i]` is trigger `i`'s query value (already read as KEDA reads it) or its error;
-/// `current` and `ready` are the Deployment's replicas; `failures` carries each trigger's failure streak across polls.
+/// `current` and `ready` are the Deployment's replicas; `failures` carries each trigger's failure streak across polls,
+/// and `seconds` is the time since the previous evaluation (in the autoscaler's clock).
 pub fn evaluate(
     so: &ScaledObject,
     readings: &[Result<f64, String>],
     current: u32,
     ready: u32,
     failures: &mut Failures,
+    seconds: f64,
 ) -> Decision {
-    failures.0.resize(so.triggers.len(), 0);
+    failures.0.resize(so.triggers.len(), 0.0);
+    let counted = seconds / so.polling_interval + seconds / HPA_SYNC_SECONDS;
     let asks: Vec<Ask> = so
         .triggers
         .iter()
@@ -59,13 +70,14 @@ pub fn evaluate(
         .zip(failures.0.iter_mut())
         .map(|((trigger, reading), failed)| match reading {
             Ok(value) => {
-                *failed = 0;
+                *failed = 0.0;
                 Ask::Replicas(metric_replicas(trigger.kind, *value, trigger.threshold, current, ready))
             }
             Err(_) => {
-                *failed += 1;
+                *failed += counted;
+                // `NumberOfFailures > FailureThreshold` (fallback.go `GetMetricsWithFallback`): strictly more.
                 match &so.fallback {
-                    Some(f) if *failed >= f.failure_threshold => {
+                    Some(f) if failed.floor() > f64::from(f.failure_threshold) => {
                         Ask::Fallback(f.behavior.replicas(f.replicas, current))
                     }
                     _ => Ask::Failed,
@@ -84,8 +96,15 @@ mod tests {
     use crate::scaled_object::{Fallback, Trigger};
 
     fn scaled_object(fallback: Option<Fallback>) -> ScaledObject {
-        let trigger = |name: &str, kind, threshold| Trigger { name: name.into(), kind, query: "q".into(), threshold };
+        let trigger = |name: &str, kind, threshold| Trigger {
+            name: name.into(),
+            kind,
+            query: "q".into(),
+            threshold,
+            ignore_null_values: false,
+        };
         ScaledObject {
+            polling_interval: 5.0,
             scaling: Scaling { min: 1, max: 10, up: Rules::default_up(), down: Rules::default_down() },
             fallback,
             triggers: vec![
@@ -103,39 +122,47 @@ mod tests {
         let so = scaled_object(None);
         let mut failures = Failures::default();
         // backlog 12 over target 2 asks 6; stretch 1.5 at target 1.5 is within tolerance: keeps 3.
-        let decision = evaluate(&so, &[Ok(12.0), Ok(1.5)], 3, 3, &mut failures);
+        let decision = evaluate(&so, &[Ok(12.0), Ok(1.5)], 3, 3, &mut failures, HPA_SYNC_SECONDS);
         assert_eq!(decision.asks, vec![Ask::Replicas(6), Ask::Replicas(3)]);
-        assert_eq!(decision.proposal, 6);
+        assert_eq!(decision.proposal, Some(6));
     }
 
+    /// fallback.go `GetMetricsWithFallback` (`NumberOfFailures > FailureThreshold`), counted by scale_handler.go both
+    /// per polling interval and per HPA request: with `pollingInterval` 5 s, one 15 s sync counts 3 + 1 = 4 failures,
+    /// past a threshold of 3 at the first sync of an outage (the harness waited three syncs, 45 s, before).
     #[test]
-    fn a_failing_trigger_blocks_scale_down_until_the_fallback_takes_over() {
+    fn keda_fallback_counts_polls_and_hpa_requests_and_needs_more_than_the_threshold() {
         let so = scaled_object(Some(FALLBACK));
         let mut failures = Failures::default();
         let failing = [Err("prometheus: 503".to_owned()), Ok(0.0)];
-        // Polls 1 and 2: failed, no fallback; the other trigger's 1 is not allowed below the current 5.
-        for poll in 1..=2 {
-            let decision = evaluate(&so, &failing, 5, 5, &mut failures);
-            assert_eq!(decision.asks[0], Ask::Failed, "poll {poll}");
-            assert_eq!(decision.proposal, 5, "poll {poll}");
-        }
-        // Poll 3 reaches failureThreshold: currentReplicasIfHigher of 2 at 5 replicas asks 5.
-        let decision = evaluate(&so, &failing, 5, 5, &mut failures);
+        let decision = evaluate(&so, &failing, 5, 5, &mut failures, HPA_SYNC_SECONDS);
+        assert_eq!(failures.count(0), 4);
+        // currentReplicasIfHigher of 2 at 5 replicas asks 5.
         assert_eq!(decision.asks[0], Ask::Fallback(5));
-        assert_eq!(failures.count(0), 3);
+        assert_eq!(decision.proposal, Some(5));
+        // Read every 5 s (the watch table's pace): 1 + 1/3 a read; 3 is not more than 3, 4 is.
+        let mut failures = Failures::default();
+        let asks: Vec<Ask> = (0..3).map(|_| evaluate(&so, &failing, 5, 5, &mut failures, 5.0).asks[0]).collect();
+        assert_eq!(asks, vec![Ask::Failed, Ask::Failed, Ask::Fallback(5)], "counts 1.33, 2.67, 4.0");
         // A success resets the streak.
-        let decision = evaluate(&so, &[Ok(2.0), Ok(0.0)], 5, 5, &mut failures);
+        let decision = evaluate(&so, &[Ok(2.0), Ok(0.0)], 5, 5, &mut failures, HPA_SYNC_SECONDS);
         assert_eq!((decision.asks[0], failures.count(0)), (Ask::Replicas(1), 0));
     }
 
+    /// horizontal.go `computeReplicasForMetrics`: a failed metric with the rest asking fewer, or every metric failed,
+    /// makes the HPA return before stabilising.
     #[test]
-    fn without_a_fallback_a_failure_never_asks() {
+    fn a_failing_trigger_without_fallback_holds_the_replicas_and_records_nothing() {
         let so = scaled_object(None);
         let mut failures = Failures::default();
         for _ in 0..10 {
-            let decision = evaluate(&so, &[Err("down".into()), Err("down".into())], 4, 4, &mut failures);
-            assert_eq!(decision.asks, vec![Ask::Failed, Ask::Failed]);
-            assert_eq!(decision.proposal, 4);
+            let decision = evaluate(&so, &[Err("down".into()), Ok(0.0)], 4, 4, &mut failures, HPA_SYNC_SECONDS);
+            assert_eq!(decision.asks, vec![Ask::Failed, Ask::Replicas(0)]);
+            assert_eq!(decision.proposal, None, "some failed and the rest scale down");
+            let both = [Err("down".into()), Err("down".into())];
+            assert_eq!(evaluate(&so, &both, 4, 4, &mut failures, 15.0).proposal, None, "every metric failed");
         }
+        let up = evaluate(&so, &[Err("down".into()), Ok(3.0)], 4, 4, &mut failures, HPA_SYNC_SECONDS);
+        assert_eq!(up.proposal, Some(8), "the valid metric's scale-up goes ahead");
     }
 }

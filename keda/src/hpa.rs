@@ -18,21 +18,38 @@ pub enum MetricType {
     Value,
 }
 
+/// A value as it reaches the HPA: KEDA formats every metric and target as a milli-quantity (`quantityFromFloat64` in
+/// KEDA's `pkg/scalers/scaler.go`: `%.3f`, NaN, infinite and negative values as 0), and the HPA reads `MilliValue()`.
+pub fn milli(value: f64) -> i64 {
+    if value.is_finite() && value > 0.0 {
+        (value * 1000.0).round().min(i64::MAX as f64) as i64
+    } else {
+        0
+    }
+}
+
+/// `Tolerances.isWithin` (replica_calculator.go, Kubernetes 1.34): `1 - down <= ratio <= 1 + up`, both ends
+/// included, compared as written, not as `|1 - ratio| <= tolerance` (whose float difference moves the edge).
+pub fn within_tolerance(ratio: f64) -> bool {
+    ((1.0 - TOLERANCE)..=(1.0 + TOLERANCE)).contains(&ratio)
+}
+
 /// Replicas one External metric asks for (replica_calculator.go: GetExternalPerPodMetricReplicas and
-/// GetExternalMetricReplicas).
+/// GetExternalMetricReplicas via getUsageRatioReplicaCount), on the milli-quantities KEDA hands the HPA.
 pub fn metric_replicas(kind: MetricType, value: f64, target: f64, current: u32, ready: u32) -> u32 {
+    let (usage, target) = (milli(value) as f64, milli(target) as f64);
     if current == 0 {
-        return ceil(value / target);
+        return ceil(usage / target);
     }
     let ratio = match kind {
-        MetricType::AverageValue => value / (target * f64::from(current)),
-        MetricType::Value => value / target,
+        MetricType::AverageValue => usage / (target * f64::from(current)),
+        MetricType::Value => usage / target,
     };
-    if (1.0 - ratio).abs() <= TOLERANCE {
+    if within_tolerance(ratio) {
         return current;
     }
     match kind {
-        MetricType::AverageValue => ceil(value / target),
+        MetricType::AverageValue => ceil(usage / target),
         MetricType::Value => ceil(ratio * f64::from(ready)),
     }
 }
@@ -45,13 +62,17 @@ fn ceil(x: f64) -> u32 {
     }
 }
 
-/// How many replicas the valid metrics ask for together: the maximum, but never fewer than now while any failed.
-pub fn combine(proposals: &[Option<u32>], current: u32) -> u32 {
-    let valid = proposals.iter().flatten().copied().max().unwrap_or(current);
-    if proposals.iter().any(Option::is_none) && valid < current {
-        current
-    } else {
-        valid
+/// What the valid metrics ask for together: the maximum (horizontal.go `computeReplicasForMetrics`). `None` when every
+/// metric failed, or some failed and the rest would scale down: the HPA then returns before stabilising, keeps the
+/// replicas and records no recommendation.
+pub fn combine(proposals: &[Option<u32>], current: u32) -> Option<u32> {
+    let failed = proposals.iter().filter(|p| p.is_none()).count();
+    let valid = proposals.iter().flatten().copied().max();
+    match valid {
+        None => None,
+        Some(_) if failed == proposals.len() => None,
+        Some(most) if failed > 0 && most < current => None,
+        Some(most) => Some(most),
     }
 }
 
@@ -144,6 +165,14 @@ pub struct History {
     recommendations: VecDeque<(f64, u32)>,
     /// (time in seconds, replicas added (> 0) or removed (< 0))
     events: VecDeque<(f64, i64)>,
+}
+
+impl History {
+    /// A new HPA's memory: horizontal.go seeds an HPA's recommendations with the current count on its first sync, so
+    /// a scale-down right after it starts still waits out the window.
+    pub fn seeded(now: f64, current: u32) -> Self {
+        Self { recommendations: VecDeque::from([(now, current)]), events: VecDeque::new() }
+    }
 }
 
 /// Bounds and behaviour of one HPA.
@@ -294,12 +323,38 @@ mod tests {
         }
     }
 
+    /// replica_calculator.go `Tolerances.isWithin`: a ratio of exactly 1.1 is within. 11 queued on 5 pods against a
+    /// target of 2 is that ratio; `(1.0 - 1.1).abs() <= 0.1` is false in floats (0.10000000000000009) and scaled to 6.
     #[test]
-    fn the_maximum_wins_and_a_failed_metric_blocks_scale_down() {
-        assert_eq!(combine(&[Some(2), Some(5), Some(1)], 3), 5);
-        assert_eq!(combine(&[Some(1), None], 3), 3, "no scale-down while a metric fails");
-        assert_eq!(combine(&[Some(6), None], 3), 6, "scale-up still happens");
-        assert_eq!(combine(&[None, None], 3), 3);
+    fn replica_calculator_is_within_keeps_a_ratio_of_exactly_one_point_one() {
+        assert!(within_tolerance(11.0 / 10.0) && within_tolerance(0.9) && !within_tolerance(1.1001));
+        assert!((1.0_f64 - 11.0 / 10.0).abs() > TOLERANCE, "the old comparison's float edge");
+        assert_eq!(metric_replicas(MetricType::AverageValue, 11.0, 2.0, 5, 5), 5);
+        assert_eq!(metric_replicas(MetricType::Value, 1.1, 1.0, 4, 4), 4);
+        assert_eq!(metric_replicas(MetricType::AverageValue, 9.0, 2.0, 5, 5), 5, "0.9 exactly is within too");
+        assert_eq!(metric_replicas(MetricType::AverageValue, 7.9, 2.0, 5, 5), 4, "0.79 scales down");
+    }
+
+    /// KEDA `pkg/scalers/scaler.go` `quantityFromFloat64` (`%.3f`; NaN, Inf and negative as 0): the HPA sees
+    /// milli-quantities, so a value's fourth decimal never moves a ratio, and a negative value asks for nothing.
+    #[test]
+    fn keda_scaler_quantity_from_float64_rounds_to_milli_quantities() {
+        assert_eq!((milli(0.0004), milli(0.0005), milli(1.2345), milli(-3.0), milli(f64::NAN)), (0, 1, 1235, 0, 0));
+        // 0.8004 cores against 0.8 per pod on one pod: both 800 milli, ratio exactly 1, nothing moves.
+        assert_eq!(metric_replicas(MetricType::AverageValue, 0.8004, 0.8, 1, 1), 1);
+        assert_eq!(metric_replicas(MetricType::AverageValue, -5.0, 2.0, 3, 3), 0);
+    }
+
+    #[test]
+    fn horizontal_compute_replicas_for_metrics_keeps_replicas_when_metrics_fail() {
+        assert_eq!(combine(&[Some(2), Some(5), Some(1)], 3), Some(5));
+        // Some invalid and the rest would scale down: no decision this sync (and no recommendation recorded).
+        assert_eq!(combine(&[Some(1), None], 3), None);
+        // Some invalid, the rest scale up: that scale-up goes ahead.
+        assert_eq!(combine(&[Some(4), None], 3), Some(4));
+        assert_eq!(combine(&[Some(3), None], 3), Some(3));
+        // Every metric invalid.
+        assert_eq!(combine(&[None, None], 3), None);
     }
 
     #[test]

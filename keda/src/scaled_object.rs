@@ -13,6 +13,8 @@ pub struct Trigger {
     pub kind: MetricType,
     pub query: String,
     pub threshold: f64,
+    /// `ignoreNullValues` (KEDA's default true): an empty result or NaN reads 0; false makes them errors.
+    pub ignore_null_values: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,8 @@ pub struct Fallback {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScaledObject {
+    /// `pollingInterval`, seconds (KEDA's default 30): how often KEDA's own loop reads every trigger.
+    pub polling_interval: f64,
     pub scaling: Scaling,
     pub fallback: Option<Fallback>,
     pub triggers: Vec<Trigger>,
@@ -121,10 +125,15 @@ impl ScaledObject {
                 };
                 let query = t["metadata"]["query"].as_str().ok_or(format!("trigger {name}: query"))?.to_owned();
                 let threshold = number(&t["metadata"]["threshold"]).ok_or(format!("trigger {name}: threshold"))?;
-                Ok(Trigger { name, kind, query, threshold })
+                let ignore_null_values = match t["metadata"]["ignoreNullValues"].as_str() {
+                    None => t["metadata"]["ignoreNullValues"].as_bool().unwrap_or(true),
+                    Some(text) => text.parse().map_err(|_| format!("trigger {name}: ignoreNullValues {text}"))?,
+                };
+                Ok(Trigger { name, kind, query, threshold, ignore_null_values })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { scaling, fallback, triggers })
+        let polling_interval = spec["pollingInterval"].as_f64().unwrap_or(30.0);
+        Ok(Self { polling_interval, scaling, fallback, triggers })
     }
 }
 
@@ -151,6 +160,20 @@ pub fn compress_ranges(query: &str, factor: f64) -> String {
 /// A trigger whose value is a per-second rate: compressing time multiplies it by the factor, so the harness divides.
 pub fn is_rate(query: &str) -> bool {
     query.trim_start().starts_with("sum(rate(")
+}
+
+/// The value KEDA's Prometheus scaler takes from a query's result (`pkg/scalers/prometheus_scaler.go`,
+/// `ExecutePromQuery`): one series, its value; no series, or NaN or an infinity, read 0 when `ignoreNullValues` is true
+/// and are errors (which count toward the fallback) when it is false; more than one series is always an error.
+pub fn keda_value(series: &[f64], ignore_null_values: bool) -> Result<f64, String> {
+    match series {
+        [] if ignore_null_values => Ok(0.0),
+        [] => Err("the result is empty (the targets may be lost)".into()),
+        [value] if value.is_finite() => Ok(*value),
+        [_] if ignore_null_values => Ok(0.0),
+        [value] => Err(format!("the query returns {value}")),
+        many => Err(format!("the query returned {} series", many.len())),
+    }
 }
 
 /// How the harness (and the watch table beside it) reads a query under `factor` times compression: its range windows
@@ -207,6 +230,18 @@ mod tests {
         assert_eq!(compress_ranges("sum(q) or vector(0)", 20.0), "sum(q) or vector(0)");
     }
 
+    /// prometheus_scaler.go `ExecutePromQuery`, case by case.
+    #[test]
+    fn keda_prometheus_scaler_execute_prom_query_reads_empty_and_nan_by_ignore_null_values() {
+        assert_eq!(keda_value(&[2.5], false), Ok(2.5));
+        assert_eq!(keda_value(&[], true), Ok(0.0));
+        assert!(keda_value(&[], false).is_err(), "no series is an error KEDA counts");
+        assert_eq!(keda_value(&[f64::NAN], true), Ok(0.0));
+        assert!(keda_value(&[f64::NAN], false).is_err(), "NaN with ignoreNullValues false is an error, not 0");
+        assert!(keda_value(&[f64::INFINITY], false).is_err());
+        assert!(keda_value(&[1.0, 2.0], true).is_err(), "more than one series is always an error");
+    }
+
     #[test]
     fn limits_are_read_in_kubernetes_units() {
         let container = serde_json::json!({"resources": {"limits": {"cpu": "500m", "memory": "512Mi"}}});
@@ -226,6 +261,8 @@ mod tests {
             "triggers": [{"type": "prometheus", "name": "backlog", "metricType": "AverageValue",
                 "metadata": {"query": "sum(q)", "threshold": "2"}}]}});
         let parsed = ScaledObject::from_manifest(&so).expect("parses");
+        assert_eq!(parsed.polling_interval, 30.0, "KEDA's default pollingInterval");
+        assert!(parsed.triggers[0].ignore_null_values, "KEDA's default ignoreNullValues");
         assert_eq!(parsed.scaling.up, Rules::default_up());
         assert_eq!(parsed.scaling.down.stabilization_window_seconds, 120);
         assert_eq!(parsed.scaling.down.select, SelectPolicy::Min);
