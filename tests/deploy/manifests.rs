@@ -102,13 +102,9 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> Option<&'a Valu
     objects.iter().find(|o| o["kind"] == kind && o["metadata"]["name"].as_str().is_some_and(|n| is_named(n, name)))
 }
 
-/// `name` itself, or `name-<10-character hash>` as kustomize's generators write it.
+/// `name` itself, or `name-<10-character hash>` as kustomize's generators write it (the harness's own rule).
 pub fn is_named(actual: &str, name: &str) -> bool {
-    actual == name
-        || actual
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|hash| hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()))
+    surge_keda::scaled_object::is_named(actual, name)
 }
 
 pub fn kinds(objects: &[Value], kind: &str) -> Vec<Value> {
