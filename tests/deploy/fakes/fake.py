@@ -278,8 +278,11 @@ def delete(state, args, namespace):
     words = [a for a in args if not a.startswith("-")]
     kind = kind_of(state, words[0].split("/")[0])
     name = words[0].split("/")[1] if "/" in words[0] else words[1]
-    if state["objects"].pop(key(kind, namespace or "default", name), None) is None and not ignore:
-        not_found(kind, name)
+    if state["objects"].pop(key(kind, namespace or "default", name), None) is None:
+        if not ignore:
+            not_found(kind, name)
+        # --ignore-not-found: kubectl says nothing.
+        return
     if kind == "Namespace":
         drop_namespace(state, name)
     print(f"{kind.lower()} \"{name}\" deleted")
