@@ -105,11 +105,14 @@ load_images() {
   fi
 }
 
+# Overlay $1 as applied: the consumer image it names ($2) replaced by $3; $4, a label selector (default: everything).
+apply_overlay() {
+  k kustomize "$MANIFESTS/overlays/$1" | sed "s#image: $2\$#image: $3#" | k apply -f - -l "${4:-}"
+}
+
 # The development overlay as applied: the consumer on its content tag. $1: a label selector.
 apply_development() {
-  k kustomize "$MANIFESTS/overlays/development" |
-    sed "s#image: surge-consumer:$IMAGE_TAG\$#image: $CONSUMER_IMAGE#" |
-    k apply -f - -l "$1"
+  apply_overlay development "surge-consumer:$IMAGE_TAG" "$CONSUMER_IMAGE" "$1"
 }
 
 # True when version $1 is older than $2 (dotted numbers).
@@ -268,7 +271,7 @@ production() {
        SURGE_IMAGE=<registry>/surge-consumer:<tag> SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make deploy-production"
   grafana_secret
   say "applying $MANIFESTS/overlays/production to $CONTEXT (consumer image $SURGE_IMAGE)"
-  k kustomize "$MANIFESTS/overlays/production" | sed "s#image: $named:$IMAGE_TAG\$#image: $SURGE_IMAGE#" | k apply -f -
+  apply_overlay production "$named:$IMAGE_TAG" "$SURGE_IMAGE"
   wait_rollouts
   say "deployed; Grafana: SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make grafana"
 }

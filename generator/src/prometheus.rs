@@ -54,17 +54,10 @@ impl Prom {
     /// A one-series instant query's value (NaN read as 0); an error when Prometheus fails or the result is not
     /// exactly one series, as KEDA's Prometheus scaler treats it.
     pub fn value(&self, query: &str) -> Result<f64, String> {
-        let (status, body) = http_get(&self.host, self.port, &format!("/api/v1/query?query={}", encode(query)))?;
-        let answer: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-        if status != 200 {
-            return Err(format!("{status}: {}", answer["error"]));
-        }
-        let result = answer["data"]["result"].as_array().ok_or("no result")?;
-        match result.as_slice() {
-            [one] => one["value"][1].as_str().and_then(|v| v.parse().ok()).ok_or_else(|| "not a number".into()),
+        match self.series_values(query)?.as_slice() {
+            [one] => Ok(if one.is_nan() { 0.0 } else { *one }),
             other => Err(format!("{} series", other.len())),
         }
-        .map(|v: f64| if v.is_nan() { 0.0 } else { v })
     }
 
     /// Every series' value of an instant query, NaN and infinities as Prometheus wrote them; an error only when

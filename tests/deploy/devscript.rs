@@ -82,6 +82,22 @@ impl Machine {
         self.state()["objects"].get(format!("{kind}/{namespace}/{name}")).cloned()
     }
 
+    /// The fake kubectl called directly (a test's own setup or probe), with `context` known as a cluster's: its exit
+    /// code and stderr.
+    fn kubectl(&self, context: &str, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(self.path("kubectl"))
+            .args(args)
+            .env("FAKE_STATE", self.path("state.json"))
+            .env("FAKE_FIXTURES", manifests::repo().join("tests/deploy/fixtures"))
+            .env("FAKE_REAL_KUBECTL", real_kubectl())
+            .env("FAKE_EXTRA_CONTEXTS", context)
+            .current_dir(manifests::repo())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("fake kubectl");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
     /// `make <target>` as a user types it, the fakes first on PATH.
     fn make(&self, target: &str, env: &[(&str, &str)]) -> Run {
         let calls = self.path("calls");
@@ -431,52 +447,31 @@ fn another_context_is_refused_before_anything_runs() {
 #[test]
 fn the_fakes_refuse_what_the_real_tools_refuse() {
     let machine = Machine::new();
-    let fake = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(machine.dir.path().join("kubectl"))
-            .args(args)
-            .env("FAKE_STATE", machine.path("state.json"))
-            .env("FAKE_FIXTURES", manifests::repo().join("tests/deploy/fixtures"))
-            .env("FAKE_REAL_KUBECTL", real_kubectl())
-            .env("FAKE_EXTRA_CONTEXTS", "test")
-            .current_dir(manifests::repo())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("fake kubectl");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes()).expect("write");
-        let out = child.wait_with_output().expect("wait");
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
-    };
-    assert_eq!(fake(&["get", "pods"], "").0, Some(3), "no --context");
-    let (code, err) = fake(
-        &["--context", "test", "-n", "keda", "rollout", "status", "deployment/keda-operator-metrics-apiserver"],
-        "",
-    );
+    let fake = |args: &[&str]| machine.kubectl("test", args);
+    assert_eq!(fake(&["get", "pods"]).0, Some(3), "no --context");
+    let (code, err) =
+        fake(&["--context", "test", "-n", "keda", "rollout", "status", "deployment/keda-operator-metrics-apiserver"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("NotFound"), "{err}");
     // A ScaledObject before KEDA's CRD: no such kind, as kubectl says.
-    let (code, err) = fake(&["--context", "test", "apply", "-k", "kubernetes-manifests/overlays/development"], "");
+    let (code, err) = fake(&["--context", "test", "apply", "-k", "kubernetes-manifests/overlays/development"]);
     assert_eq!(code, Some(1));
     assert!(err.contains(r#"no matches for kind "ScaledObject" in version "keda.sh/v1alpha1""#), "{err}");
     let keda = "https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml";
-    assert_eq!(fake(&["--context", "test", "apply", "--server-side", "-f", keda], "").0, Some(0));
+    assert_eq!(fake(&["--context", "test", "apply", "--server-side", "-f", keda]).0, Some(0));
     let names: BTreeSet<String> = machine.state()["objects"].as_object().expect("objects").keys().cloned().collect();
     assert!(names.contains("Deployment/keda/keda-metrics-apiserver"), "{names:?}");
     assert!(
         !names.iter().any(|n| n.contains("keda-operator-metrics-apiserver")),
         "the Helm chart's name is not the release's"
     );
-    let (code, err) = fake(
-        &[
-            "--context",
-            "test",
-            "apply",
-            "-f",
-            "https://github.com/kedacore/keda/releases/download/v9.9.9/keda-9.9.9.yaml",
-        ],
-        "",
-    );
+    let (code, err) = fake(&[
+        "--context",
+        "test",
+        "apply",
+        "-f",
+        "https://github.com/kedacore/keda/releases/download/v9.9.9/keda-9.9.9.yaml",
+    ]);
     assert_eq!(code, Some(1), "an unknown release is a 404: {err}");
 }
 
@@ -585,16 +580,9 @@ fn make_deploy_production_needs_keda_the_metrics_api_and_a_pushed_image() {
     assert!(!without_keda.called(" apply "), "nothing applied: {:?}", without_keda.calls);
 
     let install = |url: &str| {
-        let status = Command::new(machine.dir.path().join("kubectl"))
-            .args(["--context", "prod-eu-1", "apply", "--server-side", "-f", url])
-            .env("FAKE_STATE", machine.path("state.json"))
-            .env("FAKE_FIXTURES", manifests::repo().join("tests/deploy/fixtures"))
-            .env("FAKE_REAL_KUBECTL", real_kubectl())
-            .env("FAKE_EXTRA_CONTEXTS", "prod-eu-1")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("fake kubectl");
-        assert!(status.success());
+        let (code, err) =
+            machine.kubectl("prod-eu-1", &["--context", "prod-eu-1", "apply", "--server-side", "-f", url]);
+        assert_eq!(code, Some(0), "{err}");
     };
     install("https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml");
     let without_metrics = machine.make("deploy-production", &opted);
