@@ -56,6 +56,28 @@ pub struct Settings {
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub queue_capacity: u32,
 
+    /// Where async tasks wait: `memory` (this pod's own backlog; nothing else to run) or a `redis://` URL (one Redis
+    /// stream every replica pulls from, so work outlives the pod that accepted it).
+    #[arg(long = "queue", env = "QUEUE_URL", default_value = "memory", value_parser = parse_queue)]
+    pub queue: QueueUrl,
+
+    /// Prefix of the shared backlog's Redis keys (`<prefix>:tasks`, `<prefix>:dead`, `<prefix>:task:<id>`).
+    #[arg(long, env = "QUEUE_KEY", default_value = "surge")]
+    pub queue_key: String,
+
+    /// Seconds `GET /process/{task_id}` can find an async task after it was accepted.
+    #[arg(long, env = "RESULT_RETENTION_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub result_retention_secs: u64,
+
+    /// Deliveries before a task goes to the dead-letter stream (each crash of the pod running it is one).
+    #[arg(long, env = "MAX_DELIVERIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_deliveries: u32,
+
+    /// A task held by a pod is claimed by another after its duration × the CPU overcommit plus this many seconds
+    /// without an acknowledgement: its holder is taken to be dead.
+    #[arg(long, env = "CLAIM_MARGIN_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub claim_margin_secs: u64,
+
     /// Seconds the listener keeps serving after SIGTERM, so endpoints controllers remove the pod first.
     #[arg(long, env = "DRAIN_DELAY_SECS", default_value_t = 5)]
     pub drain_delay_secs: u64,
@@ -106,6 +128,7 @@ impl Settings {
             },
             queue_capacity: self.queue_capacity as usize,
             cpu_work: self.cpu_work,
+            record_retention: Duration::from_secs(self.result_retention_secs),
         })
     }
 
@@ -116,6 +139,24 @@ impl Settings {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
+}
+
+/// Where async tasks wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueUrl {
+    Memory,
+    Redis(String),
+}
+
+fn parse_queue(raw: &str) -> Result<QueueUrl, String> {
+    let raw = raw.trim();
+    if raw == "memory" {
+        return Ok(QueueUrl::Memory);
+    }
+    if raw.starts_with("redis://") {
+        return redis::Client::open(raw).map(|_| QueueUrl::Redis(raw.to_owned())).map_err(|e| e.to_string());
+    }
+    Err(format!("expected `memory` or a redis:// URL, got {raw:?}"))
 }
 
 /// Where the container's cgroup is mounted.

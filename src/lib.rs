@@ -4,6 +4,7 @@
 //! - `startup`: the server from a bound listener, its middlewares, and the graceful drain.
 //! - `routes`: one file per route group; `configure` binds every path.
 //! - `errors`: every error the API returns, as JSON (422 names the field and range, 503 says when to retry).
+//! - `queue`: where async tasks wait: this pod's registry, or one Redis stream every replica pulls from.
 //! - `work`: the capacity model, CPU and memory work, and the task registry that queues, starts and tracks tasks.
 //! - `state`: what every handler shares (identity, registry, metrics, drain flag).
 //! - `metrics`: the one place metric names live, the registry, the HTTP middleware, the allocator counters.
@@ -18,6 +19,7 @@ mod errors;
 mod identity;
 pub mod metrics;
 mod peer;
+mod queue;
 mod route_label;
 mod routes;
 pub mod startup;

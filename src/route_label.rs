@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use actix_web::HttpRequest;
 
 /// Every (method, route template) `configure` binds: the series the metrics initialise at zero.
-pub const NAMED_ROUTES: [(&str, &str); 9] = [
+pub const NAMED_ROUTES: [(&str, &str); 10] = [
     ("GET", "/"),
     ("GET", "/health"),
     ("GET", "/ready"),
@@ -16,6 +16,7 @@ pub const NAMED_ROUTES: [(&str, &str); 9] = [
     ("POST", "/process"),
     ("GET", "/process/status"),
     ("DELETE", "/process/cleanup"),
+    ("GET", "/process/{task_id}"),
     ("GET", "/metrics"),
 ];
 

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
+use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
 use crate::identity::PodIdentity;
 use crate::metrics::{Metrics, RequestMetrics};
+use crate::queue::Backlog;
 use crate::state::AppState;
 use crate::telemetry::{AccessLogger, RequestTelemetry};
 use crate::work::memory::pin_mmap_threshold;
@@ -24,6 +26,8 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     settings: Settings,
+    /// Cancelled at SIGTERM: the shared backlog's puller takes nothing new from then on.
+    stop_taking: CancellationToken,
 }
 
 impl Application {
@@ -35,9 +39,14 @@ impl Application {
         metrics.http.initialise(&route_label::NAMED_ROUTES);
         let registry =
             TaskRegistry::new(settings.registry_config()?, metrics.tasks.clone(), tokio::runtime::Handle::current());
+        let identity = PodIdentity::from_env(local_addr);
+        let stop_taking = CancellationToken::new();
+        let backlog =
+            Backlog::start(&settings, &registry, metrics.queue.clone(), &identity.pod_name, stop_taking.clone())?;
         let state = web::Data::new(AppState {
-            identity: PodIdentity::from_env(local_addr),
+            identity,
             registry,
+            backlog,
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
         });
@@ -64,7 +73,7 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(usize::from(workers));
         }
-        Ok(Self { port: local_addr.port(), server: server.run(), state, settings })
+        Ok(Self { port: local_addr.port(), server: server.run(), state, settings, stop_taking })
     }
 
     pub fn port(&self) -> u16 {
@@ -79,7 +88,7 @@ impl Application {
     /// stops accepting, lets in-flight requests and running background work finish, and cancels what is still running
     /// a second before the shutdown timeout.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let Self { server, state, settings, .. } = self;
+        let Self { server, state, settings, stop_taking, .. } = self;
         let handle = server.handle();
         let mut server = tokio::spawn(server);
         tokio::select! {
@@ -89,6 +98,7 @@ impl Application {
         // Work is still taken during the drain delay: requests keep arriving until the endpoints update, and a 503
         // then would fail them for nothing. The registry stops taking work when the listener closes.
         state.draining.store(true, Ordering::Release);
+        stop_taking.cancel();
         tracing::info!(drain_delay_secs = settings.drain_delay_secs, "shutdown signal: readiness is now 503, draining");
         let deadline = tokio::time::Instant::now() + settings.shutdown_timeout();
         // Background work may run until a second before the deadline, then it is cancelled and counted.

@@ -42,6 +42,13 @@ pub mod names {
     pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
     pub const BUILD_INFO: &str = "surge_build_info";
     pub const TELEMETRY_DROPPED_TOTAL: &str = "telemetry_dropped_total";
+    pub const TASK_SOJOURN_SECONDS: &str = "consumer_task_sojourn_seconds";
+    pub const QUEUE_BACKLOG: &str = "consumer_queue_backlog";
+    pub const QUEUE_DELIVERIES_TOTAL: &str = "consumer_queue_deliveries_total";
+    pub const QUEUE_CLAIMS_TOTAL: &str = "consumer_queue_claims_total";
+    pub const QUEUE_DEAD_LETTERS_TOTAL: &str = "consumer_queue_dead_letters_total";
+    pub const QUEUE_DUPLICATES_TOTAL: &str = "consumer_queue_duplicates_total";
+    pub const QUEUE_ERRORS_TOTAL: &str = "consumer_queue_errors_total";
 }
 
 /// Latency buckets from 1 ms to 60 s, dense around the 2 s latency trigger, so p50/p95/p99 interpolate well.
@@ -71,6 +78,29 @@ pub enum Outcome {
     Completed,
     Rejected,
     Cancelled,
+    /// Taken from the shared backlog and given back unfinished (drain), for another replica to run.
+    HandedBack,
+}
+
+/// Where async work waits, as the `queue` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    Memory,
+    Redis,
+}
+
+/// Shared-backlog metrics: registered (at 0) in both modes, moved only by the Redis backlog.
+#[derive(Clone)]
+pub struct QueueMetrics {
+    /// Tasks in the stream: waiting plus handed out and not yet acknowledged. The same number on every replica.
+    pub backlog: IntGauge,
+    pub deliveries: IntCounter,
+    pub claims: IntCounter,
+    pub dead_letters: IntCounter,
+    /// By `when`: `skipped` (redelivered after it had completed) or `ran_twice` (a claimed copy finished as well).
+    pub duplicates_skipped: IntCounter,
+    pub duplicates_ran_twice: IntCounter,
+    pub errors: IntCounter,
 }
 
 /// Work metrics, pre-resolved so tasks update them without label lookups. Also what `/process/status` reads.
@@ -78,7 +108,7 @@ pub enum Outcome {
 pub struct TaskMetrics {
     in_flight: [IntGauge; 2],
     /// Indexed [kind][mode: sync, async][outcome].
-    totals: [[[IntCounter; 3]; 2]; 2],
+    totals: [[[IntCounter; 4]; 2]; 2],
     pub retained_bytes: IntGauge,
     pub budget_bytes: IntGauge,
     pub queued: IntGauge,
@@ -88,9 +118,16 @@ pub struct TaskMetrics {
     pub slowdown: Histogram,
     pub capacity_cores: GaugeMetric,
     pub demand_cores: GaugeMetric,
+    /// Indexed by queue: memory, redis.
+    sojourn: [Histogram; 2],
 }
 
 impl TaskMetrics {
+    /// Accepted → finished of async tasks, by where they waited.
+    pub fn sojourn(&self, queue: QueueKind) -> &Histogram {
+        &self.sojourn[queue as usize]
+    }
+
     pub fn in_flight(&self, kind: WorkKind) -> &IntGauge {
         &self.in_flight[kind as usize]
     }
@@ -114,6 +151,7 @@ pub struct Metrics {
     registry: Registry,
     pub http: middleware::HttpMetrics,
     pub tasks: TaskMetrics,
+    pub queue: QueueMetrics,
     pub telemetry_dropped: IntCounterVec,
 }
 
@@ -173,6 +211,37 @@ impl Metrics {
             names::CPU_DEMAND_CORES,
             "CPU the running tasks ask for, in cores; divided by the capacity, the pod's utilisation of capacity.",
         )?;
+        let sojourn = HistogramVec::new(
+            HistogramOpts::new(
+                names::TASK_SOJOURN_SECONDS,
+                "Async tasks from acceptance to finish (wait plus run), by the queue they waited in: what autoscaling bounds.",
+            )
+            .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
+            &["queue"],
+        )?;
+        let backlog = IntGauge::new(
+            names::QUEUE_BACKLOG,
+            "Shared backlog (redis queue): tasks waiting in the stream plus handed out and unacknowledged; every replica reports the same number, so query it with max().",
+        )?;
+        let counter = |name: &str, help: &str| IntCounter::new(name, help);
+        let deliveries =
+            counter(names::QUEUE_DELIVERIES_TOTAL, "Tasks this replica took from the shared backlog (claims included).")?;
+        let claims = counter(
+            names::QUEUE_CLAIMS_TOTAL,
+            "Tasks this replica claimed from a replica that held them past their expected run time (a crash).",
+        )?;
+        let dead_letters = counter(
+            names::QUEUE_DEAD_LETTERS_TOTAL,
+            "Tasks this replica moved to the dead-letter stream after too many deliveries.",
+        )?;
+        let duplicates = IntCounterVec::new(
+            Opts::new(
+                names::QUEUE_DUPLICATES_TOTAL,
+                "Redelivered tasks: skipped (already completed) or ran_twice (a claimed copy and its first holder both finished).",
+            ),
+            &["when"],
+        )?;
+        let errors = counter(names::QUEUE_ERRORS_TOTAL, "Failed calls to the shared backlog (Redis).")?;
         let telemetry_dropped = IntCounterVec::new(
             Opts::new(names::TELEMETRY_DROPPED_TOTAL, "Telemetry items dropped because a sink was slow or down."),
             &["sink"],
@@ -188,7 +257,7 @@ impl Metrics {
             in_flight: kinds.map(|kind| in_flight.with_label_values(&[kind])),
             totals: kinds.map(|kind| {
                 ["sync", "async"].map(|mode| {
-                    ["completed", "rejected", "cancelled"]
+                    ["completed", "rejected", "cancelled", "handed_back"]
                         .map(|outcome| totals.with_label_values(&[kind, mode, outcome]))
                 })
             }),
@@ -200,6 +269,16 @@ impl Metrics {
             slowdown: slowdown.clone(),
             capacity_cores: capacity_cores.clone(),
             demand_cores: demand_cores.clone(),
+            sojourn: ["memory", "redis"].map(|queue| sojourn.with_label_values(&[queue])),
+        };
+        let queue = QueueMetrics {
+            backlog: backlog.clone(),
+            deliveries: deliveries.clone(),
+            claims: claims.clone(),
+            dead_letters: dead_letters.clone(),
+            duplicates_skipped: duplicates.with_label_values(&["skipped"]),
+            duplicates_ran_twice: duplicates.with_label_values(&["ran_twice"]),
+            errors: errors.clone(),
         };
         for sink in ["otlp", "loki", "stdout"] {
             telemetry_dropped.with_label_values(&[sink]);
@@ -220,6 +299,13 @@ impl Metrics {
             Box::new(capacity_cores),
             Box::new(demand_cores),
             Box::new(telemetry_dropped.clone()),
+            Box::new(sojourn),
+            Box::new(backlog),
+            Box::new(deliveries),
+            Box::new(claims),
+            Box::new(dead_letters),
+            Box::new(duplicates),
+            Box::new(errors),
             Box::new(build_info),
             Box::new(ScrapeTimeCollector::new()?),
         ] {
@@ -229,6 +315,7 @@ impl Metrics {
             registry,
             http: middleware::HttpMetrics::new(requests, duration, in_progress),
             tasks,
+            queue,
             telemetry_dropped,
         })
     }

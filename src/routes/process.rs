@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 use crate::errors::{ApiError, ErrorBody};
 use crate::peer::PeerSocket;
+use crate::queue::{AsyncAccepted, SharedStatus};
 use crate::state::AppState;
+use crate::work::records::TaskRecord;
 use crate::work::tasks::{CleanupReport, Mode, Refusal, StatusSnapshot, TaskAccepted, TaskReport, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
@@ -53,9 +55,11 @@ pub enum ProcessAnswer {
     Accepted(TaskAccepted),
 }
 
-/// Does CPU and memory work. Work that cannot start now waits in the pod's backlog. Sync answers 200 with the report
-/// once it has run (its latency includes the wait); async answers 200 at once, `queued` or `started`. Async is 200 and
-/// not 202 because the Python service's clients, its load generator first, count only 200 as success.
+/// Does CPU and memory work. Sync work that cannot start now waits in the pod's backlog, and answers 200 with the
+/// report once it has run (its latency includes the wait). Async answers 200 at once, `queued` or `started`: with the
+/// memory queue it waits in this pod's backlog; with the Redis queue only once it is in the shared stream, which any
+/// replica with room takes from (follow it at `GET /process/{task_id}`). Async is 200 and not 202 because the Python
+/// service's clients, its load generator first, count only 200 as success.
 #[utoipa::path(post, path = "/process", tag = "work",
     params(
         ("cpu_intensity" = Option<u8>, Query, minimum = 1, maximum = 10, description = "N asks for N/10 of a core for `duration` seconds: N/10 × duration core-seconds of work, stretched when the pod's CPU is shared (default 5)"),
@@ -67,18 +71,19 @@ pub enum ProcessAnswer {
     responses(
         (status = 200, body = ProcessAnswer, description = "Sync: the task's report once it has run. Async: accepted, started or queued, with estimates"),
         (status = 422, body = ErrorBody, description = "A parameter is out of range or malformed, or memory_size exceeds the pod's whole budget"),
-        (status = 503, body = ErrorBody, description = "The backlog is full, retained memory leaves no room, or the pod is draining; see Retry-After"),
+        (status = 503, body = ErrorBody, description = "The backlog (or the shared backlog) is full, retained memory leaves no room, the pod is draining, or the shared backlog cannot be reached (`queue_unavailable`); see Retry-After"),
     ))]
 pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let spec = parse_spec(req.query_string())?;
-    let accepted = state.registry.submit(spec).map_err(|refusal| match refusal {
+    let refused = |refusal| match refusal {
         Refusal::Overloaded(overload) => ApiError::Overloaded(overload),
         Refusal::LargerThanBudget { budget_bytes } => {
             ApiError::LargerThanBudget { requested_mib: spec.memory_bytes / MIB, budget_mib: budget_bytes / MIB }
         }
-    })?;
+    };
     match spec.mode {
         Mode::Sync => {
+            let accepted = state.registry.submit(spec).map_err(refused)?;
             let finished = match req.conn_data::<PeerSocket>().copied() {
                 Some(peer) => tokio::select! {
                     finished = accepted.finish() => finished,
@@ -96,14 +101,63 @@ pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
             }
             Ok(HttpResponse::Ok().json(ProcessAnswer::Report(finished.report)))
         }
-        Mode::Async => Ok(HttpResponse::Ok().json(ProcessAnswer::Accepted(accepted.answer))),
+        Mode::Async => {
+            // A memory-size refusal must come from the pod that would run it: the budget check stays local.
+            if spec.memory_bytes > state.registry.limits().budget_bytes {
+                return Err(refused(Refusal::LargerThanBudget { budget_bytes: state.registry.limits().budget_bytes }));
+            }
+            let answer = match state.backlog.submit(&state.registry, spec).await.map_err(refused)? {
+                AsyncAccepted::Local(accepted) => accepted.answer,
+                AsyncAccepted::Shared(answer) => answer,
+            };
+            Ok(HttpResponse::Ok().json(ProcessAnswer::Accepted(answer)))
+        }
     }
 }
 
-/// Running and queued tasks, CPU capacity and demand, retained memory, the budget, totals and the last five tasks.
-#[utoipa::path(get, path = "/process/status", tag = "work", responses((status = 200, body = StatusSnapshot)))]
+/// The `/process/status` body: this pod's work, and the shared backlog when there is one.
+#[derive(Serialize, ToSchema)]
+pub struct ProcessStatus {
+    #[serde(flatten)]
+    pub pod: StatusSnapshot,
+    /// Where async tasks wait: `memory` (this pod's backlog, `queue` above) or `redis` (the shared backlog).
+    pub queue_mode: &'static str,
+    /// The shared backlog (Redis queue; absent in memory mode or while Redis cannot be reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedStatus>,
+}
+
+/// Running and queued tasks, CPU capacity and demand, retained memory, the budget, totals and the last five tasks;
+/// with the Redis queue, also the shared backlog (waiting, handed out, dead letters).
+#[utoipa::path(get, path = "/process/status", tag = "work", responses((status = 200, body = ProcessStatus)))]
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.registry.snapshot())
+    let shared = state.backlog.status().await;
+    HttpResponse::Ok().json(ProcessStatus { pod: state.registry.snapshot(), queue_mode: state.backlog.kind(), shared })
+}
+
+/// An async task from acceptance to its end: queued, running (on which pod), completed, cancelled or failed, with its
+/// times. With the Redis queue any replica answers; records expire after `RESULT_RETENTION_SECS` (default an hour).
+#[utoipa::path(get, path = "/process/{task_id}", tag = "work",
+    params(("task_id" = uuid::Uuid, Path, description = "The `task_id` an async `POST /process` answered")),
+    responses(
+        (status = 200, body = TaskRecord),
+        (status = 404, body = ErrorBody, description = "No such task, or its record has expired"),
+        (status = 422, body = ErrorBody, description = "task_id is not a UUID"),
+        (status = 503, body = ErrorBody, description = "The shared backlog cannot be reached; see Retry-After"),
+    ))]
+pub async fn task(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = uuid::Uuid::parse_str(&raw).map_err(|_| ApiError::Validation {
+        field: "task_id",
+        allowed: "a UUID, as an async POST /process answered",
+        received: raw.clone(),
+    })?;
+    let record = state.backlog.record(&state.registry, id).await.map_err(ApiError::Overloaded)?;
+    let Some(mut record) = record else { return Err(ApiError::NotFound(format!("/process/{raw}"))) };
+    if record.queue == "memory" {
+        record.pod = Some(state.identity.pod_name.clone());
+    }
+    Ok(HttpResponse::Ok().json(record))
 }
 
 /// Frees all memory kept with `retain=true`, and starts queued work that now fits.

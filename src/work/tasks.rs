@@ -25,7 +25,8 @@ use uuid::Uuid;
 use super::capacity::{self, Demand, Forecast, Limits};
 use super::cpu::{CpuJob, CpuWork, Progress, ShareLevel};
 use super::memory::MemoryBlock;
-use crate::metrics::{Outcome, TaskMetrics, WorkKind};
+use super::records::{RecordStatus, RecordStore, TaskRecord};
+use crate::metrics::{Outcome, QueueKind, TaskMetrics, WorkKind};
 use crate::telemetry::{current_trace_ids, LogRateLimit};
 
 /// How many finished tasks `/process/status` shows.
@@ -39,6 +40,8 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 const MIB: u64 = 1024 * 1024;
 /// `task rejected` lines a second; the next line let through says how many were left out.
 const REJECTION_LINES_PER_SECOND: u64 = 10;
+/// Most task records the memory queue keeps (about 300 bytes each), whatever the retention.
+const RECORDS_KEPT: usize = 100_000;
 
 /// Validated parameters of one `/process` call.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +59,7 @@ impl WorkSpec {
         f64::from(self.cpu_intensity.min(10)) / 10.0
     }
 
-    fn demand(&self) -> Demand {
+    pub fn demand(&self) -> Demand {
         Demand {
             cores: self.cores(),
             work: self.cores() * self.duration.as_secs_f64(),
@@ -145,6 +148,8 @@ pub enum OverloadReason {
     QueueFull,
     MemoryBudget,
     Draining,
+    /// The shared backlog (Redis) cannot be reached.
+    QueueUnavailable,
 }
 
 impl OverloadReason {
@@ -153,6 +158,7 @@ impl OverloadReason {
             Self::QueueFull => "queue_full",
             Self::MemoryBudget => "memory_budget",
             Self::Draining => "draining",
+            Self::QueueUnavailable => "queue_unavailable",
         }
     }
 }
@@ -254,6 +260,17 @@ pub struct RegistryConfig {
     pub limits: Limits,
     pub queue_capacity: usize,
     pub cpu_work: CpuWork,
+    /// How long `GET /process/{task_id}` can find a memory-queue task.
+    pub record_retention: Duration,
+}
+
+/// Where an accepted task came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// A request to this pod: sync, or async waiting in this pod's backlog.
+    Request,
+    /// Taken from the shared backlog, accepted by some replica at `accepted_at`.
+    Shared { accepted_at: DateTime<Utc> },
 }
 
 /// Why a queued task's wait ended.
@@ -325,6 +342,10 @@ pub struct TaskRegistry {
     runtime: Handle,
     /// An overload refuses thousands a second; the log gets a few lines and how many were left out.
     rejections_logged: LogRateLimit,
+    /// Async tasks of the memory queue, for `GET /process/{task_id}`.
+    records: Mutex<RecordStore>,
+    /// Woken when a task ends, so the shared backlog's puller takes the next one at once.
+    room: tokio::sync::Notify,
 }
 
 /// An accepted task: what to answer now, and its end (a sync request awaits it).
@@ -370,6 +391,8 @@ impl TaskRegistry {
             tracker: TaskTracker::new(),
             runtime,
             rejections_logged: LogRateLimit::new(REJECTION_LINES_PER_SECOND, 1),
+            records: Mutex::new(RecordStore::new(config.record_retention, RECORDS_KEPT)),
+            room: tokio::sync::Notify::new(),
         })
     }
 
@@ -383,13 +406,55 @@ impl TaskRegistry {
 
     /// Starts the task now, queues it, or refuses it without changing anything.
     pub fn submit(self: &Arc<Self>, spec: WorkSpec) -> Result<Accepted, Refusal> {
+        self.admit(spec, Uuid::new_v4(), Origin::Request)
+    }
+
+    /// Runs a task taken from the shared backlog (the puller takes one only when `fits` says it can start).
+    pub fn submit_shared(
+        self: &Arc<Self>,
+        spec: WorkSpec,
+        task_id: Uuid,
+        accepted_at: DateTime<Utc>,
+    ) -> Result<Accepted, Refusal> {
+        self.admit(spec, task_id, Origin::Shared { accepted_at })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.config.limits
+    }
+
+    /// Whether a task of `demand` would start now: nothing queued here, and the start rule admits it.
+    pub fn fits(&self, demand: &Demand) -> bool {
+        let schedule = self.schedule();
+        !schedule.draining && schedule.queue.is_empty() && schedule.can_start(&self.config.limits, demand)
+    }
+
+    /// Resolves when a running task ends (room may have been made).
+    pub async fn room_made(&self) {
+        self.room.notified().await;
+    }
+
+    /// Runs `work` under the registry's shutdown: the drain waits for it.
+    pub fn track(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn_on(work, &self.runtime);
+    }
+
+    /// A memory-queue task's record.
+    pub fn record(&self, id: Uuid) -> Option<TaskRecord> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner).get(id).map(TaskRecord::with_sojourn)
+    }
+
+    fn update_record(&self, id: Uuid, change: impl FnOnce(&mut TaskRecord)) {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner).update(id, change);
+    }
+
+    fn admit(self: &Arc<Self>, spec: WorkSpec, task_id: Uuid, origin: Origin) -> Result<Accepted, Refusal> {
         let limits = self.config.limits;
         if spec.memory_bytes > limits.budget_bytes {
             self.count_kinds(&spec, Outcome::Rejected);
             return Err(Refusal::LargerThanBudget { budget_bytes: limits.budget_bytes });
         }
         let demand = spec.demand();
-        let task_id = Uuid::new_v4();
         // Every task, sync or async, is cut off at the shutdown deadline: a sync request left running would hold the
         // process past its shutdown timeout (the runtime waits for its CPU thread). A sync request that goes away
         // cancels only its own task.
@@ -406,7 +471,8 @@ impl TaskRegistry {
         }
         let retained = self.retained_bytes();
         let starts_now = schedule.queue.is_empty() && schedule.can_start(&limits, &demand);
-        if !starts_now && schedule.queue.len() >= self.config.queue_capacity {
+        let local = matches!(origin, Origin::Request);
+        if local && !starts_now && schedule.queue.len() >= self.config.queue_capacity {
             let until_room = schedule
                 .forecast(&limits, retained, schedule.queue.is_empty().then_some(demand), 0)
                 .map_or(RETRY_AFTER_RETAINED, |f| Duration::from_secs_f64(f.start_in));
@@ -453,11 +519,31 @@ impl TaskRegistry {
             queued = start.is_some(),
             "task accepted"
         );
+        let now = Utc::now();
+        if local && spec.mode == Mode::Async {
+            let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+            records.insert(TaskRecord {
+                task_id,
+                status: if starts_now { RecordStatus::Running } else { RecordStatus::Queued },
+                queue: "memory",
+                pod: None,
+                cpu_intensity: spec.cpu_intensity,
+                memory_size: spec.memory_bytes / MIB,
+                duration: spec.duration.as_secs_f64(),
+                accepted_at: now,
+                started_at: starts_now.then_some(now),
+                finished_at: None,
+                sojourn_seconds: None,
+                wall_seconds: None,
+                slowdown: None,
+                deliveries: None,
+                error: None,
+            });
+        }
         // Created here, inside the request's span, so the task's spans are children of the request's.
         let span = tracing::info_span!("task", task.id = %task_id, task.mode = spec.mode.as_str());
-        let task = drive(Arc::clone(self), task_id, spec, start, cancel.clone());
+        let task = drive(Arc::clone(self), task_id, spec, start, cancel.clone(), origin);
         let finished = self.tracker.spawn_on(task.instrument(span), &self.runtime);
-        let now = Utc::now();
         let at = |seconds: f64| now + chrono::Duration::from_std(Duration::from_secs_f64(seconds)).unwrap_or_default();
         let (status, queue_position) =
             if starts_now { (TaskStatus::Started, None) } else { (TaskStatus::Queued, Some(position + 1)) };
@@ -479,7 +565,8 @@ impl TaskRegistry {
         })
     }
 
-    fn refuse(&self, spec: &WorkSpec, reason: OverloadReason, message: String, retry_after: Duration) -> Overload {
+    /// Counts and logs a refusal, and says when to come back.
+    pub fn refuse(&self, spec: &WorkSpec, reason: OverloadReason, message: String, retry_after: Duration) -> Overload {
         self.count_kinds(spec, Outcome::Rejected);
         if let Some(suppressed) = self.rejections_logged.admit() {
             let suppressed_before = (suppressed > 0).then_some(suppressed);
@@ -530,6 +617,7 @@ impl TaskRegistry {
         }
         self.reshare(schedule);
         self.dispatch(schedule);
+        self.room.notify_waiters();
     }
 
     /// Removes a task that gave up while queued; false if it had already been started.
@@ -552,7 +640,7 @@ impl TaskRegistry {
         }
     }
 
-    fn finish(&self, spec: &WorkSpec, report: TaskReport) -> TaskReport {
+    fn finish(&self, spec: &WorkSpec, report: TaskReport, origin: Origin) -> TaskReport {
         let ids = current_trace_ids();
         tracing::info!(
             task_id = %report.task_id,
@@ -568,11 +656,31 @@ impl TaskRegistry {
             retained = report.retained,
             "task finished"
         );
-        let outcome = match report.status {
-            TaskStatus::Cancelled => Outcome::Cancelled,
+        let outcome = match (report.status, origin) {
+            (TaskStatus::Cancelled, Origin::Shared { .. }) => Outcome::HandedBack,
+            (TaskStatus::Cancelled, Origin::Request) => Outcome::Cancelled,
             _ => Outcome::Completed,
         };
         self.count_kinds(spec, outcome);
+        if spec.mode == Mode::Async && outcome == Outcome::Completed {
+            let queue = match origin {
+                Origin::Request => QueueKind::Memory,
+                Origin::Shared { .. } => QueueKind::Redis,
+            };
+            // queue_wait_seconds counts from the acceptance, on this pod or (shared) on whichever took the request.
+            self.metrics.sojourn(queue).observe(report.queue_wait_seconds + report.wall_seconds);
+        }
+        if matches!(origin, Origin::Request) && spec.mode == Mode::Async {
+            self.update_record(report.task_id, |record| {
+                record.status = match report.status {
+                    TaskStatus::Completed => RecordStatus::Completed,
+                    _ => RecordStatus::Cancelled,
+                };
+                record.finished_at = Some(report.finished_at);
+                record.wall_seconds = Some(report.wall_seconds);
+                record.slowdown = Some(report.slowdown);
+            });
+        }
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() == RECENT_TASKS {
             recent.pop_front();
@@ -730,6 +838,7 @@ async fn drive(
     spec: WorkSpec,
     start: Option<oneshot::Receiver<StartSignal>>,
     cancel: CancellationToken,
+    origin: Origin,
 ) -> Finished {
     let accepted = Instant::now();
     if let Some(mut start) = start {
@@ -746,13 +855,23 @@ async fn drive(
         };
         if !matches!(signal, Ok(StartSignal::Go)) {
             let report = not_started(id, &spec, accepted.elapsed());
-            return Finished { report: registry.finish(&spec, report), started: false };
+            return Finished { report: registry.finish(&spec, report, origin), started: false };
+        }
+        if matches!(origin, Origin::Request) && spec.mode == Mode::Async {
+            registry.update_record(id, |record| {
+                record.status = RecordStatus::Running;
+                record.started_at = Some(Utc::now());
+            });
         }
     }
-    let queue_wait = accepted.elapsed();
+    // A shared task waited in the stream from its acceptance on whichever replica took the request.
+    let queue_wait = match origin {
+        Origin::Request => accepted.elapsed(),
+        Origin::Shared { accepted_at } => (Utc::now() - accepted_at).to_std().unwrap_or_default(),
+    };
     registry.metrics.queue_wait.observe(queue_wait.as_secs_f64());
     let report = execute(&registry, id, spec, queue_wait, &cancel).await;
-    Finished { report: registry.finish(&spec, report), started: true }
+    Finished { report: registry.finish(&spec, report, origin), started: true }
 }
 
 fn not_started(task_id: Uuid, spec: &WorkSpec, queue_wait: Duration) -> TaskReport {

@@ -1,4 +1,4 @@
-//! Tests that run the real `consumer` binary: drain, disconnects, cleanup, logs and telemetry. Those that measure
+//! Tests that run the real `consumer` binary: drain, disconnects, cleanup, logs, telemetry and the shared backlog. Those that measure
 //! time, latency or memory are in tests/isolated, alone on the machine.
 
 mod cleanup;
@@ -8,7 +8,10 @@ mod consumer;
 mod disconnect;
 mod drain;
 mod logs;
+mod queue;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)] // Shared with tests/isolated, which uses the slow and refusing sinks.
 mod receivers;
+#[path = "../support/redis.rs"]
+mod redis;
 mod telemetry;

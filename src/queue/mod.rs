@@ -1,0 +1,146 @@
+//! Where async tasks wait: this pod's own backlog (`memory`, the registry's queue) or one Redis stream every replica
+//! pulls from (`redis`), so that work outlives the pod that accepted it. Sync work always runs where it arrived.
+//!
+//! - `redis`: the stream, the records and the scripts for each step of a task's life.
+//! - `puller`: the replica's loop that takes, runs, acknowledges, hands back and claims.
+
+mod puller;
+mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use self::redis::SharedStatus;
+use self::redis::{Enqueued, RedisBacklog, RedisConfig};
+use crate::configuration::{QueueUrl, Settings};
+use crate::metrics::QueueMetrics;
+use crate::telemetry::LogRateLimit;
+use crate::work::records::TaskRecord;
+use crate::work::tasks::{Accepted, Overload, OverloadReason, Refusal, TaskAccepted, TaskRegistry, TaskStatus, WorkSpec};
+
+/// Retry-After while Redis cannot be reached: the client reconnect backoff's ceiling.
+const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
+/// Error lines a minute while Redis is away.
+const ERROR_LINES_PER_MINUTE: u64 = 1;
+
+pub enum Backlog {
+    Memory,
+    Redis(Arc<puller::Shared>),
+}
+
+/// An accepted async task: where it waits decides whether this pod runs it.
+pub enum AsyncAccepted {
+    /// In this pod's backlog or started here.
+    Local(Accepted),
+    /// In the shared backlog, for whichever replica has room first.
+    Shared(TaskAccepted),
+}
+
+impl Backlog {
+    /// The memory backlog, or the Redis one with this replica's puller running until `stop` (SIGTERM).
+    pub fn start(
+        settings: &Settings,
+        registry: &Arc<TaskRegistry>,
+        metrics: QueueMetrics,
+        pod_name: &str,
+        stop: CancellationToken,
+    ) -> std::io::Result<Self> {
+        let QueueUrl::Redis(url) = &settings.queue else { return Ok(Self::Memory) };
+        let backlog = RedisBacklog::new(RedisConfig {
+            url: url.clone(),
+            key_prefix: settings.queue_key.clone(),
+            capacity: settings.queue_capacity as usize,
+            retention: Duration::from_secs(settings.result_retention_secs),
+            max_deliveries: settings.max_deliveries,
+            consumer: pod_name.to_owned(),
+            overcommit: settings.cpu_overcommit,
+            claim_margin: Duration::from_secs(settings.claim_margin_secs),
+        })
+        .map_err(std::io::Error::other)?;
+        let shared = Arc::new(puller::Shared {
+            backlog,
+            metrics,
+            errors_logged: LogRateLimit::new(ERROR_LINES_PER_MINUTE, 60),
+        });
+        let puller = puller::Puller { shared: Arc::clone(&shared), registry: Arc::clone(registry), stop };
+        tokio::spawn(puller.run());
+        Ok(Self::Redis(shared))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis(_) => "redis",
+        }
+    }
+
+    /// Accepts an async task: into this pod's registry, or durably into the stream (200 only once it is there).
+    pub async fn submit(&self, registry: &Arc<TaskRegistry>, spec: WorkSpec) -> Result<AsyncAccepted, Refusal> {
+        let Self::Redis(shared) = self else { return registry.submit(spec).map(AsyncAccepted::Local) };
+        let task_id = Uuid::new_v4();
+        let now = Utc::now();
+        let refuse = |reason, message: String, retry_after| {
+            Refusal::Overloaded(registry.refuse(&spec, reason, message, retry_after))
+        };
+        match shared.backlog.enqueue(task_id, &spec, now).await {
+            Ok(Enqueued::Added { ahead }) => {
+                let limits = registry.limits();
+                // As if this replica alone drained what is ahead at its CPU capacity, each task like this one.
+                let start_in = ahead as f64 * spec.duration.as_secs_f64() * spec.demand().cores
+                    / (limits.capacity_cores * limits.overcommit).max(0.1);
+                let at = |seconds: f64| {
+                    now + chrono::Duration::from_std(Duration::from_secs_f64(seconds)).unwrap_or_default()
+                };
+                Ok(AsyncAccepted::Shared(TaskAccepted {
+                    task_id,
+                    status: TaskStatus::Queued,
+                    queue_position: Some(ahead + 1),
+                    estimated_start: at(start_in),
+                    estimated_completion: at(start_in + spec.duration.as_secs_f64()),
+                    message: format!("task queued in the shared backlog at position {}", ahead + 1),
+                }))
+            }
+            Ok(Enqueued::Full { backlog }) => Err(refuse(
+                OverloadReason::QueueFull,
+                format!("the shared backlog is full ({backlog} tasks)"),
+                // A full shared backlog drains at the whole Deployment's pace; look again within a task's length.
+                spec.duration,
+            )),
+            Err(error) => {
+                shared.failed("enqueueing a task", &error);
+                Err(refuse(
+                    OverloadReason::QueueUnavailable,
+                    "the shared backlog (redis) cannot be reached".into(),
+                    RETRY_AFTER_UNAVAILABLE,
+                ))
+            }
+        }
+    }
+
+    /// An async task's record, from whichever replica asks; `Err` when Redis cannot be reached.
+    pub async fn record(&self, registry: &TaskRegistry, id: Uuid) -> Result<Option<TaskRecord>, Overload> {
+        let Self::Redis(shared) = self else { return Ok(registry.record(id)) };
+        shared.backlog.record(id).await.map_err(|error| {
+            shared.failed("reading a task record", &error);
+            unavailable()
+        })
+    }
+
+    /// The shared backlog's shape (`None` in memory mode or while Redis is away).
+    pub async fn status(&self) -> Option<SharedStatus> {
+        let Self::Redis(shared) = self else { return None };
+        shared.backlog.status().await.map_err(|error| shared.failed("reading the backlog's status", &error)).ok()
+    }
+}
+
+fn unavailable() -> Overload {
+    Overload {
+        reason: OverloadReason::QueueUnavailable,
+        message: "the shared backlog (redis) cannot be reached".into(),
+        retry_after_seconds: RETRY_AFTER_UNAVAILABLE.as_secs(),
+    }
+}

@@ -1,0 +1,284 @@
+//! The shared backlog with the real binaries and a real Redis: work taken by whichever replica has room, and no
+//! accepted task lost to a crash, a drain or a Redis restart.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::consumer::ConsumerProcess;
+use crate::redis::RedisServer;
+
+/// Tasks of 0.9 core: two run at once on a one-core replica (overcommit 2), the rest wait.
+const TASK: &str = "async_mode=true&cpu_intensity=9&memory_size=10";
+
+fn replica(redis: &RedisServer, name: &str, env: &[(&str, &str)]) -> ConsumerProcess {
+    let mut vars = vec![
+        ("QUEUE_URL", redis.url()),
+        ("POD_NAME", name.to_owned()),
+        ("CPU_WORK", "simulate".to_owned()),
+        ("CPU_CAPACITY", "1".to_owned()),
+        ("MEMORY_BUDGET_MB", "384".to_owned()),
+    ];
+    vars.extend(env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    ConsumerProcess::start_with_env(&[], &vars)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client")
+}
+
+async fn accept(client: &reqwest::Client, address: &str, query: &str) -> String {
+    let response = client.post(format!("{address}/process?{query}")).send().await.expect("POST /process");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "queued", "{body}");
+    body["task_id"].as_str().expect("task_id").to_owned()
+}
+
+async fn record(client: &reqwest::Client, address: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = client.get(format!("{address}/process/{id}")).send().await.expect("GET /process/{id}");
+        // 503 while the replica reconnects to a Redis that just came back; anything else is final.
+        if response.status() != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+            assert_eq!(response.status(), StatusCode::OK, "{id}");
+            return response.json().await.expect("json");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every task's record (read from `address`) says completed; returns the records.
+async fn all_completed(client: &reqwest::Client, address: &str, ids: &[String], limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut records = Vec::new();
+        for id in ids {
+            records.push(record(client, address, id).await);
+        }
+        if records.iter().all(|r| r["status"] == "completed") {
+            return records;
+        }
+        let states: Vec<String> =
+            records.iter().map(|r| format!("{}@{}", r["status"], r["pod"].as_str().unwrap_or("-"))).collect();
+        assert!(Instant::now() < deadline, "not every task completed within {limit:?}: {states:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn metric(client: &reqwest::Client, address: &str, series: &str) -> f64 {
+    let text = client.get(format!("{address}/metrics")).send().await.expect("scrape").text().await.expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series}"))
+}
+
+async fn status(client: &reqwest::Client, address: &str) -> Value {
+    client.get(format!("{address}/process/status")).send().await.expect("status").json().await.expect("json")
+}
+
+#[tokio::test]
+async fn work_accepted_by_one_replica_is_run_by_whichever_has_room_and_read_back_from_any() {
+    let redis = RedisServer::start();
+    let (a, b) = (replica(&redis, "a", &[]), replica(&redis, "b", &[]));
+    let client = client();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=1")).await);
+    }
+    let records = all_completed(&client, &b.address, &ids, Duration::from_secs(30)).await;
+    let on_b = records.iter().filter(|r| r["pod"] == "b").count();
+    assert!(on_b >= 2 && on_b <= 6, "b, never asked, ran {on_b} of 8 accepted by a");
+    for r in &records {
+        assert_eq!(r["queue"], "redis");
+        assert_eq!(r["deliveries"], 1, "{r}");
+        let sojourn = r["sojourn_seconds"].as_f64().expect("sojourn");
+        assert!(sojourn >= r["wall_seconds"].as_f64().expect("wall"), "{r}");
+    }
+    let delivered = metric(&client, &a.address, "consumer_queue_deliveries_total").await
+        + metric(&client, &b.address, "consumer_queue_deliveries_total").await;
+    assert_eq!(delivered, 8.0);
+    let sojourns = metric(&client, &a.address, "consumer_task_sojourn_seconds_count{queue=\"redis\"}").await
+        + metric(&client, &b.address, "consumer_task_sojourn_seconds_count{queue=\"redis\"}").await;
+    assert_eq!(sojourns, 8.0);
+    let shared = status(&client, &b.address).await;
+    assert_eq!(shared["queue_mode"], "redis");
+    assert_eq!(shared["shared"]["backlog"], 0, "{shared}");
+    // Unknown and malformed ids.
+    let missing = client.get(format!("{}/process/{}", b.address, uuid_like())).send().await.expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let malformed = client.get(format!("{}/process/not-a-uuid", b.address)).send().await.expect("get");
+    assert_eq!(malformed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = malformed.json().await.expect("json");
+    assert_eq!(body["field"], "task_id");
+}
+
+fn uuid_like() -> &'static str {
+    "00000000-0000-4000-8000-000000000000"
+}
+
+#[tokio::test]
+async fn kill_9_of_a_replica_running_tasks_loses_none_they_finish_on_the_other() {
+    let redis = RedisServer::start();
+    // Claims after a task's duration × overcommit (2) + 1 s of silence from its holder.
+    let env = [("CLAIM_MARGIN_SECS", "1")];
+    let mut a = replica(&redis, "a", &env);
+    let client = client();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
+    }
+    // a runs two; start b only once a holds them, so a dies holding work.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&client, &a.address).await["tasks_running"]["cpu"] != 2 {
+        assert!(Instant::now() < deadline, "a never started two tasks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = replica(&redis, "b", &env);
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    a.wait_exit(Duration::from_secs(5)).expect("a is dead");
+    let records = all_completed(&client, &b.address, &ids, Duration::from_secs(60)).await;
+    assert!(records.iter().all(|r| r["pod"] == "b"), "every task finished on b: a died before finishing any");
+    let claimed = metric(&client, &b.address, "consumer_queue_claims_total").await;
+    assert_eq!(claimed, 2.0, "b claimed the two a was running");
+    let redelivered: Vec<&Value> = records.iter().filter(|r| r["deliveries"] == 2).collect();
+    assert_eq!(redelivered.len(), 2, "the two a ran were delivered twice, the rest once: {records:?}");
+    assert_eq!(metric(&client, &b.address, "consumer_queue_duplicates_total{when=\"ran_twice\"}").await, 0.0);
+}
+
+#[tokio::test]
+async fn sigterm_hands_back_tasks_longer_than_the_shutdown_timeout_and_they_finish_elsewhere() {
+    let redis = RedisServer::start();
+    let mut a = replica(&redis, "a", &[("SHUTDOWN_TIMEOUT_SECS", "3"), ("DRAIN_DELAY_SECS", "1")]);
+    let client = client();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=4")).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&client, &a.address).await["tasks_running"]["cpu"] != 2 {
+        assert!(Instant::now() < deadline, "a never started both tasks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = replica(&redis, "b", &[]);
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    a.wait_exit(Duration::from_secs(10)).expect("a exits within its shutdown timeout");
+    assert_eq!(a.events("handed an unfinished task back to the shared backlog").len(), 2, "{:?}", a.lines());
+    assert!(a.events("task finished").iter().all(|e| e["status"] == "cancelled"));
+    let records = all_completed(&client, &b.address, &ids, Duration::from_secs(30)).await;
+    assert!(records.iter().all(|r| r["pod"] == "b" && r["deliveries"] == 1), "a hand-back is not a crash: {records:?}");
+    let b_status = status(&client, &b.address).await;
+    assert_eq!(b_status["totals"]["cancelled"], 0, "{b_status}");
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_accepted_task_and_async_is_503_with_retry_after_meanwhile() {
+    let mut redis = RedisServer::start();
+    let a = replica(&redis, "a", &[]);
+    let client = client();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
+    }
+    redis.stop();
+    let refused = client.post(format!("{}/process?{TASK}&duration=1", a.address)).send().await.expect("post");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["reason"], "queue_unavailable", "{body}");
+    // Sync work does not need Redis, and the pod stays ready (every replica would otherwise leave the Service).
+    let sync = client.post(format!("{}/process?cpu_intensity=1&memory_size=0&duration=1", a.address)).send();
+    assert_eq!(sync.await.expect("sync").status(), StatusCode::OK);
+    let ready = client.get(format!("{}/ready", a.address)).send().await.expect("ready");
+    assert_eq!(ready.status(), StatusCode::OK);
+    redis.resume();
+    all_completed(&client, &a.address, &ids, Duration::from_secs(60)).await;
+    assert!(metric(&client, &a.address, "consumer_queue_errors_total").await >= 1.0);
+}
+
+#[tokio::test]
+async fn a_replica_started_while_redis_is_away_serves_sync_refuses_async_then_works_when_it_returns() {
+    let mut redis = RedisServer::unstarted();
+    let a = replica(&redis, "a", &[]);
+    let client = client();
+    let sync = client.post(format!("{}/process?cpu_intensity=1&memory_size=0&duration=1", a.address)).send();
+    assert_eq!(sync.await.expect("sync").status(), StatusCode::OK);
+    let refused = client.post(format!("{}/process?{TASK}&duration=1", a.address)).send().await.expect("post");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let response = client.post(format!("{}/process?{TASK}&duration=1", a.address)).send().await.expect("post");
+        if response.status() == StatusCode::OK {
+            break response.json::<Value>().await.expect("json")["task_id"].as_str().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "async never recovered after Redis came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    all_completed(&client, &a.address, &[id], Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn a_task_whose_replica_keeps_dying_reaches_the_dead_letter_stream() {
+    let redis = RedisServer::start();
+    // Overcommit 1 and a 1 s margin: a dead holder's task is claimed 3 s after it started (duration 2).
+    let env = [("MAX_DELIVERIES", "2"), ("CLAIM_MARGIN_SECS", "1"), ("CPU_OVERCOMMIT", "1")];
+    let client = client();
+    let mut holder = replica(&redis, "r0", &env);
+    let id = accept(&client, &holder.address, &format!("{TASK}&duration=2")).await;
+    for round in 1..=2 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while record(&client, &holder.address, &id).await["deliveries"] != round {
+            assert!(Instant::now() < deadline, "delivery {round} never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let next = replica(&redis, &format!("r{round}"), &env);
+        holder.signal(nix::sys::signal::Signal::SIGKILL);
+        holder.wait_exit(Duration::from_secs(5)).expect("killed");
+        holder = next;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let r = record(&client, &holder.address, &id).await;
+        if r["status"] == "failed" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(failed["error"].as_str().expect("error").contains("after 2 deliveries"), "{failed}");
+    assert_eq!(status(&client, &holder.address).await["shared"]["dead_letters"], 1);
+    assert_eq!(metric(&client, &holder.address, "consumer_queue_dead_letters_total").await, 1.0);
+    assert_eq!(redis.cli(&["XLEN", "surge:dead"]).trim(), "1");
+}
+
+#[tokio::test]
+async fn a_task_costs_four_round_trips_and_these_commands() {
+    let redis = RedisServer::start();
+    let a = replica(&redis, "a", &[]);
+    let client = client();
+    // Let the puller settle (group created, first reads), then count only the tasks' own life.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    const TASKS: u64 = 20;
+    let mut ids = Vec::new();
+    for _ in 0..TASKS {
+        ids.push(accept(&client, &a.address, "async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await);
+    }
+    all_completed(&client, &a.address, &ids, Duration::from_secs(30)).await;
+    let calls = redis.command_calls();
+    let count = |name: &str| calls.get(name).copied().unwrap_or(0);
+    eprintln!("redis commands for {TASKS} tasks (with idle reads, claims and GETs of records): {calls:?}");
+    // Exactly once per task: enqueue's XADD, finish's XACK and XDEL; HSET at enqueue, start and finish.
+    assert_eq!(count("xadd"), TASKS);
+    assert_eq!(count("xack"), TASKS);
+    assert_eq!(count("xdel"), TASKS);
+    assert_eq!(count("hset"), 3 * TASKS);
+    assert_eq!(count("hincrby"), TASKS);
+    // Round trips of a task: enqueue, read, start and finish (evalsha ×3 + xreadgroup); the puller's idle reads
+    // and once-a-second claim scans add a few over the run.
+    let scripts = count("evalsha") + count("eval");
+    assert!(scripts >= 3 * TASKS && scripts <= 3 * TASKS + 40, "{scripts} script calls");
+}
