@@ -224,8 +224,10 @@ impl Metrics {
             "Shared backlog (redis queue): tasks waiting in the stream plus handed out and unacknowledged; every replica reports the same number, so query it with max().",
         )?;
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
-        let deliveries =
-            counter(names::QUEUE_DELIVERIES_TOTAL, "Tasks this replica took from the shared backlog (claims included).")?;
+        let deliveries = counter(
+            names::QUEUE_DELIVERIES_TOTAL,
+            "Tasks this replica took from the shared backlog (claims included).",
+        )?;
         let claims = counter(
             names::QUEUE_CLAIMS_TOTAL,
             "Tasks this replica claimed from a replica that held them past their expected run time (a crash).",

@@ -20,7 +20,9 @@ use crate::configuration::{QueueUrl, Settings};
 use crate::metrics::QueueMetrics;
 use crate::telemetry::LogRateLimit;
 use crate::work::records::TaskRecord;
-use crate::work::tasks::{Accepted, Overload, OverloadReason, Refusal, TaskAccepted, TaskRegistry, TaskStatus, WorkSpec};
+use crate::work::tasks::{
+    Accepted, Overload, OverloadReason, Refusal, TaskAccepted, TaskRegistry, TaskStatus, WorkSpec,
+};
 
 /// Retry-After while Redis cannot be reached: the client reconnect backoff's ceiling.
 const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
@@ -61,11 +63,8 @@ impl Backlog {
             claim_margin: Duration::from_secs(settings.claim_margin_secs),
         })
         .map_err(std::io::Error::other)?;
-        let shared = Arc::new(puller::Shared {
-            backlog,
-            metrics,
-            errors_logged: LogRateLimit::new(ERROR_LINES_PER_MINUTE, 60),
-        });
+        let shared =
+            Arc::new(puller::Shared { backlog, metrics, errors_logged: LogRateLimit::new(ERROR_LINES_PER_MINUTE, 60) });
         let puller = puller::Puller { shared: Arc::clone(&shared), registry: Arc::clone(registry), stop };
         tokio::spawn(puller.run());
         Ok(Self::Redis(shared))

@@ -162,8 +162,12 @@ pub enum Start {
 /// What `enqueue` did.
 pub enum Enqueued {
     /// In the stream, behind `ahead` tasks.
-    Added { ahead: usize },
-    Full { backlog: usize },
+    Added {
+        ahead: usize,
+    },
+    Full {
+        backlog: usize,
+    },
 }
 
 /// The backlog's shape, for `/process/status`.
@@ -285,7 +289,8 @@ impl RedisBacklog {
             .arg(">")
             .query_async(&mut *reader)
             .await?;
-        let Some(message) = reply.and_then(|reply| reply.keys.into_iter().next()).and_then(|key| key.ids.into_iter().next())
+        let Some(message) =
+            reply.and_then(|reply| reply.keys.into_iter().next()).and_then(|key| key.ids.into_iter().next())
         else {
             return Ok(None);
         };

@@ -14,7 +14,7 @@ async fn request_counters_equal_what_was_sent() {
     for _ in 0..3 {
         assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     }
-    for path in ["/no/such/path", "/process/extra", "/favicon.ico"] {
+    for path in ["/no/such/path", "/process/status/extra", "/favicon.ico"] {
         assert_eq!(app.get(path).await.status(), StatusCode::NOT_FOUND);
     }
     for _ in 0..2 {

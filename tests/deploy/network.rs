@@ -350,3 +350,27 @@ fn the_evaluator_follows_the_documented_rules() {
     assert!(c.allowed(&client("b", "anyone"), &target, 9000));
     assert!(!c.allowed(&client("b", "anyone"), &target, 8005));
 }
+
+/// The queue component's Redis: the consumer (its queue) and KEDA's operator (the redis-streams trigger) only; and
+/// every row of the development table still holds with it composed.
+#[test]
+fn development_redis_admits_only_the_consumer_and_keda_to_redis() {
+    check("development-redis", true);
+    let rendering = manifests::overlay("development-redis");
+    let cluster = Cluster::new(&rendering.objects, &["keda", "default"]);
+    let pods = pods(&rendering.objects);
+    let pod = |name: &str| Source::Pod(pods.get(name).unwrap_or_else(|| panic!("no {name}")).clone());
+    let redis = pods.get("redis").expect("development-redis runs redis");
+    let cases = [
+        ("the consumer reads and writes the queue", pod("consumer"), 6379, true),
+        ("KEDA's operator reads the stream (redis-streams trigger)", Source::Pod(keda_operator()), 6379, true),
+        ("the load generator cannot touch the queue", pod("load-generator"), 6379, false),
+        ("nor Prometheus", pod("prometheus"), 6379, false),
+        ("nor Grafana", pod("grafana"), 6379, false),
+        ("nor a stranger in the namespace", Source::Pod(outsider("surge", "stranger")), 6379, false),
+        ("nor a pod elsewhere", Source::Pod(outsider("default", "stranger")), 6379, false),
+    ];
+    for (what, from, port, expected) in cases {
+        assert_eq!(cluster.allowed(&from, redis, port), expected, "{what}");
+    }
+}

@@ -220,3 +220,33 @@ fn metrics_server_supports_the_kind_nodes_kubernetes() {
     };
     assert!(major_minor(node) >= minimum, "metrics-server {version} needs Kubernetes {minimum:?}+, kind runs {node}");
 }
+
+/// The queue component's Redis, reviewed for 7.4: the consumer's scripts need Redis 6.2 or newer (`XPENDING … IDLE`,
+/// `XCLAIM … JUSTID` inside Lua) and the issue asks for 7; accepted work survives a restart only with the append-only
+/// file on a volume; `noeviction` so a full Redis refuses new work (503) instead of evicting queued tasks; the
+/// password from the Secret, never in the file.
+#[test]
+fn the_queue_runs_redis_7_with_its_append_only_file_on_a_volume_and_no_eviction() {
+    let objects = manifests::overlay("development-redis").objects;
+    let (container, version) = container(&objects, "redis");
+    assert!(container["image"].as_str().is_some_and(|i| i.starts_with("redis:")), "{container}");
+    assert!(((7, 0)..=(7, 4)).contains(&version), "redis {version:?}: reviewed for 7.0 to 7.4; read the notes past it");
+    let args: Vec<&str> = container["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let flag = |name: &str| args.iter().position(|a| *a == name).map(|i| args[i + 1]);
+    assert_eq!(flag("--appendonly"), Some("yes"));
+    assert_eq!(flag("--maxmemory-policy"), Some("noeviction"));
+    assert_eq!(flag("--requirepass"), Some("$(REDIS_PASSWORD)"));
+    assert_eq!(container["env"][0]["valueFrom"]["secretKeyRef"]["name"], "redis-auth");
+    let deployment = find(&objects, "Deployment", "redis").expect("redis");
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate", "two pods on one RWO volume would corrupt it");
+    let volume = &pod_spec(deployment).expect("pod")["volumes"][0]["persistentVolumeClaim"]["claimName"];
+    let data = container["volumeMounts"].as_array().expect("mounts").iter().find(|m| m["mountPath"] == "/data");
+    assert!(data.is_some() && find(&objects, "PersistentVolumeClaim", volume.as_str().expect("claim")).is_some());
+    // The consumer is pointed at it, the password expanded from a variable defined before the URL.
+    let consumer = find(&objects, "Deployment", "consumer").expect("consumer");
+    let env: Vec<&Value> =
+        pod_spec(consumer).expect("pod")["containers"][0]["env"].as_array().expect("env").iter().collect();
+    let at = |name: &str| env.iter().position(|e| e["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    assert!(at("REDIS_PASSWORD") < at("QUEUE_URL"));
+    assert_eq!(env[at("QUEUE_URL")]["value"], "redis://:$(REDIS_PASSWORD)@redis:6379");
+}

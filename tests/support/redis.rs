@@ -64,11 +64,8 @@ impl RedisServer {
 
     /// `redis-cli` against this server; the reply as text (empty when it cannot connect).
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let output =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("run redis-cli");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
