@@ -15,6 +15,14 @@ readonly KEDA_VERSION=2.20.2
 readonly METRICS_SERVER_VERSION=0.9.0
 readonly NODEPORT_HOST_PORT=8000
 readonly CONTEXT=${SURGE_CONTEXT:-$KIND_CONTEXT}
+# Where async work waits: memory (each pod's own backlog, the trajectories the load-generator README proves) or redis
+# (the shared backlog of components/queue: the development-redis overlay).
+readonly QUEUE=${SURGE_QUEUE:-memory}
+case "$QUEUE" in
+  memory) readonly DEV_OVERLAY=development ;;
+  redis) readonly DEV_OVERLAY=development-redis ;;
+  *) echo "dev.sh: SURGE_QUEUE must be memory or redis, not '$QUEUE'" >&2; exit 2 ;;
+esac
 IMAGE_TAG=${IMAGE_TAG:?IMAGE_TAG is set by the Makefile}
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -110,9 +118,10 @@ apply_overlay() {
   k kustomize "$MANIFESTS/overlays/$1" | sed "s#image: $2\$#image: $3#" | k apply -f - -l "${4:-}"
 }
 
-# The development overlay as applied: the consumer on its content tag. $1: a label selector.
+# The development overlay (with the queue when SURGE_QUEUE=redis) as applied: the consumer on its content tag. $1: a
+# label selector.
 apply_development() {
-  apply_overlay development "surge-consumer:$IMAGE_TAG" "$CONSUMER_IMAGE" "$1"
+  apply_overlay "$DEV_OVERLAY" "surge-consumer:$IMAGE_TAG" "$CONSUMER_IMAGE" "$1"
 }
 
 # True when version $1 is older than $2 (dotted numbers).
@@ -128,7 +137,9 @@ keda_version() {
 # Waits for every Deployment an overlay runs.
 wait_rollouts() {
   local deployment
-  for deployment in consumer prometheus grafana loki tempo kube-state-metrics; do
+  local deployments=(consumer prometheus grafana loki tempo kube-state-metrics)
+  [ "$QUEUE" = redis ] && deployments=(redis "${deployments[@]}")
+  for deployment in "${deployments[@]}"; do
     k -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=300s
   done
 }
@@ -198,13 +209,19 @@ table_cores() {
   esac
 }
 
-grafana_secret() {
+# Creates Secret $1 with a random password unless it exists (a re-run keeps the password the pods already use).
+random_secret() {
   k create namespace "$NAMESPACE" --dry-run=client -o yaml | k apply -f - >/dev/null
-  if ! k -n "$NAMESPACE" get secret grafana-admin >/dev/null 2>&1; then
-    say "creating Secret grafana-admin with a random password"
-    k -n "$NAMESPACE" create secret generic grafana-admin \
+  if ! k -n "$NAMESPACE" get secret "$1" >/dev/null 2>&1; then
+    say "creating Secret $1 with a random password"
+    k -n "$NAMESPACE" create secret generic "$1" \
       --from-literal=password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
   fi
+}
+
+dev_secrets() {
+  random_secret grafana-admin
+  if [ "$QUEUE" = redis ]; then random_secret redis-auth; fi
 }
 
 dev() {
@@ -220,10 +237,10 @@ dev() {
   load_images
   install_keda
   install_metrics_server
-  grafana_secret
+  dev_secrets
   # The load Jobs are left out: re-applying them would suspend a running one and kill its pods. The ScaledObject
   # comes after Prometheus is ready: KEDA polls at once, and each failed poll leaves an hour-long event.
-  say "applying $MANIFESTS/overlays/development (all but the load Jobs and the ScaledObject)"
+  say "applying $MANIFESTS/overlays/$DEV_OVERLAY (all but the load Jobs and the ScaledObject)"
   apply_development 'app.kubernetes.io/component!=load-generator,app.kubernetes.io/component!=autoscaling'
   wait_rollouts
   say "applying the ScaledObject"
@@ -269,7 +286,7 @@ production() {
     die "the production overlay names $named:$IMAGE_TAG, which no registry publishes. Push your own and name it:
        make images && docker tag surge-consumer:$IMAGE_TAG <registry>/surge-consumer:<tag> && docker push <registry>/surge-consumer:<tag>
        SURGE_IMAGE=<registry>/surge-consumer:<tag> SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make deploy-production"
-  grafana_secret
+  dev_secrets
   say "applying $MANIFESTS/overlays/production to $CONTEXT (consumer image $SURGE_IMAGE)"
   apply_overlay production "$named:$IMAGE_TAG" "$SURGE_IMAGE"
   wait_rollouts
@@ -337,13 +354,13 @@ undeploy() {
   # kubectl deletes the rest and names that kind); the exit code says whether anything failed.
   local failed=0 errors
   # A kind that is not served has no objects to delete (KEDA never installed: no ScaledObject).
-  if ! errors=$(k delete -k "$MANIFESTS/overlays/development" --ignore-not-found 2>&1 >/dev/null); then
+  if ! errors=$(k delete -k "$MANIFESTS/overlays/$DEV_OVERLAY" --ignore-not-found 2>&1 >/dev/null); then
     if grep -v -e '^error: resource mapping not found' -e '^ensure CRDs are installed first' <<<"$errors" | grep -q .; then
       echo "$errors" >&2
       failed=1
     fi
   fi
-  k -n "$NAMESPACE" delete secret grafana-admin --ignore-not-found || failed=1
+  k -n "$NAMESPACE" delete secret grafana-admin redis-auth --ignore-not-found || failed=1
   k delete --ignore-not-found -f \
     "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml" || failed=1
   k delete --ignore-not-found -f \

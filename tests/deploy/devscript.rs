@@ -528,7 +528,7 @@ fn what_make_e2e_reads_exists_in_the_rendered_overlay() {
         if kind == "secret" {
             // Created by `make dev` (never rendered: no password in the manifests); the Deployment must read it.
             let script = std::fs::read_to_string(manifests::repo().join("scripts/dev.sh")).expect("dev.sh");
-            assert!(script.contains(&format!("create secret generic {name}")), "make dev creates {resource}");
+            assert!(script.contains(&format!("random_secret {name}")), "make dev creates {resource}");
             let grafana = manifests::find(&objects, "Deployment", "grafana").expect("grafana");
             assert!(grafana.to_string().contains(&format!("\"name\":\"{name}\"")), "Grafana reads {resource}");
             continue;
@@ -667,4 +667,34 @@ fn the_e2e_workflow_runs_on_every_input_of_the_images_and_reports_even_when_canc
     // Downloads pinned and checked.
     assert!(text.contains("KUBECTL_VERSION: v") && text.contains("KIND_VERSION: v0.30.0"));
     assert_eq!(text.matches("sha256sum -c").count(), 2, "kind and kubectl checked against their SHA-256");
+}
+
+/// `SURGE_QUEUE=redis make dev`: the development-redis overlay, its Secret made once and kept, Redis rolled out
+/// before the consumer that needs it; undeploy removes the Secret too. A value it does not know stops it at once.
+#[test]
+fn make_dev_with_the_redis_queue_creates_its_secret_and_waits_for_redis() {
+    let machine = Machine::new();
+    let dev = machine.make("dev", &[("SURGE_QUEUE", "redis")]);
+    assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
+    let secret = machine.object("Secret", "surge", "redis-auth").expect("make dev created redis-auth");
+    assert!(machine.object("Deployment", "surge", "redis").is_some(), "the queue component was applied");
+    assert!(machine.object("PersistentVolumeClaim", "surge", "redis-data").is_some());
+    let rollouts: Vec<String> = machine.state()["rollouts"]
+        .as_array()
+        .expect("rollouts")
+        .iter()
+        .filter_map(|r| r["deployment"].as_str().map(str::to_owned))
+        .collect();
+    let waited = dev.kubectl().into_iter().filter(|c| c.contains("rollout status")).collect::<Vec<_>>();
+    let redis_at = waited.iter().position(|c| c.contains("deployment/redis")).expect("waited for redis");
+    let consumer_at = waited.iter().position(|c| c.contains("deployment/consumer")).expect("waited for the consumer");
+    assert!(redis_at < consumer_at, "{waited:?}");
+    assert!(rollouts.iter().any(|d| d == "redis"), "{rollouts:?}");
+    let again = machine.make("dev", &[("SURGE_QUEUE", "redis")]);
+    assert_eq!(again.code, 0, "{}", again.transcript("dev"));
+    assert_eq!(machine.object("Secret", "surge", "redis-auth"), Some(secret), "a re-run keeps the password");
+    let wrong = machine.make("dev", &[("SURGE_QUEUE", "kafka")]);
+    assert_eq!(wrong.code, 2, "{}", wrong.transcript("dev"));
+    assert!(wrong.stderr.contains("SURGE_QUEUE must be memory or redis"), "{}", wrong.stderr);
+    assert!(wrong.kubectl().is_empty(), "nothing ran");
 }
