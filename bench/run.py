@@ -10,6 +10,8 @@ A row whose rounds spread more than NOISY of their median says "noisy" instead o
    replaces (FastAPI + uvicorn + prometheus-fastapi-instrumentator, in a venv this script makes), under wrk.
 2. Exec to first 200 on /health, idle and loaded resident memory of the consumer and the Python peer.
 3. The `generator` against wrk and oha on the bare handler, with keep-alive and with a new connection per request.
+4. Async `POST /process` acceptance with the memory queue and the Redis queue (a real `redis-server`, on the server
+   core beside the consumer), the ratio of the two.
 
 Needs: the release binaries (make bench builds them), wrk, taskset; installs oha with cargo and the Python peer
 with pip when missing.
@@ -257,11 +259,61 @@ def generators(table):
         bare.stop()
 
 
+ACCEPT_SECONDS = 2
+ACCEPT_QUERY = "/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1"
+
+
+def async_acceptance(table):
+    """Accepted async tasks a second, memory against Redis: what a 200 costs when it means "in this pod's memory"
+    and when it means "in the shared stream". Simulated CPU work and the largest backlog cap, so the figure is the
+    acceptance path and not the capacity model's 503s (only 200s are counted); a fresh server (and Redis) per round."""
+    script = LOGS / "post.lua"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    script.write_text('wrk.method = "POST"\n')
+    samples = {"memory": [], "redis": []}
+    env = {"CPU_WORK": "simulate", "QUEUE_CAPACITY": "100000", "LOG_FORMAT": "json"}
+    for round_ in range(1, ROUNDS + 1):
+        for mode in ("memory", "redis") if round_ % 2 else ("redis", "memory"):
+            redis = None
+            extra = dict(env)
+            if mode == "redis":
+                redis_port = free_port()
+                redis = subprocess.Popen(["taskset", "-c", SERVER_CORE, "redis-server", "--port", str(redis_port),
+                                          "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+                deadline = time.monotonic() + 10
+                while subprocess.run(["redis-cli", "-p", str(redis_port), "ping"], capture_output=True,
+                                     text=True).stdout.strip() != "PONG":
+                    if time.monotonic() > deadline:
+                        raise SystemExit("redis-server did not start")
+                    time.sleep(0.05)
+                extra["QUEUE_URL"] = f"redis://127.0.0.1:{redis_port}"
+            server = Server(f"accept-{mode}-{round_}", [str(RELEASE / "consumer")], env=extra)
+            try:
+                argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{ACCEPT_SECONDS}s", "-s", str(script)]
+                text = client(argv + [server.url + ACCEPT_QUERY])
+                rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+                refused = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+                accepted = rate - (int(refused.group(1)) / ACCEPT_SECONDS if refused else 0)
+                samples[mode].append({"rate": accepted})
+            finally:
+                server.stop()
+                if redis:
+                    redis.kill()
+                    redis.wait()
+        log(f"  round {round_}/{ROUNDS}: memory {samples['memory'][-1]['rate']:,.0f}/s, "
+            f"redis {samples['redis'][-1]['rate']:,.0f}/s")
+    memory, memory_spread = median_of(samples["memory"], "rate")
+    redis, redis_spread = median_of(samples["redis"], "rate")
+    table.append({"what": "memory queue (the pod's backlog)", "rate": memory, "spread": memory_spread, "ratio": 1.0})
+    table.append({"what": "Redis queue (one stream, enqueue script)", "rate": redis, "spread": redis_spread,
+                  "ratio": redis / memory})
+
+
 def figure(row, value):
     return f"noisy (rounds spread {row['spread']:.0%})" if row["spread"] > NOISY else value
 
 
-def write(server_rows, memory_rows, generator_rows, seconds_taken):
+def write(server_rows, memory_rows, generator_rows, accept_rows, seconds_taken):
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
                 if l.startswith("model name")), platform.processor())
     tool_versions = {
@@ -285,6 +337,10 @@ def write(server_rows, memory_rows, generator_rows, seconds_taken):
         vs_oha = figure(row, f"{row['vs_oha']:.2f}x") if "vs_oha" in row else ""
         rate = figure(row, f"{row['rate']:,.0f}")
         generator_table.append(f"| {row['what']} | {rate} | {vs_wrk} | {vs_oha} |")
+    accept_table = ["| queue | accepted tasks/s | vs memory |", "|---|---:|---:|"]
+    for row in accept_rows:
+        accept_table.append(
+            f"| {row['what']} | {figure(row, format(row['rate'], ',.0f'))} | {figure(row, format(row['ratio'], '.2f') + 'x')} |")
     summary = "\n".join(servers_table)
     text = f"""# Benchmark results
 
@@ -312,6 +368,18 @@ server rounds above.
 
 {chr(10).join(generator_table)}
 
+## Async `POST /process` acceptance: memory queue against the Redis queue
+
+{chr(10).join(accept_table)}
+
+`wrk -t1 -c{CONNECTIONS} -d{ACCEPT_SECONDS}s -s post.lua 'URL{ACCEPT_QUERY}'` against the release consumer with
+`CPU_WORK=simulate QUEUE_CAPACITY=100000` (and `QUEUE_URL` to a fresh `redis-server`, append-only file off, on the
+server core): only 200s counted. A Redis 200 is one round trip to a script that checks the shared cap, writes the task's
+record and adds it to the stream; the test `a_task_costs_four_round_trips_and_these_commands` counts each command.
+The memory queue answers `estimated_start` by playing the pod's schedule forward over its whole backlog, so each
+acceptance costs more as the backlog grows (here to thousands of tasks in {ACCEPT_SECONDS} s; 100 by default); the Redis
+queue's estimate is a product and its cap a single XLEN.
+
 Commands: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s [-H 'Connection: close']`, `oha --no-tui -z {SECONDS}s -c {CONNECTIONS}
 [--disable-keepalive]`, `generator --url URL --path /health --duration {SECONDS}s --concurrency {CONNECTIONS} --probes 1
 [--no-connection-reuse]`.
@@ -333,14 +401,16 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing (scripts/install-tools.sh installs wrk)")
     started = time.monotonic()
-    server_rows, generator_rows = [], []
+    server_rows, generator_rows, accept_rows = [], [], []
     log(f"== servers: {ROUNDS} rounds x {SECONDS} s per path and server")
     peak = throughput(server_rows)
     log("== start and memory")
     memory_rows = startup_and_memory(peak)
     log(f"== load generators: {ROUNDS} rounds x {SECONDS} s per tool and mode")
     generators(generator_rows)
-    write(server_rows, memory_rows, generator_rows, time.monotonic() - started)
+    log(f"== async acceptance: {ROUNDS} rounds x {ACCEPT_SECONDS} s per queue")
+    async_acceptance(accept_rows)
+    write(server_rows, memory_rows, generator_rows, accept_rows, time.monotonic() - started)
     log(RESULTS.read_text())
 
 

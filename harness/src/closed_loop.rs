@@ -17,7 +17,7 @@ use surge_keda::scaled_object::{documents, find, limits};
 use surge_keda::{evaluate, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
-use crate::pods::{free_port, scraped_as, shutdown_timeout, start_haproxy, wait_until, PodMeta, Pods};
+use crate::pods::{free_port, scraped_as, shutdown_timeout, start_haproxy, start_redis, wait_until, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
 use crate::standins::{cluster_metrics, serve_state};
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
@@ -87,7 +87,10 @@ pub fn run(args: &Args) -> Result<(), String> {
     let server = start_prometheus(&objects, &targets, factor)?;
     let prometheus_port = server.port;
 
-    let consumer_args = vec![
+    // The queue component sets QUEUE_URL on the consumer: then the pods share a real Redis, as they would there.
+    let shared_queue = container["env"].as_array().into_iter().flatten().any(|e| e["name"] == "QUEUE_URL");
+    let redis = if shared_queue { Some(start_redis(dir.path())?) } else { None };
+    let mut consumer_args = vec![
         "--bind".to_owned(),
         "127.0.0.1".to_owned(),
         "--cpu-work".to_owned(),
@@ -104,6 +107,9 @@ pub fn run(args: &Args) -> Result<(), String> {
         "--shutdown-timeout-secs".to_owned(),
         ((shutdown_timeout(container)? / factor).ceil() + 1.0).to_string(),
     ];
+    if let Some((_, port)) = &redis {
+        consumer_args.extend(["--queue".to_owned(), format!("redis://127.0.0.1:{port}")]);
+    }
     let mut pods = Pods {
         list: Vec::new(),
         ports,
@@ -174,6 +180,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     let mut load_ended_at: Option<f64> = None;
     let window = format!("{}ms", (60_000.0 / factor).round());
+    // The profile's task size: a replica "has room" when one more such task would start on it now.
+    let task_cores = surge_generator::profiles::find(&args.profile).map_or(1.0, |p| f64::from(p.cpu_intensity) / 10.0);
+    let mut waiting = WaitingWork { task_cores, ..WaitingWork::default() };
     print_header(&so);
     loop {
         let next = Instant::now() + sync;
@@ -234,6 +243,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         };
         print_row(&row);
         let job_active = load_ended_at.is_none();
+        // Also after the load: a backlog outlasting it is where a replica's work is stuck behind another's.
+        waiting.sample(&pods.statuses(), SYNC_SECONDS);
         let live: Vec<String> = pods.list.iter().map(|p| format!("consumer-{}", p.index)).collect();
         *state.lock().unwrap_or_else(|p| p.into_inner()) =
             cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors);
@@ -241,7 +252,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         pods.scale_to(desired)?;
         if let Some(ended) = load_ended_at {
             let idle = prometheus
-                .value("sum(consumer_tasks_queued) + sum(consumer_tasks_in_flight{kind=\"cpu\"})")
+                .value(
+                    "sum(consumer_tasks_queued) + sum(consumer_tasks_in_flight{kind=\"cpu\"}) \
+                     + (max(consumer_queue_backlog) or vector(0))",
+                )
                 .is_ok_and(|v| v == 0.0);
             if current == so.scaling.min && desired == so.scaling.min && idle {
                 break;
@@ -266,9 +280,53 @@ pub fn run(args: &Args) -> Result<(), String> {
         report["dashboards"] = dashboards;
     }
     report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
+    report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
+    report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
+    report["outline"]["idle_while_waiting_percent"] =
+        waiting.idle_fraction().map_or(Value::Null, |f| ((f * 1000.0).round() / 10.0).into());
     println!("{}", serde_json::to_string_pretty(&report["outline"]).unwrap_or_default());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Replica-seconds (autoscaler time) while some task waited, and how many of them were spent by
+/// replicas that could have started it: nothing queued of their own and room for one more task of the profile's size
+/// within the CPU overcommit. With a shared backlog those replicas pull; with per-pod backlogs they cannot take
+/// another pod's work.
+#[derive(Default)]
+struct WaitingWork {
+    task_cores: f64,
+    replica_seconds: f64,
+    idle_replica_seconds: f64,
+}
+
+impl WaitingWork {
+    fn sample(&mut self, statuses: &[Value], seconds: f64) {
+        let number = |v: &Value| v.as_f64().unwrap_or(0.0);
+        let local: f64 = statuses.iter().map(|s| number(&s["queue"]["length"])).sum();
+        // Every replica reports the same shared backlog; waiting there is the part not handed out.
+        let shared = statuses
+            .iter()
+            .map(|s| number(&s["shared"]["backlog"]) - number(&s["shared"]["handed_out"]))
+            .fold(0.0, f64::max);
+        if local + shared < 1.0 {
+            return;
+        }
+        for status in statuses {
+            self.replica_seconds += seconds;
+            let cpu = &status["cpu"];
+            let room = number(&cpu["capacity_cores"]) * number(&cpu["overcommit"]) - number(&cpu["demand_cores"]);
+            let has_room = number(&status["queue"]["length"]) == 0.0 && room + 1e-9 >= self.task_cores;
+            if has_room {
+                self.idle_replica_seconds += seconds;
+            }
+        }
+    }
+
+    /// The idle share of the replica-seconds while work waited.
+    fn idle_fraction(&self) -> Option<f64> {
+        (self.replica_seconds > 0.0).then(|| self.idle_replica_seconds / self.replica_seconds)
+    }
 }

@@ -107,6 +107,21 @@ impl PodMeta {
     }
 }
 
+/// A real `redis-server` for the shared backlog (append-only file off: the harness never restarts it).
+pub(crate) fn start_redis(dir: &std::path::Path) -> Result<(Owned, u16), String> {
+    let port = free_port()?;
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-server (scripts/install-tools.sh installs it): {e}"))?;
+    let owned = Owned(child);
+    wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())?;
+    Ok((owned, port))
+}
+
 pub(crate) struct Pod {
     pub(crate) index: usize,
     pub(crate) child: Owned,
@@ -138,6 +153,17 @@ impl Pods {
     pub(crate) fn ready(&self) -> u32 {
         let ready = |p: &&Pod| http_get("127.0.0.1", self.ports[p.index], "/ready").is_ok_and(|(s, _)| s == 200);
         self.list.iter().filter(|p| !p.draining).filter(ready).count() as u32
+    }
+
+    /// Every serving pod's `/process/status` (those that do not answer are left out).
+    pub(crate) fn statuses(&self) -> Vec<Value> {
+        self.list
+            .iter()
+            .filter(|p| !p.draining)
+            .filter_map(|p| http_get("127.0.0.1", self.ports[p.index], "/process/status").ok())
+            .filter(|(status, _)| *status == 200)
+            .filter_map(|(_, body)| serde_json::from_str(&body).ok())
+            .collect()
     }
 
     pub(crate) fn add(&mut self) -> Result<(), String> {
