@@ -49,6 +49,8 @@ pub enum ApiError {
     Overloaded(Overload),
     #[error("no route for {0}")]
     NotFound(String),
+    #[error("no task {0}: never accepted, or its record has expired")]
+    UnknownTask(uuid::Uuid),
     #[error("method not allowed; allowed: {0}")]
     MethodNotAllowed(&'static str),
     #[error("task failed: {0}")]
@@ -60,7 +62,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Validation { .. } | Self::LargerThanBudget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::UnknownTask(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::TaskFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,7 +95,7 @@ impl ResponseError for ApiError {
                 response.insert_header((header::ALLOW, *allow));
                 ErrorBody { allowed: Some(Cow::Borrowed(allow)), ..ErrorBody::message("method not allowed") }
             }
-            Self::NotFound(_) | Self::TaskFailed(_) => ErrorBody::message(self.to_string()),
+            Self::NotFound(_) | Self::UnknownTask(_) | Self::TaskFailed(_) => ErrorBody::message(self.to_string()),
         };
         response.json(body)
     }

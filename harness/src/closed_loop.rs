@@ -268,6 +268,16 @@ pub fn run(args: &Args) -> Result<(), String> {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
+    // Every async task's accepted → finished over the whole run: a range as long as the run also holds the series of
+    // pods drained before its end. In the autoscaler's seconds (the tasks ran compressed).
+    let run_seconds = started.elapsed().as_secs_f64().ceil();
+    let sojourn_p95 = prometheus
+        .value(&format!(
+            "histogram_quantile(0.95, sum by (le) (increase(consumer_task_sojourn_seconds_bucket[{run_seconds}s])))"
+        ))
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|v| v * factor);
     let dashboards = match &args.dashboards {
         Some(dir) => Some(check_dashboards(dir, &prometheus, &namespace, started.elapsed().as_secs_f64())?),
         None => None,
@@ -281,6 +291,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
     report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
+    report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
     report["outline"]["idle_while_waiting_percent"] =
         waiting.idle_fraction().map_or(Value::Null, |f| ((f * 1000.0).round() / 10.0).into());

@@ -22,6 +22,8 @@ struct Promise {
     /// HPA seconds from the end of the load.
     back_at_min_by: f64,
     time_scale: f64,
+    /// Most seconds an async task may take from acceptance to finish at the 95th percentile; None for sync profiles.
+    sojourn_p95_by: Option<f64>,
 }
 
 fn repo() -> &'static Path {
@@ -55,6 +57,7 @@ fn promises() -> Vec<Promise> {
                 drivers: cells[4].split(" or ").map(|d| d.trim().to_owned()).collect(),
                 back_at_min_by: minutes(&cells[5]),
                 time_scale: cells[6].parse().expect("time scale"),
+                sojourn_p95_by: cells[7].strip_suffix(" s").map(|n| n.parse().expect("sojourn seconds")),
             }
         })
         .collect()
@@ -167,6 +170,14 @@ fn run_on(profile: &str, manifests: &Path) -> Value {
         "back at the minimum {:.0} s after the load: {trajectory}",
         back - ended
     );
+    // How long async work took end to end, the latency the scaling exists to bound.
+    match promise.sojourn_p95_by {
+        Some(bound) => {
+            let p95 = outline["sojourn_p95_s"].as_f64().unwrap_or_else(|| panic!("no async sojourn: {outline}"));
+            assert!(p95 <= bound, "p95 sojourn {p95} s, promised at most {bound} s: {trajectory}");
+        }
+        None => assert!(outline["sojourn_p95_s"].is_null(), "a sync profile has no async sojourn: {outline}"),
+    }
     report
 }
 

@@ -5,11 +5,13 @@
 //!   `behavior` (stabilisation, policies), bounds; KEDA's fallback behaviours.
 //! - `scaled_object`: a ScaledObject, and the consumer's limits, read from rendered manifests; how a query reads under
 //!   the harness's time compression.
+//! - `redis_streams`: KEDA's redis-streams scaler: which count it reads from Redis, against which target.
 //! - `evaluate`: one poll of the triggers into the replicas asked for (fallback included): the one evaluation every
 //!   caller uses.
 
 pub mod evaluate;
 pub mod hpa;
+pub mod redis_streams;
 pub mod scaled_object;
 
 pub use evaluate::{evaluate, Ask, Decision, Failures};

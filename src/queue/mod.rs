@@ -65,6 +65,7 @@ impl Backlog {
         .map_err(std::io::Error::other)?;
         let shared =
             Arc::new(puller::Shared { backlog, metrics, errors_logged: LogRateLimit::new(ERROR_LINES_PER_MINUTE, 60) });
+        tokio::spawn(Arc::clone(&shared).refresh_backlog(stop.clone()));
         let puller = puller::Puller { shared: Arc::clone(&shared), registry: Arc::clone(registry), stop };
         tokio::spawn(puller.run());
         Ok(Self::Redis(shared))
@@ -120,9 +121,13 @@ impl Backlog {
         }
     }
 
-    /// An async task's record, from whichever replica asks; `Err` when Redis cannot be reached.
+    /// A task's record: one that arrived here (sync, or async in the memory queue), else a shared one from whichever
+    /// replica asks; `Err` when Redis cannot be reached.
     pub async fn record(&self, registry: &TaskRegistry, id: Uuid) -> Result<Option<TaskRecord>, Overload> {
-        let Self::Redis(shared) = self else { return Ok(registry.record(id)) };
+        if let Some(local) = registry.record(id) {
+            return Ok(Some(local));
+        }
+        let Self::Redis(shared) = self else { return Ok(None) };
         shared.backlog.record(id).await.map_err(|error| {
             shared.failed("reading a task record", &error);
             unavailable()

@@ -13,7 +13,7 @@ use crate::telemetry::LogRateLimit;
 use crate::work::capacity::Demand;
 use crate::work::tasks::{TaskRegistry, TaskStatus};
 
-/// How often a replica with room looks for tasks a dead replica held, and refreshes the backlog gauge.
+/// How often a replica with room looks for tasks a dead replica held, and every replica refreshes the backlog gauge.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// Backoff between failed calls while Redis is away.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -58,7 +58,6 @@ impl Puller {
             let now = tokio::time::Instant::now();
             let taken = if now >= next_claim {
                 next_claim = now + CLAIM_EVERY;
-                self.refresh_backlog().await;
                 match self.shared.backlog.claim().await {
                     Ok(Some((entry, holder))) => {
                         self.shared.metrics.claims.inc();
@@ -162,13 +161,6 @@ impl Puller {
         self.shared.settle(entry, settle).await;
     }
 
-    async fn refresh_backlog(&self) {
-        match self.shared.backlog.backlog().await {
-            Ok(backlog) => self.shared.metrics.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
-            Err(error) => self.failed("reading the backlog's length", &error),
-        }
-    }
-
     fn failed(&self, doing: &str, error: &redis::RedisError) {
         self.shared.failed(doing, error);
     }
@@ -181,6 +173,21 @@ enum Settle {
 }
 
 impl Shared {
+    /// Keeps `consumer_queue_backlog` current every `CLAIM_EVERY` until `stop`, whether or not this replica has room
+    /// (a full replica is when the backlog matters most).
+    pub async fn refresh_backlog(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            match self.backlog.backlog().await {
+                Ok(backlog) => self.metrics.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
+                Err(error) => self.failed("reading the backlog's length", &error),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(CLAIM_EVERY) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
     /// Records a task's end in Redis, retrying while it is away; what cannot be settled is claimed by another replica.
     async fn settle(&self, entry: &Entry, settle: Settle) {
         let mut backoff = BACKOFF_MIN;

@@ -435,6 +435,7 @@ fn record(task_id: Uuid, fields: &HashMap<String, String>) -> Option<TaskRecord>
             task_id,
             status,
             queue: "redis",
+            mode: "async",
             pod: fields.get("pod").filter(|pod| !pod.is_empty()).cloned(),
             cpu_intensity: number(fields, "cpu_intensity").unwrap_or(0),
             memory_size: number(fields, "memory_size").unwrap_or(0),

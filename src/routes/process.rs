@@ -135,8 +135,9 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(ProcessStatus { pod: state.registry.snapshot(), queue_mode: state.backlog.kind(), shared })
 }
 
-/// An async task from acceptance to its end: queued, running (on which pod), completed, cancelled or failed, with its
-/// times. With the Redis queue any replica answers; records expire after `RESULT_RETENTION_SECS` (default an hour).
+/// A task from acceptance to its end: queued, running (on which pod), completed, cancelled or failed, with its times.
+/// A sync task, or an async one in the memory queue, from the pod that took it; with the Redis queue any replica
+/// answers for async tasks. Records expire after `RESULT_RETENTION_SECS` (default an hour).
 #[utoipa::path(get, path = "/process/{task_id}", tag = "work",
     params(("task_id" = uuid::Uuid, Path, description = "The `task_id` an async `POST /process` answered")),
     responses(
@@ -153,7 +154,7 @@ pub async fn task(path: web::Path<String>, state: web::Data<AppState>) -> Result
         received: raw.clone(),
     })?;
     let record = state.backlog.record(&state.registry, id).await.map_err(ApiError::Overloaded)?;
-    let Some(mut record) = record else { return Err(ApiError::NotFound(format!("/process/{raw}"))) };
+    let Some(mut record) = record else { return Err(ApiError::UnknownTask(id)) };
     if record.queue == "memory" {
         record.pod = Some(state.identity.pod_name.clone());
     }

@@ -1,5 +1,5 @@
-//! What `GET /process/{task_id}` answers: an async task's record from acceptance to its end, and the in-memory store
-//! that keeps them for the memory queue (the Redis backlog keeps its own, in Redis, with the same shape).
+//! What `GET /process/{task_id}` answers: a task's record from acceptance to its end, and the in-memory store that
+//! keeps those that arrived at this pod (the Redis backlog keeps the shared ones, in Redis, with the same shape).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -41,8 +41,10 @@ impl RecordStatus {
 pub struct TaskRecord {
     pub task_id: Uuid,
     pub status: RecordStatus,
-    /// `memory` or `redis`: where it waited.
+    /// `memory` (this pod) or `redis` (the shared backlog): where it waited.
     pub queue: &'static str,
+    /// `sync` or `async`.
+    pub mode: &'static str,
     /// The pod running or that ran it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -125,6 +127,7 @@ mod tests {
             task_id: Uuid::new_v4(),
             status: RecordStatus::Queued,
             queue: "memory",
+            mode: "async",
             pod: None,
             cpu_intensity: 1,
             memory_size: 0,

@@ -260,7 +260,7 @@ pub struct RegistryConfig {
     pub limits: Limits,
     pub queue_capacity: usize,
     pub cpu_work: CpuWork,
-    /// How long `GET /process/{task_id}` can find a memory-queue task.
+    /// How long `GET /process/{task_id}` can find a task this pod ran or queued.
     pub record_retention: Duration,
 }
 
@@ -342,7 +342,7 @@ pub struct TaskRegistry {
     runtime: Handle,
     /// An overload refuses thousands a second; the log gets a few lines and how many were left out.
     rejections_logged: LogRateLimit,
-    /// Async tasks of the memory queue, for `GET /process/{task_id}`.
+    /// Tasks that arrived here (sync, and async in the memory queue), for `GET /process/{task_id}`.
     records: Mutex<RecordStore>,
     /// Woken when a task ends, so the shared backlog's puller takes the next one at once.
     room: tokio::sync::Notify,
@@ -439,7 +439,7 @@ impl TaskRegistry {
         self.tracker.spawn_on(work, &self.runtime);
     }
 
-    /// A memory-queue task's record.
+    /// The record of a task that arrived here (sync, or async in the memory queue).
     pub fn record(&self, id: Uuid) -> Option<TaskRecord> {
         self.records.lock().unwrap_or_else(PoisonError::into_inner).get(id).map(TaskRecord::with_sojourn)
     }
@@ -520,12 +520,13 @@ impl TaskRegistry {
             "task accepted"
         );
         let now = Utc::now();
-        if local && spec.mode == Mode::Async {
+        if local {
             let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
             records.insert(TaskRecord {
                 task_id,
                 status: if starts_now { RecordStatus::Running } else { RecordStatus::Queued },
                 queue: "memory",
+                mode: spec.mode.as_str(),
                 pod: None,
                 cpu_intensity: spec.cpu_intensity,
                 memory_size: spec.memory_bytes / MIB,
@@ -670,7 +671,7 @@ impl TaskRegistry {
             // queue_wait_seconds counts from the acceptance, on this pod or (shared) on whichever took the request.
             self.metrics.sojourn(queue).observe(report.queue_wait_seconds + report.wall_seconds);
         }
-        if matches!(origin, Origin::Request) && spec.mode == Mode::Async {
+        if matches!(origin, Origin::Request) {
             self.update_record(report.task_id, |record| {
                 record.status = match report.status {
                     TaskStatus::Completed => RecordStatus::Completed,
@@ -857,7 +858,7 @@ async fn drive(
             let report = not_started(id, &spec, accepted.elapsed());
             return Finished { report: registry.finish(&spec, report, origin), started: false };
         }
-        if matches!(origin, Origin::Request) && spec.mode == Mode::Async {
+        if matches!(origin, Origin::Request) {
             registry.update_record(id, |record| {
                 record.status = RecordStatus::Running;
                 record.started_at = Some(Utc::now());

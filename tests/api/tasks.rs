@@ -17,6 +17,31 @@ async fn sync_work_reports_what_it_did() {
     let status = app.status().await;
     assert_eq!(status["totals"]["completed"], 1);
     assert_eq!(status["recent"][0]["task_id"], report["task_id"]);
+    // The id a sync report names can be looked up (schemathesis' stateful check found it could not).
+    let id = report["task_id"].as_str().expect("id");
+    let record = json(app.get(&format!("/process/{id}")).await, StatusCode::OK).await;
+    assert_eq!((record["status"].as_str(), record["mode"].as_str()), (Some("completed"), Some("sync")), "{record}");
+    assert_eq!(record["queue"], "memory");
+    assert!(record["pod"].as_str().is_some(), "{record}");
+}
+
+#[tokio::test]
+async fn an_async_task_is_followed_from_acceptance_to_its_end() {
+    let app = spawn_app(&[]).await;
+    let accepted =
+        json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1").await, StatusCode::OK).await;
+    let id = accepted["task_id"].as_str().expect("id").to_owned();
+    let running = json(app.get(&format!("/process/{id}")).await, StatusCode::OK).await;
+    assert_eq!(running["status"], "running", "{running}");
+    assert!(running["started_at"].is_string() && running["finished_at"].is_null(), "{running}");
+    app.wait_for_status("the task to complete", |s| s["totals"]["completed"] == 1).await;
+    let done = json(app.get(&format!("/process/{id}")).await, StatusCode::OK).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (sojourn, wall) =
+        (done["sojourn_seconds"].as_f64().expect("sojourn"), done["wall_seconds"].as_f64().expect("wall"));
+    assert!(sojourn >= wall && wall >= 1.0, "{done}");
+    let unknown = app.get("/process/00000000-0000-4000-8000-000000000000").await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use crate::manifests::{self, find};
 
 /// Kinds kubernetes-validate has no schema for, each validated against its own CRD schema below.
-const CRD_KINDS: [&str; 1] = ["ScaledObject"];
+const CRD_KINDS: [&str; 2] = ["ScaledObject", "TriggerAuthentication"];
 
 fn run_with_stdin(command: &mut Command, input: &[u8]) -> std::process::Output {
     let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
@@ -72,4 +72,50 @@ fn the_keda_check_rejects_unknown_fields_and_bad_values() {
     {
         assert!(report.contains(expected), "{expected} not reported: {report}");
     }
+}
+
+/// components/queue-trigger on the development-redis overlay: KEDA's schema accepts the redis-streams trigger and its
+/// TriggerAuthentication, and read as KEDA's scaler reads it (surge_keda::redis_streams, ported from
+/// redis_streams_scaler.go) it counts XLEN of the very stream the consumer writes, against the same threshold as the
+/// Prometheus backlog trigger it replaces, with the password of the Secret `make dev` creates.
+#[test]
+fn the_redis_streams_trigger_reads_the_stream_the_consumer_writes() {
+    use clap::Parser;
+    use surge_keda::redis_streams::{Count, RedisStreams};
+
+    let dir = manifests::repo().join("target/kustomize-compose/development-redis-trigger");
+    std::fs::create_dir_all(&dir).expect("compose dir");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  \
+         - ../../../kubernetes-manifests/overlays/development-redis\ncomponents:\n  \
+         - ../../../kubernetes-manifests/components/queue-trigger\n",
+    )
+    .expect("write the composition");
+    let objects = manifests::parse(&manifests::kustomize(&dir));
+    let keda: Vec<_> = objects.iter().filter(|o| o["apiVersion"] == "keda.sh/v1alpha1").cloned().collect();
+    let (ok, report) = keda_validate(&keda);
+    assert!(ok && report.contains("ok TriggerAuthentication redis-auth"), "{report}");
+
+    let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
+    let trigger = &so["spec"]["triggers"][0];
+    assert_eq!(trigger["type"], "redis-streams");
+    let scaler = RedisStreams::from_metadata(&trigger["metadata"]).expect("KEDA's rules accept it");
+    assert_eq!(scaler.count, Count::StreamLength, "no consumer group: XLEN, which the consumer keeps to the backlog");
+    let settings = surge_consumer::configuration::Settings::try_parse_from(["consumer"]).expect("defaults");
+    assert_eq!(scaler.stream, format!("{}:tasks", settings.queue_key), "the stream the consumer writes");
+    let replaced = manifests::overlay("development-redis").objects;
+    let backlog = &find(&replaced, "ScaledObject", "consumer").expect("ScaledObject")["spec"]["triggers"][0];
+    let threshold: f64 = backlog["metadata"]["threshold"].as_str().expect("threshold").parse().expect("number");
+    assert_eq!((trigger["name"].as_str(), scaler.target), (backlog["name"].as_str(), threshold));
+
+    let auth = find(&objects, "TriggerAuthentication", trigger["authenticationRef"]["name"].as_str().expect("ref"))
+        .expect("the TriggerAuthentication it names");
+    assert_eq!(auth["spec"]["secretTargetRef"][0]["name"], "redis-auth");
+    let script = std::fs::read_to_string(manifests::repo().join("scripts/dev.sh")).expect("dev.sh");
+    assert!(script.contains("random_secret redis-auth"), "make dev creates the Secret it reads");
+    let (host, port) = trigger["metadata"]["address"].as_str().expect("address").rsplit_once(':').expect("host:port");
+    assert_eq!(host, "redis.surge.svc");
+    let service = find(&objects, "Service", "redis").expect("the queue's Service");
+    assert_eq!(service["spec"]["ports"][0]["port"].to_string(), port);
 }

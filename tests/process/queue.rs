@@ -282,3 +282,22 @@ async fn a_task_costs_four_round_trips_and_these_commands() {
     let scripts = count("evalsha") + count("eval");
     assert!((3 * TASKS..=3 * TASKS + 40).contains(&scripts), "{scripts} script calls");
 }
+
+/// What KEDA's redis-streams scaler reads with no consumer group (XLEN, surge_keda::redis_streams) is the backlog the
+/// consumers export: entries are deleted once acknowledged, so the stream holds exactly the waiting and the handed out.
+#[tokio::test]
+async fn xlen_of_the_stream_is_the_exported_backlog_waiting_plus_handed_out() {
+    let redis = RedisServer::start();
+    let a = replica(&redis, "a", &[]);
+    let client = client();
+    for _ in 0..6 {
+        accept(&client, &a.address, &format!("{TASK}&duration=5")).await;
+    }
+    // The gauge is refreshed once a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let xlen: f64 = redis.cli(&["XLEN", "surge:tasks"]).trim().parse().expect("XLEN");
+    let shared = status(&client, &a.address).await["shared"].clone();
+    assert_eq!(xlen, 6.0, "{shared}");
+    assert_eq!(metric(&client, &a.address, "consumer_queue_backlog").await, xlen);
+    assert_eq!(shared["handed_out"], 2, "two run on a one-core replica, four wait: {shared}");
+}
