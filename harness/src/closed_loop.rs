@@ -271,12 +271,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     // Every async task's accepted → finished over the whole run: a range as long as the run also holds the series of
     // pods drained before its end. In the autoscaler's seconds (the tasks ran compressed).
     let run_seconds = started.elapsed().as_secs_f64().ceil();
+    let finished_async =
+        prometheus.value(&format!("sum(increase(consumer_task_sojourn_seconds_count[{run_seconds}s]))")).unwrap_or(0.0);
     let sojourn_p95 = prometheus
         .value(&format!(
             "histogram_quantile(0.95, sum by (le) (increase(consumer_task_sojourn_seconds_bucket[{run_seconds}s])))"
         ))
         .ok()
-        .filter(|v| v.is_finite())
+        .filter(|v| v.is_finite() && finished_async > 0.0)
         .map(|v| v * factor);
     let dashboards = match &args.dashboards {
         Some(dir) => Some(check_dashboards(dir, &prometheus, &namespace, started.elapsed().as_secs_f64())?),
