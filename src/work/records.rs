@@ -73,8 +73,10 @@ pub struct TaskRecord {
 impl TaskRecord {
     /// Fills `sojourn_seconds` from the acceptance and finish times.
     pub fn with_sojourn(mut self) -> Self {
-        self.sojourn_seconds =
-            self.finished_at.map(|finished| (finished - self.accepted_at).num_milliseconds().max(0) as f64 / 1000.0);
+        // Microseconds: a one-second task's sojourn must not read shorter than its own wall time.
+        self.sojourn_seconds = self
+            .finished_at
+            .map(|finished| (finished - self.accepted_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6);
         self
     }
 }
