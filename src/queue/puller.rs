@@ -115,7 +115,7 @@ impl Puller {
     /// Starts a delivered task once it fits, or hands it back if the pod stops taking work before.
     async fn take(&self, entry: Entry) {
         if !self.wait_for(&entry.spec.demand()).await {
-            self.settle(&entry, Settle::HandBack { started: false }).await;
+            self.shared.settle(&entry, Settle::HandBack { started: false }).await;
             return;
         }
         match self.shared.backlog.start(&entry).await {
@@ -140,7 +140,7 @@ impl Puller {
         let accepted = match self.registry.submit_shared(entry.spec, entry.task_id, entry.accepted_at) {
             Ok(accepted) => accepted,
             Err(_) => {
-                self.settle(&entry, Settle::HandBack { started: true }).await;
+                self.shared.settle(&entry, Settle::HandBack { started: true }).await;
                 return;
             }
         };
@@ -155,10 +155,6 @@ impl Puller {
             };
             shared.settle(&entry, settle).await;
         });
-    }
-
-    async fn settle(&self, entry: &Entry, settle: Settle) {
-        self.shared.settle(entry, settle).await;
     }
 
     fn failed(&self, doing: &str, error: &redis::RedisError) {

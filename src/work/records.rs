@@ -71,6 +71,28 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// A task just accepted: queued, nothing yet about its run.
+    pub fn accepted(task_id: Uuid, queue: &'static str, mode: &'static str, accepted_at: DateTime<Utc>) -> Self {
+        Self {
+            task_id,
+            status: RecordStatus::Queued,
+            queue,
+            mode,
+            pod: None,
+            cpu_intensity: 0,
+            memory_size: 0,
+            duration: 0.0,
+            accepted_at,
+            started_at: None,
+            finished_at: None,
+            sojourn_seconds: None,
+            wall_seconds: None,
+            slowdown: None,
+            deliveries: None,
+            error: None,
+        }
+    }
+
     /// Fills `sojourn_seconds` from the acceptance and finish times.
     pub fn with_sojourn(mut self) -> Self {
         // Microseconds: a one-second task's sojourn must not read shorter than its own wall time.
@@ -126,22 +148,9 @@ mod tests {
 
     fn record() -> TaskRecord {
         TaskRecord {
-            task_id: Uuid::new_v4(),
-            status: RecordStatus::Queued,
-            queue: "memory",
-            mode: "async",
-            pod: None,
             cpu_intensity: 1,
-            memory_size: 0,
             duration: 1.0,
-            accepted_at: Utc::now(),
-            started_at: None,
-            finished_at: None,
-            sojourn_seconds: None,
-            wall_seconds: None,
-            slowdown: None,
-            deliveries: None,
-            error: None,
+            ..TaskRecord::accepted(Uuid::new_v4(), "memory", "async", Utc::now())
         }
     }
 

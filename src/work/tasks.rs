@@ -523,22 +523,12 @@ impl TaskRegistry {
         if local {
             let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
             records.insert(TaskRecord {
-                task_id,
                 status: if starts_now { RecordStatus::Running } else { RecordStatus::Queued },
-                queue: "memory",
-                mode: spec.mode.as_str(),
-                pod: None,
                 cpu_intensity: spec.cpu_intensity,
                 memory_size: spec.memory_bytes / MIB,
                 duration: spec.duration.as_secs_f64(),
-                accepted_at: now,
                 started_at: starts_now.then_some(now),
-                finished_at: None,
-                sojourn_seconds: None,
-                wall_seconds: None,
-                slowdown: None,
-                deliveries: None,
-                error: None,
+                ..TaskRecord::accepted(task_id, "memory", spec.mode.as_str(), now)
             });
         }
         // Created here, inside the request's span, so the task's spans are children of the request's.

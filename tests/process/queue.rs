@@ -78,6 +78,15 @@ async fn status(client: &reqwest::Client, address: &str) -> Value {
     client.get(format!("{address}/process/status")).send().await.expect("status").json().await.expect("json")
 }
 
+/// Waits until the replica runs `tasks` tasks (so it holds work when the test kills or drains it).
+async fn running(client: &reqwest::Client, address: &str, tasks: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(client, address).await["tasks_running"]["cpu"] != tasks {
+        assert!(Instant::now() < deadline, "{address} never ran {tasks} tasks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn work_accepted_by_one_replica_is_run_by_whichever_has_room_and_read_back_from_any() {
     let redis = RedisServer::start();
@@ -131,11 +140,7 @@ async fn kill_9_of_a_replica_running_tasks_loses_none_they_finish_on_the_other()
         ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
     }
     // a runs two; start b only once a holds them, so a dies holding work.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status(&client, &a.address).await["tasks_running"]["cpu"] != 2 {
-        assert!(Instant::now() < deadline, "a never started two tasks");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    running(&client, &a.address, 2).await;
     let b = replica(&redis, "b", &env);
     a.signal(nix::sys::signal::Signal::SIGKILL);
     a.wait_exit(Duration::from_secs(5)).expect("a is dead");
@@ -157,11 +162,7 @@ async fn sigterm_hands_back_tasks_longer_than_the_shutdown_timeout_and_they_fini
     for _ in 0..2 {
         ids.push(accept(&client, &a.address, &format!("{TASK}&duration=4")).await);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status(&client, &a.address).await["tasks_running"]["cpu"] != 2 {
-        assert!(Instant::now() < deadline, "a never started both tasks");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    running(&client, &a.address, 2).await;
     let b = replica(&redis, "b", &[]);
     a.signal(nix::sys::signal::Signal::SIGTERM);
     a.wait_exit(Duration::from_secs(10)).expect("a exits within its shutdown timeout");
