@@ -17,7 +17,9 @@ use surge_keda::scaled_object::{documents, find, limits};
 use surge_keda::{evaluate, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
-use crate::pods::{free_port, scraped_as, shutdown_timeout, start_haproxy, start_redis, wait_until, PodMeta, Pods};
+use crate::pods::{
+    container_arg, free_port, scraped_as, shutdown_timeout, start_haproxy, start_redis, wait_until, PodMeta, Pods,
+};
 use crate::prometheus::start_prometheus;
 use crate::standins::{cluster_metrics, serve_state};
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
@@ -109,6 +111,10 @@ pub fn run(args: &Args) -> Result<(), String> {
     ];
     if let Some((_, port)) = &redis {
         consumer_args.extend(["--queue".to_owned(), format!("redis://127.0.0.1:{port}")]);
+    }
+    // The shared backlog's cap as the Deployment sets it.
+    if let Some(capacity) = container_arg(container, "--queue-capacity") {
+        consumer_args.push(format!("--queue-capacity={capacity}"));
     }
     let mut pods = Pods {
         list: Vec::new(),

@@ -16,14 +16,19 @@ use surge_generator::prometheus::http_get;
 
 /// The consumer container's `--shutdown-timeout-secs`, in seconds.
 pub(crate) fn shutdown_timeout(container: &Value) -> Result<f64, String> {
+    container_arg(container, "--shutdown-timeout-secs")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
+}
+
+/// The value of the container's `--name=value` argument.
+pub(crate) fn container_arg<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
     container["args"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .find_map(|arg| arg.strip_prefix("--shutdown-timeout-secs="))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
+        .find_map(|arg| arg.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
 }
 
 pub(crate) fn free_port() -> Result<u16, String> {

@@ -121,17 +121,24 @@ impl Backlog {
         }
     }
 
-    /// A task's record: one that arrived here (sync, or async in the memory queue), else a shared one from whichever
-    /// replica asks; `Err` when Redis cannot be reached.
-    pub async fn record(&self, registry: &TaskRegistry, id: Uuid) -> Result<Option<TaskRecord>, Overload> {
-        if let Some(local) = registry.record(id) {
-            return Ok(Some(local));
+    /// The records of `ids` in their order (`None` where unknown): those that arrived here (sync, or async in the
+    /// memory queue), the rest from the shared backlog in one round trip; `Err` when Redis cannot be reached.
+    pub async fn records(&self, registry: &TaskRegistry, ids: &[Uuid]) -> Result<Vec<Option<TaskRecord>>, Overload> {
+        let mut found: Vec<Option<TaskRecord>> = ids.iter().map(|&id| registry.record(id)).collect();
+        let Self::Redis(shared) = self else { return Ok(found) };
+        let elsewhere: Vec<Uuid> =
+            ids.iter().zip(&found).filter(|(_, local)| local.is_none()).map(|(&id, _)| id).collect();
+        if elsewhere.is_empty() {
+            return Ok(found);
         }
-        let Self::Redis(shared) = self else { return Ok(None) };
-        shared.backlog.record(id).await.map_err(|error| {
-            shared.failed("reading a task record", &error);
+        let mut shared_records = shared.backlog.records(&elsewhere).await.map_err(|error| {
+            shared.failed("reading task records", &error);
             unavailable()
-        })
+        })?;
+        for (slot, record) in found.iter_mut().filter(|local| local.is_none()).zip(shared_records.drain(..)) {
+            *slot = record;
+        }
+        Ok(found)
     }
 
     /// The shared backlog's shape (`None` in memory mode or while Redis is away).

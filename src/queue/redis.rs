@@ -397,10 +397,14 @@ impl RedisBacklog {
         Ok(SharedStatus { backlog, handed_out, capacity: self.config.capacity, dead_letters })
     }
 
-    pub async fn record(&self, id: Uuid) -> RedisResult<Option<TaskRecord>> {
-        let fields: HashMap<String, String> =
-            redis::cmd("HGETALL").arg(self.record_key(id)).query_async(&mut self.connection()).await?;
-        Ok(record(id, &fields))
+    /// The records of `ids`, in their order (`None` where there is none), in one round trip.
+    pub async fn records(&self, ids: &[Uuid]) -> RedisResult<Vec<Option<TaskRecord>>> {
+        let mut pipe = redis::pipe();
+        for &id in ids {
+            pipe.cmd("HGETALL").arg(self.record_key(id));
+        }
+        let replies: Vec<HashMap<String, String>> = pipe.query_async(&mut self.connection()).await?;
+        Ok(ids.iter().zip(&replies).map(|(&id, fields)| record(id, fields)).collect())
     }
 }
 

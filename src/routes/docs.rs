@@ -8,7 +8,7 @@ use crate::routes::{health, info, process};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Surge consumer", description = "Configurable CPU and memory work that exposes the signals KEDA scales on."),
-    paths(info::welcome, info::info, info::load, health::health, health::ready, process::process, process::status, process::cleanup, process::task),
+    paths(info::welcome, info::info, info::load, health::health, health::ready, process::process, process::status, process::cleanup, process::task, process::results),
     tags(
         (name = "probes", description = "Kubernetes liveness and readiness"),
         (name = "identity", description = "Which replica answered"),

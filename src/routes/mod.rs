@@ -20,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/process", "POST").route(web::post().to(process::process)))
         .service(resource("/process/status", "GET").route(web::get().to(process::status)))
         .service(resource("/process/cleanup", "DELETE").route(web::delete().to(process::cleanup)))
+        .service(resource("/process/results", "GET").route(web::get().to(process::results)))
         .service(resource("/process/{task_id}", "GET").route(web::get().to(process::task)))
         .service(resource("/metrics", "GET").route(web::get().to(metrics::metrics)))
         .service(web::redirect("/docs", "/docs/"))

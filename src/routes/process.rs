@@ -153,12 +153,59 @@ pub async fn task(path: web::Path<String>, state: web::Data<AppState>) -> Result
         allowed: "a UUID, as an async POST /process answered",
         received: raw.clone(),
     })?;
-    let record = state.backlog.record(&state.registry, id).await.map_err(ApiError::Overloaded)?;
-    let Some(mut record) = record else { return Err(ApiError::UnknownTask(id)) };
-    if record.queue == "memory" {
+    let mut records = records(&state, &[id]).await?;
+    match records.pop().flatten() {
+        Some(record) => Ok(HttpResponse::Ok().json(record)),
+        None => Err(ApiError::UnknownTask(id)),
+    }
+}
+
+/// Most task ids one `GET /process/results` reads.
+const MAX_RESULTS: usize = 100;
+
+/// The records found, and the ids this replica has none for.
+#[derive(Serialize, ToSchema)]
+pub struct TaskResults {
+    /// In the order asked.
+    pub records: Vec<TaskRecord>,
+    /// No record here: unknown, expired, or (memory queue) held by another pod, which a later call may reach.
+    pub unknown: Vec<uuid::Uuid>,
+}
+
+/// Many tasks' records in one call (one Redis round trip), for clients that follow their tasks to the end.
+#[utoipa::path(get, path = "/process/results", tag = "work",
+    params(("task_ids" = String, Query, description = "Comma-separated task ids, 1 to 100")),
+    responses(
+        (status = 200, body = TaskResults),
+        (status = 422, body = ErrorBody, description = "task_ids missing, over 100, or one is not a UUID"),
+        (status = 503, body = ErrorBody, description = "The shared backlog cannot be reached; see Retry-After"),
+    ))]
+pub async fn results(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    const ALLOWED: &str = "1 to 100 comma-separated UUIDs, as async POST /process answered";
+    let invalid = |received: String| ApiError::Validation { field: "task_ids", allowed: ALLOWED, received };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).map_err(|e| invalid(e.to_string()))?;
+    let raw = pairs.into_iter().rev().find(|(name, _)| name == "task_ids").map(|(_, value)| value);
+    let raw = raw.ok_or_else(|| invalid("nothing".into()))?;
+    let ids: Vec<uuid::Uuid> = raw
+        .split(',')
+        .map(|id| uuid::Uuid::parse_str(id.trim()).map_err(|_| invalid(id.to_owned())))
+        .collect::<Result<_, _>>()?;
+    if ids.len() > MAX_RESULTS {
+        return Err(invalid(format!("{} ids", ids.len())));
+    }
+    let found = records(&state, &ids).await?;
+    let unknown = ids.iter().zip(&found).filter(|(_, record)| record.is_none()).map(|(&id, _)| id).collect();
+    Ok(HttpResponse::Ok().json(TaskResults { records: found.into_iter().flatten().collect(), unknown }))
+}
+
+/// Records from this pod or the shared backlog; one held here in the memory queue names this pod.
+async fn records(state: &AppState, ids: &[uuid::Uuid]) -> Result<Vec<Option<TaskRecord>>, ApiError> {
+    let mut found = state.backlog.records(&state.registry, ids).await.map_err(ApiError::Overloaded)?;
+    for record in found.iter_mut().flatten().filter(|record| record.queue == "memory") {
         record.pod = Some(state.identity.pod_name.clone());
     }
-    Ok(HttpResponse::Ok().json(record))
+    Ok(found)
 }
 
 /// Frees all memory kept with `retain=true`, and starts queued work that now fits.

@@ -249,4 +249,18 @@ fn the_queue_runs_redis_7_with_its_append_only_file_on_a_volume_and_no_eviction(
     let at = |name: &str| env.iter().position(|e| e["name"] == name).unwrap_or_else(|| panic!("{name}"));
     assert!(at("REDIS_PASSWORD") < at("QUEUE_URL"));
     assert_eq!(env[at("QUEUE_URL")]["value"], "redis://:$(REDIS_PASSWORD)@redis:6379");
+    // The shared backlog's cap holds what every replica's own backlog held at the most replicas (the default 100 each).
+    let args = pod_spec(consumer).expect("pod")["containers"][0]["args"].clone();
+    let capacity = args
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|a| a.strip_prefix("--queue-capacity=").and_then(|n| n.parse::<u64>().ok()));
+    let so = find(&objects, "ScaledObject", "consumer").expect("scaled object");
+    let max_replicas = so["spec"]["maxReplicaCount"].as_u64().expect("maxReplicaCount");
+    assert!(
+        capacity.is_some_and(|c| c >= 100 * max_replicas),
+        "--queue-capacity {capacity:?}, {max_replicas} replicas"
+    );
 }

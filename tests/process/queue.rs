@@ -49,16 +49,31 @@ async fn record(client: &reqwest::Client, address: &str, id: &str) -> Value {
     }
 }
 
-/// Waits until every task's record (read from `address`) says completed; returns the records.
+/// Waits until every task's record (read from `address` in batches through `GET /process/results`) says completed;
+/// returns the records in the order of `ids`.
 async fn all_completed(client: &reqwest::Client, address: &str, ids: &[String], limit: Duration) -> Vec<Value> {
     let deadline = Instant::now() + limit;
     loop {
         let mut records = Vec::new();
-        for id in ids {
-            records.push(record(client, address, id).await);
+        for batch in ids.chunks(100) {
+            let url = format!("{address}/process/results?task_ids={}", batch.join(","));
+            let response = client.get(url).send().await.expect("GET /process/results");
+            // 503 while the replica reconnects to a Redis that just came back.
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline {
+                records.clear();
+                break;
+            }
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(body["unknown"], serde_json::json!([]), "any replica knows every shared task: {body}");
+            records.extend(body["records"].as_array().expect("records").iter().cloned());
         }
-        if records.iter().all(|r| r["status"] == "completed") {
-            return records;
+        let order: Vec<&str> = records.iter().filter_map(|r| r["task_id"].as_str()).collect();
+        if order.len() == ids.len() {
+            assert_eq!(order, ids, "records come in the order asked");
+            if records.iter().all(|r| r["status"] == "completed") {
+                return records;
+            }
         }
         let states: Vec<String> =
             records.iter().map(|r| format!("{}@{}", r["status"], r["pod"].as_str().unwrap_or("-"))).collect();
@@ -122,6 +137,15 @@ async fn work_accepted_by_one_replica_is_run_by_whichever_has_room_and_read_back
     assert_eq!(malformed.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = malformed.json().await.expect("json");
     assert_eq!(body["field"], "task_id");
+    // A batch with an unknown id lists it apart; one over 100 ids is refused naming the field.
+    let url = format!("{}/process/results?task_ids={},{}", b.address, ids[0], uuid_like());
+    let mixed: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+    assert_eq!(mixed["records"][0]["task_id"], ids[0].as_str(), "{mixed}");
+    assert_eq!(mixed["unknown"], serde_json::json!([uuid_like()]), "{mixed}");
+    let many = vec![uuid_like(); 101].join(",");
+    let refused = client.get(format!("{}/process/results?task_ids={many}", b.address)).send().await.expect("get");
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.json::<Value>().await.expect("json")["field"], "task_ids");
 }
 
 fn uuid_like() -> &'static str {
