@@ -78,6 +78,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
+    /// How long after the last request accepted async tasks are still followed to their end (read back from
+    /// `GET /process/results`) for the end-to-end times; 0s follows none. Divided by --time-scale
+    #[arg(long, env = "GENERATOR_FOLLOW_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub follow_timeout: Duration,
+
     /// Times a 503 is sent again after its Retry-After (with ±50% jitter) before it counts as failed; 0 never retries
     #[arg(long, env = "GENERATOR_MAX_RETRIES", default_value_t = 5)]
     pub max_retries: u32,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, Connection};
+use crate::follow::Follower;
 use crate::plan::{Model, Stage};
 use crate::stats::{Failure, Outcome, Recorder};
 use crate::traces::{random_traceparent, Traces};
@@ -39,6 +40,8 @@ pub struct Job {
     pub tracing: Tracing,
     /// Times a 503 is retried (after its `Retry-After`, with jitter) before it counts as a failure.
     pub max_retries: u32,
+    /// Takes the async tasks accepted, to follow them to their end.
+    pub follower: Follower,
 }
 
 impl Job {
@@ -71,6 +74,9 @@ impl Job {
                     tokio::time::sleep(wait.mul_f64(0.5 + fastrand::f64())).await;
                 }
                 Ok(reply) => {
+                    if reply.status == StatusCode::OK {
+                        self.follower.answered(&reply.body);
+                    }
                     let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());
                     let failure = Failure::from_status(reply.status.as_u16());
                     let latency = intended.elapsed();

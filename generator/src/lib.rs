@@ -6,6 +6,7 @@
 //! - `plan`: flags and profile into runs (model, stages, this shard's share); `threshold`: `--threshold` checks.
 //! - `engine`: sends on schedule (open model) or as answers return (closed); `client`: HTTP/1.1 by hand.
 //! - `stats`: the recorder and the summary; `printer`, `report` (HTML), `exposition` (`/metrics`): how it is shown.
+//! - `follow`: accepted async tasks read back to their end, for the end-to-end times.
 //! - `monitor`: progress while it runs; `watch`: what KEDA will decide, asked of Prometheus (`surge_keda::evaluate`).
 //! - `prometheus`: the Prometheus client `watch` asks; `loki`: the summary pushed to Loki; `traces`: OTLP spans.
 //! - `run`: one invocation from parsed flags to exit code.
@@ -16,6 +17,7 @@ pub mod cli;
 mod client;
 mod engine;
 mod exposition;
+mod follow;
 mod loki;
 mod monitor;
 mod plan;

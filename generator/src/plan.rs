@@ -92,6 +92,12 @@ pub struct Plan {
     #[serde(serialize_with = "as_secs")]
     pub timeout: Duration,
     pub max_retries: u32,
+    /// How long after the last request accepted async tasks are followed (0: not at all).
+    #[serde(serialize_with = "as_secs")]
+    pub follow_timeout: Duration,
+    /// How often their records are read while they are.
+    #[serde(serialize_with = "as_secs")]
+    pub follow_interval: Duration,
     pub cleanup: bool,
     pub monitor: bool,
     pub traceparent: bool,
@@ -141,6 +147,9 @@ impl Plan {
             connection_reuse: !cli.no_connection_reuse,
             timeout: cli.timeout,
             max_retries: cli.max_retries,
+            follow_timeout: cli.follow_timeout.div_f64(cli.time_scale),
+            // A second of the profile's time: tasks last whole seconds.
+            follow_interval: Duration::from_secs(1).div_f64(cli.time_scale).max(Duration::from_millis(100)),
             cleanup: cli.cleanup,
             monitor: cli.monitor,
             traceparent: cli.trace || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty()),

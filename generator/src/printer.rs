@@ -95,6 +95,23 @@ pub fn summary_text(summary: &Summary) -> String {
         "send lag ms: p50 {:.1}  p99 {:.1}  max {:.1}  (how late requests went out against the schedule)",
         lag.p50, lag.p99, lag.max
     );
+    if let Some(tasks) = &summary.tasks {
+        let e = &tasks.e2e_ms;
+        let _ = writeln!(
+            out,
+            "async tasks: {} accepted, {} completed, {} failed, {} cancelled, {} not seen to end",
+            tasks.accepted, tasks.completed, tasks.failed, tasks.cancelled, tasks.unresolved
+        );
+        let _ = writeln!(
+            out,
+            "end to end s: p50 {:.1}  p90 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}  (accepted to finished, the target's clock)",
+            e.p50 / 1000.0,
+            e.p90 / 1000.0,
+            e.p95 / 1000.0,
+            e.p99 / 1000.0,
+            e.max / 1000.0
+        );
+    }
     let total: u64 = summary.distribution.values().sum();
     let _ = writeln!(out, "served by ({} pods seen):", summary.replicas_seen);
     for (pod, count) in &summary.distribution {

@@ -16,6 +16,7 @@ use crate::cli::{Cli, Output};
 use crate::client::Client;
 use crate::engine::{Job, Tracing};
 use crate::exposition::{self, Exposition};
+use crate::follow::Follower;
 use crate::plan::{Model, Plan, Run};
 use crate::stats::{Recorder, Summary, Window};
 use crate::target::Target;
@@ -283,6 +284,7 @@ async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<
         },
         tracing,
         max_retries: plan.max_retries,
+        follower: Follower::default(),
     });
     if let Some(exposition) = exposition {
         exposition.started(&run.profile, Arc::clone(&job), &run.model);
@@ -292,14 +294,32 @@ async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<
     let reporter =
         monitor::Reporter { expected, interval: monitor_interval, monitor: plan.monitor, profile: run.profile.clone() }
             .spawn(Arc::clone(&job), finished.clone());
+    let sending = CancellationToken::new();
+    let follower = (!plan.follow_timeout.is_zero()).then(|| {
+        let (job, sending, cancel) = (Arc::clone(&job), sending.clone(), cancel.clone());
+        let (interval, limit) = (plan.follow_interval, plan.follow_timeout);
+        tokio::spawn(async move { job.follower.run(&job.client, interval, sending, limit, &cancel).await })
+    });
     let abandoned = engine::run(Arc::clone(&job), &run.model, cancel).await;
     if let Some(exposition) = exposition {
         exposition.finished();
+    }
+    sending.cancel();
+    if let Some(follower) = follower {
+        let pending = job.follower.pending_count();
+        if pending > 0 {
+            eprintln!(
+                "following {pending} accepted tasks to their end (at most {})",
+                humantime::format_duration(plan.follow_timeout)
+            );
+        }
+        let _ = follower.await;
     }
     finished.cancel();
     let _ = reporter.await;
     let mut summary = job.recorder.summarise(&run.profile, abandoned, replicas_seen);
     summary.interrupted = cancel.is_cancelled();
+    summary.tasks = job.follower.summary();
     let windows = if keep_timeline { job.recorder.timeline(report::WINDOW_SECONDS) } else { Vec::new() };
     (summary, windows)
 }

@@ -394,6 +394,7 @@ impl Recorder {
             imbalance_warning: imbalance.is_some(),
             imbalance,
             interrupted: false,
+            tasks: None,
             thresholds: Vec::new(),
             histogram,
         }
@@ -449,9 +450,39 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub imbalance: Option<String>,
     pub interrupted: bool,
+    /// Async tasks followed to their end (`None`: no async task accepted, or following off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Followed>,
     pub thresholds: Vec<Verdict>,
     #[serde(skip)]
     histogram: Histogram<u64>,
+}
+
+/// What the followed tasks came to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Followed {
+    /// Async tasks the target answered 200 for.
+    pub accepted: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Not seen at an end before following stopped: still waiting or running, or (memory queue) their record was on
+    /// a pod that is gone or was never reached.
+    pub unresolved: u64,
+    /// Accepted → finished, by the target's clock, of the tasks that ended.
+    pub e2e_ms: Latencies,
+    #[serde(skip)]
+    pub(crate) e2e_us: Histogram<u64>,
+}
+
+impl Followed {
+    /// The end-to-end time at `percentile` (0–100; 100 is the maximum), in milliseconds.
+    pub fn e2e_ms_at(&self, percentile: f64) -> f64 {
+        if percentile >= 100.0 {
+            return self.e2e_us.max() as f64 / 1000.0;
+        }
+        self.e2e_us.value_at_quantile(percentile / 100.0) as f64 / 1000.0
+    }
 }
 
 /// One `--threshold` checked against the summary (`threshold::Threshold::check`).

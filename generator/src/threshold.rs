@@ -1,4 +1,5 @@
-//! Pass/fail conditions on a summary: `p99<2s`, `p50<=300ms`, `max<10s`, `success>99%`.
+//! Pass/fail conditions on a summary: `p99<2s`, `p50<=300ms`, `max<10s`, `success>99%`, and on the async tasks followed
+//! to their end, `e2e_p95<60s`.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ enum Subject {
     Latency(f64),
     /// Share of requests that succeeded, in percent.
     Success,
+    /// An end-to-end (accepted → finished) percentile of the async tasks followed; 100 is the maximum.
+    EndToEnd(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,7 +32,7 @@ pub struct Threshold {
     limit: f64,
 }
 
-const HELP: &str = "expected p50|p90|p95|p99|p99.9|max followed by <, <=, > or >= and a time (300ms, 2s), or success followed by a percentage (success>99%)";
+const HELP: &str = "expected p50|p90|p95|p99|p99.9|max (the answers) or e2e_p95|e2e_max… (async tasks, accepted to finished) followed by <, <=, > or >= and a time (300ms, 2s), or success followed by a percentage (success>99%)";
 
 impl Threshold {
     pub fn is_success(&self) -> bool {
@@ -59,13 +62,22 @@ impl Threshold {
                 }
                 (Subject::Success, percent)
             }
-            "max" => (Subject::Latency(100.0), latency_ms(value).ok_or_else(bad)?),
             _ => {
-                let percentile: f64 = name.strip_prefix('p').and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-                if !(0.0..100.0).contains(&percentile) {
-                    return Err(bad());
-                }
-                (Subject::Latency(percentile), latency_ms(value).ok_or_else(bad)?)
+                let (end_to_end, name) = match name.strip_prefix("e2e_") {
+                    Some(rest) => (true, rest),
+                    None => (false, name),
+                };
+                let percentile: f64 = if name == "max" {
+                    100.0
+                } else {
+                    let percentile: f64 = name.strip_prefix('p').and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+                    if !(0.0..100.0).contains(&percentile) {
+                        return Err(bad());
+                    }
+                    percentile
+                };
+                let subject = if end_to_end { Subject::EndToEnd(percentile) } else { Subject::Latency(percentile) };
+                (subject, latency_ms(value).ok_or_else(bad)?)
             }
         };
         Ok(Self { expr: text.to_owned(), subject, comparison, limit })
@@ -77,16 +89,22 @@ impl Threshold {
     }
 
     pub fn check(&self, summary: &Summary) -> Verdict {
-        let actual = match self.subject {
-            Subject::Success => summary.success_rate * 100.0,
-            Subject::Latency(percentile) => summary.latency_ms_at(percentile),
+        let (actual, known) = match self.subject {
+            Subject::Success => (summary.success_rate * 100.0, true),
+            Subject::Latency(percentile) => (summary.latency_ms_at(percentile), true),
+            // Fails with no task followed, or any not seen to end: their times are unknown, not within the bound.
+            Subject::EndToEnd(percentile) => match &summary.tasks {
+                Some(tasks) => (tasks.e2e_ms_at(percentile), tasks.unresolved == 0 && tasks.completed > 0),
+                None => (f64::NAN, false),
+            },
         };
-        let passed = match self.comparison {
-            Comparison::Less => actual < self.limit,
-            Comparison::LessOrEqual => actual <= self.limit,
-            Comparison::Greater => actual > self.limit,
-            Comparison::GreaterOrEqual => actual >= self.limit,
-        };
+        let passed = known
+            && match self.comparison {
+                Comparison::Less => actual < self.limit,
+                Comparison::LessOrEqual => actual <= self.limit,
+                Comparison::Greater => actual > self.limit,
+                Comparison::GreaterOrEqual => actual >= self.limit,
+            };
         Verdict { expr: self.expr.clone(), passed, actual }
     }
 }
@@ -109,13 +127,47 @@ mod tests {
             (Subject::Success, Comparison::GreaterOrEqual, 99.5)
         );
         assert_eq!(Threshold::parse("max<=300ms").expect("max").limit, 300.0);
+        let e2e = Threshold::parse("e2e_p95<60s").expect("e2e");
+        assert_eq!((e2e.subject, e2e.comparison, e2e.limit), (Subject::EndToEnd(95.0), Comparison::Less, 60_000.0));
+        assert_eq!(Threshold::parse("e2e_max<=2m").expect("e2e max").subject, Subject::EndToEnd(100.0));
+    }
+
+    #[test]
+    fn an_end_to_end_bound_holds_only_when_every_followed_task_was_seen_to_end() {
+        let mut summary = crate::stats::Recorder::new(1).summarise("burst", 0, &std::collections::BTreeSet::new());
+        let threshold = Threshold::parse("e2e_p95<60s").expect("e2e");
+        assert!(!threshold.check(&summary).passed, "no task followed: no end-to-end time to hold");
+        let follower = crate::follow::Follower::default();
+        for id in ["a", "b"] {
+            follower.answered(format!(r#"{{"task_id":"{id}","estimated_start":"x"}}"#).as_bytes());
+        }
+        let records = br#"{"records": [{"task_id": "a", "status": "completed", "sojourn_seconds": 20.0},
+            {"task_id": "b", "status": "completed", "sojourn_seconds": 40.0}]}"#;
+        follower.settle(follower.next_batch(), records);
+        summary.tasks = follower.summary();
+        let verdict = threshold.check(&summary);
+        assert!(verdict.passed && (verdict.actual - 40_000.0).abs() < 50.0, "{verdict:?}");
+        assert!(!Threshold::parse("e2e_max<30s").expect("max").check(&summary).passed);
+        follower.answered(br#"{"task_id":"c","estimated_start":"x"}"#);
+        summary.tasks = follower.summary();
+        assert!(!threshold.check(&summary).passed, "a task not seen to end may have taken any time");
     }
 
     #[test]
     fn rejects_what_it_cannot_evaluate() {
-        for bad in
-            ["p99", "p101<1s", "latency<1s", "p99<fast", "success>most", "success>NaN%", "success>-1%", "success<101%"]
-        {
+        for bad in [
+            "p99",
+            "p101<1s",
+            "latency<1s",
+            "p99<fast",
+            "success>most",
+            "success>NaN%",
+            "success>-1%",
+            "success<101%",
+            "e2e_p100<1s",
+            "e2e_success>1%",
+            "e2e_<1s",
+        ] {
             assert!(Threshold::parse(bad).unwrap_err().contains(bad), "{bad} should be rejected");
         }
     }

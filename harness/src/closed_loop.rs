@@ -1,7 +1,7 @@
 //! The closed loop: the generator's load through HAProxy into the replicas, Prometheus scraping them, and once per
 //! sync the ScaledObject evaluated (`surge_keda::evaluate`) and the HPA's behaviour applied, the pods scaled to match.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,13 +159,23 @@ pub fn run(args: &Args) -> Result<(), String> {
         .args(["--metrics-port", &generator_port.to_string()])
         .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{}: {e}", generator_bin.display()))?;
     let mut generator_out = generator.stdout.take().ok_or("generator stdout")?;
-    // The summary is printed when the load ends; the process then serves its metrics a few seconds more.
-    let summary_printed = Arc::new(AtomicBool::new(false));
-    let printed = Arc::clone(&summary_printed);
+    // The load ends when the generator says it follows the accepted tasks to their end, or prints its summary (no
+    // task left to follow); the process then serves its metrics a few seconds more.
+    let sending_ended = Arc::new(AtomicBool::new(false));
+    let generator_err = BufReader::new(generator.stderr.take().ok_or("generator stderr")?);
+    let following = Arc::clone(&sending_ended);
+    std::thread::spawn(move || {
+        for line in generator_err.lines().map_while(Result::ok) {
+            if line.starts_with("following ") {
+                following.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    let printed = Arc::clone(&sending_ended);
     let reader = std::thread::spawn(move || {
         let (mut text, mut chunk) = (String::new(), [0u8; 4096]);
         while let Ok(n @ 1..) = generator_out.read(&mut chunk) {
@@ -193,7 +203,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     loop {
         let next = Instant::now() + sync;
         let exited = generator.try_wait().map_err(|e| e.to_string())?.is_some();
-        if load_ended_at.is_none() && (summary_printed.load(Ordering::Relaxed) || exited) {
+        if load_ended_at.is_none() && (sending_ended.load(Ordering::Relaxed) || exited) {
             load_ended_at = Some(hpa_now());
         }
         pods.reap()?;

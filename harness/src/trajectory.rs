@@ -63,6 +63,7 @@ pub(crate) fn report(
             "succeeded": generator["succeeded"],
             "retried": generator["retried"],
             "failed": generator["failed"],
+            "tasks": generator["tasks"],
             "send_lag_max_ms": generator["send_lag_ms"]["max"],
         },
         "rows": rows,

@@ -177,8 +177,22 @@ fn run_on(profile: &str, manifests: &Path) -> Value {
         Some(bound) => {
             let p95 = outline["sojourn_p95_s"].as_f64().unwrap_or_else(|| panic!("no async sojourn: {outline}"));
             assert!(p95 <= bound, "p95 sojourn {p95} s, promised at most {bound} s: {trajectory}");
+            // The generator followed every accepted task to a completed record (GET /process/results).
+            let tasks = &outline["tasks"];
+            let accepted = tasks["accepted"].as_u64().unwrap_or_else(|| panic!("no task followed: {outline}"));
+            let ended =
+                serde_json::json!([tasks["completed"], tasks["failed"], tasks["cancelled"], tasks["unresolved"]]);
+            assert_eq!(
+                ended,
+                serde_json::json!([accepted, 0, 0, 0]),
+                "completed, failed, cancelled, unseen: {outline}"
+            );
+            assert_eq!(accepted, sent, "every request of an async profile is one accepted task: {outline}");
         }
-        None => assert!(outline["sojourn_p95_s"].is_null(), "a sync profile has no async sojourn: {outline}"),
+        None => {
+            assert!(outline["sojourn_p95_s"].is_null(), "a sync profile has no async sojourn: {outline}");
+            assert!(outline["tasks"].is_null(), "a sync profile has no task to follow: {outline}");
+        }
     }
     report
 }

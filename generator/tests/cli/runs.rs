@@ -34,6 +34,33 @@ fn a_scaled_profile_sends_exactly_its_share_and_the_consumer_sees_each_one() {
     assert!(summary["rate_achieved"].as_f64().expect("rate") > 0.0);
     assert!(stderr.contains("cleanup: "), "--cleanup calls DELETE /process/cleanup first: {stderr}");
     assert_eq!(consumer.status()["totals"]["started"], 5, "the consumer accepted exactly what was sent");
+    // Each accepted task followed to its completed record; end to end is at least the task's own second.
+    let tasks = &summary["tasks"];
+    assert_eq!(
+        (&tasks["accepted"], &tasks["completed"], &tasks["unresolved"]),
+        (&5.into(), &5.into(), &0.into()),
+        "{tasks}"
+    );
+    assert!(tasks["e2e_ms"]["p50"].as_f64().is_some_and(|ms| ms >= 1000.0), "{tasks}");
+    assert!(stderr.contains("following "), "{stderr}");
+}
+
+#[test]
+fn an_end_to_end_threshold_is_checked_against_the_followed_tasks() {
+    let consumer = Consumer::start("consumer-e2e");
+    let path = "/process?async_mode=true&cpu_intensity=1&memory_size=0&duration=1";
+    let args = ["--url", &consumer.url, "--method", "POST", "--path", path, "--requests", "3", "--probes", "1"];
+    let (code, summary, stderr) = generator_json(&[&args[..], &["--threshold", "e2e_p95<30s"]].concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(summary["tasks"]["completed"], 3, "{summary}");
+    let (code, summary, _) = generator_json(&[&args[..], &["--threshold", "e2e_max<500ms"]].concat());
+    assert_eq!(code, Some(1), "one-second tasks cannot end within 500 ms of acceptance: {summary}");
+    let verdict = &summary["thresholds"][0];
+    assert_eq!((&verdict["expr"], &verdict["passed"]), (&"e2e_max<500ms".into(), &false.into()), "{summary}");
+    // Sync work is its own end: nothing to follow, so an end-to-end bound cannot be met.
+    let sync = ["--url", &consumer.url, "--path", "/health", "--requests", "2", "--probes", "1"];
+    let (code, summary, _) = generator_json(&[&sync[..], &["--threshold", "e2e_p95<30s"]].concat());
+    assert_eq!((code, summary.get("tasks")), (Some(1), None), "{summary}");
 }
 
 #[test]
