@@ -8,7 +8,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use actix_web::dev::Extensions;
+use actix_web::http::StatusCode;
 use actix_web::rt::net::TcpStream;
+
+/// nginx's 499: the client left before its answer. The sync handler answers it when it sees the peer close; the
+/// request middlewares count and log it when actix drops a request whose client reset the connection.
+pub fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
 
 /// How often a waiting sync request looks at its socket: one `poll(2)` that does not block.
 const CHECK_EVERY: Duration = Duration::from_millis(200);

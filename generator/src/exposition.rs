@@ -22,6 +22,9 @@ type SnapshotHistogram = fn(&Snapshot) -> &Buckets;
 /// Latency bucket bounds, seconds: from a fast GET to a long sync task stretched under load.
 const LATENCY_BOUNDS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
+/// End-to-end bucket bounds, seconds: an async task from acceptance to its finish, a second's work to a long wait.
+const END_TO_END_BOUNDS: [f64; 11] = [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
+
 /// Send lag bucket bounds, seconds: on time (a timer's millisecond) to a machine stalled or a capped open model.
 const SEND_LAG_BOUNDS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 
@@ -104,16 +107,35 @@ impl Exposition {
         for (name, help, bounds, buckets) in histograms {
             family(name, "histogram", help, &mut |out| {
                 for (run, snapshot) in &snapshots {
-                    let (profile, buckets) = (&run.profile, buckets(snapshot));
-                    for (bound, count) in bounds.iter().zip(&buckets.cumulative) {
-                        let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"{bound}\"}} {count}");
-                    }
-                    let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"+Inf\"}} {}", buckets.count);
-                    let _ = writeln!(out, "{name}_sum{{profile=\"{profile}\"}} {}", buckets.sum_seconds);
-                    let _ = writeln!(out, "{name}_count{{profile=\"{profile}\"}} {}", buckets.count);
+                    write_histogram(out, name, &run.profile, bounds, buckets(snapshot));
                 }
             });
         }
+        let tasks: Vec<_> = runs.iter().map(|r| (&r.profile, r.job.follower.counts(&END_TO_END_BOUNDS))).collect();
+        let help = "Async tasks answered 200, followed to their end (GET /process/results).";
+        family("generator_tasks_accepted_total", "counter", help, &mut |out| {
+            for (profile, counts) in &tasks {
+                let _ = writeln!(out, "generator_tasks_accepted_total{{profile=\"{profile}\"}} {}", counts.accepted);
+            }
+        });
+        let help = "Followed async tasks seen at their end, by status.";
+        family("generator_tasks_ended_total", "counter", help, &mut |out| {
+            for (profile, counts) in &tasks {
+                for (status, count) in counts.ended {
+                    let _ = writeln!(
+                        out,
+                        "generator_tasks_ended_total{{profile=\"{profile}\",status=\"{status}\"}} {count}"
+                    );
+                }
+            }
+        });
+        let name = "generator_task_end_to_end_seconds";
+        let help = "Followed async tasks, accepted to finished by the consumer's clock.";
+        family(name, "histogram", help, &mut |out| {
+            for (profile, counts) in &tasks {
+                write_histogram(out, name, profile, &END_TO_END_BOUNDS, &counts.e2e);
+            }
+        });
         let help = "Arrivals per second the schedule intends now (open model; 0 once the run ended).";
         family("generator_target_rate", "gauge", help, &mut |out| {
             for (run, _) in &snapshots {
@@ -135,6 +157,16 @@ impl Exposition {
         });
         out
     }
+}
+
+/// One profile's series of histogram `name` in the text format.
+fn write_histogram(out: &mut String, name: &str, profile: &str, bounds: &[f64], buckets: &Buckets) {
+    for (bound, count) in bounds.iter().zip(&buckets.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{profile=\"{profile}\",le=\"+Inf\"}} {}", buckets.count);
+    let _ = writeln!(out, "{name}_sum{{profile=\"{profile}\"}} {}", buckets.sum_seconds);
+    let _ = writeln!(out, "{name}_count{{profile=\"{profile}\"}} {}", buckets.count);
 }
 
 /// Answers `GET /metrics` on `listener` until the process ends; anything else is a 404.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::stats::{Followed, Latencies};
+use crate::stats::{Buckets, Followed, Latencies};
 
 /// The most ids `GET /process/results` takes at once.
 const BATCH: usize = 100;
@@ -34,6 +34,14 @@ struct Record {
     task_id: String,
     status: String,
     sojourn_seconds: Option<f64>,
+}
+
+/// The counts and end-to-end buckets so far, for `/metrics`.
+pub struct TaskCounts {
+    pub accepted: u64,
+    /// Completed, failed, cancelled.
+    pub ended: [(&'static str, u64); 3],
+    pub e2e: Buckets,
 }
 
 pub struct Follower {
@@ -148,6 +156,18 @@ impl Follower {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// What `/metrics` shows: counts and end-to-end buckets (`bounds` in seconds).
+    pub fn counts(&self, bounds: &[f64]) -> TaskCounts {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        let mut e2e = Buckets::default();
+        e2e.add(&ended.e2e_us, bounds);
+        TaskCounts {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            ended: [("completed", ended.completed), ("failed", ended.failed), ("cancelled", ended.cancelled)],
+            e2e,
+        }
+    }
+
     /// `None` when no async task was accepted (a sync run, or nothing got through).
     pub fn summary(&self) -> Option<Followed> {
         let accepted = self.accepted.load(Ordering::Relaxed);
@@ -210,6 +230,9 @@ mod tests {
         follower.settle(vec!["b".into(), "d".into()], b"{}");
         assert!((followed.e2e_ms_at(100.0) - 4000.0).abs() < 5.0, "{:?}", followed.e2e_ms);
         assert!((followed.e2e_ms_at(50.0) - 2000.0).abs() < 5.0, "{:?}", followed.e2e_ms);
+        let counts = follower.counts(&[1.0, 5.0]);
+        assert_eq!((counts.accepted, counts.ended), (5, [("completed", 2), ("failed", 1), ("cancelled", 0)]));
+        assert_eq!((counts.e2e.cumulative, counts.e2e.count), (vec![0, 2], 2));
         // A refusal (503) or garbage settles nothing and loses nothing.
         follower.settle(follower.next_batch(), b"Service Unavailable");
         assert_eq!(follower.summary().map(|f| f.unresolved), Some(2));

@@ -169,7 +169,7 @@ pub struct Buckets {
 impl Buckets {
     /// One pass over what was recorded (a `count_between` per bound walked the whole counts array for each bound of
     /// each slot on every scrape: 80% of a core at the harness's 250 ms scrapes).
-    fn add(&mut self, histogram: &Histogram<u64>, bounds: &[f64]) {
+    pub(crate) fn add(&mut self, histogram: &Histogram<u64>, bounds: &[f64]) {
         self.cumulative.resize(bounds.len(), 0);
         if histogram.is_empty() {
             return;

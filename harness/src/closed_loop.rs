@@ -17,10 +17,10 @@ use surge_keda::scaled_object::{documents, find, limits};
 use surge_keda::{evaluate, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
-use crate::pods::{
-    container_arg, free_port, scraped_as, shutdown_timeout, start_haproxy, start_redis, wait_until, PodMeta, Pods,
-};
+use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
+use crate::redis::RedisServer;
+use crate::service::Service;
 use crate::standins::{cluster_metrics, serve_state};
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
 
@@ -81,9 +81,13 @@ pub fn run(args: &Args) -> Result<(), String> {
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let ports: Vec<u16> = (0..so.scaling.max).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let frontend = free_port()?;
-    let socket = dir.path().join("haproxy.sock");
-    let _haproxy = start_haproxy(dir.path(), frontend, &ports, &socket, factor)?;
+    // Every pod's slot, disabled until it starts; readiness checked every 2 s of the cluster's time.
+    let slots: Vec<Option<u16>> = ports.iter().map(|_| None).collect();
+    let service = Service::start(&slots, Some(Duration::from_secs_f64((2.0 / factor).max(0.1))))?;
+    for (slot, port) in ports.iter().enumerate() {
+        service.set_port(slot, *port)?;
+    }
+    let (service_port, service_url) = (service.port, service.url.clone());
     let targets = dir.path().join("targets.json");
     let pod_meta = PodMeta::from_template(template, &namespace);
     let server = start_prometheus(&objects, &targets, factor)?;
@@ -91,7 +95,7 @@ pub fn run(args: &Args) -> Result<(), String> {
 
     // The queue component sets QUEUE_URL on the consumer: then the pods share a real Redis, as they would there.
     let shared_queue = container["env"].as_array().into_iter().flatten().any(|e| e["name"] == "QUEUE_URL");
-    let redis = if shared_queue { Some(start_redis(dir.path())?) } else { None };
+    let redis = if shared_queue { Some(RedisServer::ephemeral()?) } else { None };
     let mut consumer_args = vec![
         "--bind".to_owned(),
         "127.0.0.1".to_owned(),
@@ -109,8 +113,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         "--shutdown-timeout-secs".to_owned(),
         ((shutdown_timeout(container)? / factor).ceil() + 1.0).to_string(),
     ];
-    if let Some((_, port)) = &redis {
-        consumer_args.extend(["--queue".to_owned(), format!("redis://127.0.0.1:{port}")]);
+    if let Some(redis) = &redis {
+        consumer_args.extend(["--queue".to_owned(), redis.url()]);
     }
     // The shared backlog's cap as the Deployment sets it.
     if let Some(capacity) = container_arg(container, "--queue-capacity") {
@@ -121,7 +125,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         ports,
         consumer: consumer_bin,
         args: consumer_args,
-        socket,
+        service,
         targets,
         meta: pod_meta,
         cancelled: Arc::default(),
@@ -135,7 +139,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let prometheus = Prom::new("127.0.0.1", prometheus_port);
     wait_until(Duration::from_secs(30), || prometheus.value("count(up == 1)").is_ok_and(|v| v >= 1.0))?;
     println!(
-        "cluster: {} x consumer ({cores} core, {} MiB), HAProxy :{frontend}, Prometheus :{prometheus_port}, time x{factor}",
+        "cluster: {} x consumer ({cores} core, {} MiB), HAProxy :{service_port}, Prometheus :{prometheus_port}, time x{factor}",
         so.scaling.min,
         memory >> 20
     );
@@ -155,7 +159,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         generator.args(["--monitor-interval", &format!("{}ms", (SYNC_SECONDS * 1000.0 / factor).round())]);
     }
     let mut generator = generator
-        .args(["--url", &format!("http://127.0.0.1:{frontend}"), "--test", &args.profile])
+        .args(["--url", &service_url, "--test", &args.profile])
         .args(["--metrics-port", &generator_port.to_string()])
         .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])
         .stdout(Stdio::piped())

@@ -1,7 +1,7 @@
 //! The closed-loop harness behind the `cluster` binary (`make demo`, the closed-loop tests): plays a Kubernetes cluster's part on one machine, so the loop from load to replicas and back runs for
 //! real: consumer processes as the replicas (simulated CPU, the rendered Deployment's CPU and memory limits), a real
-//! HAProxy as the Service (`mode tcp`, round robin, health checks on `/ready`, servers enabled and disabled as pods
-//! start and drain), a real Prometheus with the monitoring component's relabeling (file discovery, so targets come and
+//! HAProxy as the Service (`mode tcp`, a random endpoint per connection as kube-proxy picks, health checks on `/ready`,
+//! servers enabled and disabled as pods start and drain), a real Prometheus with the monitoring component's relabeling (file discovery, so targets come and
 //! go), and the ScaledObject evaluated as KEDA's Prometheus scaler and the HPA do it (`surge_keda`).
 //! The generator sends a profile through HAProxy with a new connection per request. What kube-state-metrics and KEDA's
 //! operator would report about this run (replicas, the HPA's desire, the Job, the pods' limits, each scaler's value
@@ -15,6 +15,8 @@
 //! - `closed_loop`: the flags and the loop, one sync at a time.
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
+//! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
+//! - `service`: HAProxy as the Service (also the generator tests' fixture).
 //! - `standins`: kube-state-metrics' and KEDA's series for this run.
 //! - `trajectory`: the table printed every sync and the outline at the end.
 //! - `dashboards`: every dashboard query checked against the run.
@@ -25,6 +27,8 @@ mod closed_loop;
 mod dashboards;
 mod pods;
 pub mod prometheus;
+pub mod redis;
+pub mod service;
 mod standins;
 mod trajectory;
 

@@ -1,11 +1,9 @@
-//! The Deployment's pods as processes: consumer replicas started and drained as the autoscaler decides, a real HAProxy
-//! as the Service (servers enabled and disabled over its runtime API as pods start and drain), and the scrape targets
-//! Kubernetes discovery would give them.
+//! The Deployment's pods as processes: consumer replicas started and drained as the autoscaler decides, taken into and
+//! out of the Service (`service`) as they start and drain, and the scrape targets Kubernetes discovery would give them.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use surge_generator::prometheus::http_get;
+
+use crate::service::Service;
 
 /// The consumer container's `--shutdown-timeout-secs`, in seconds.
 pub(crate) fn shutdown_timeout(container: &Value) -> Result<f64, String> {
@@ -56,39 +56,6 @@ impl Drop for Owned {
     }
 }
 
-pub(crate) fn start_haproxy(
-    dir: &Path,
-    frontend: u16,
-    ports: &[u16],
-    socket: &Path,
-    factor: f64,
-) -> Result<Owned, String> {
-    let check_ms = (2000.0 / factor).round().max(100.0);
-    let mut config = format!(
-        "global\n  stats socket {} mode 600 level admin\n\
-         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 120s\n  timeout server 120s\n\
-         frontend service\n  bind 127.0.0.1:{frontend}\n  default_backend pods\n\
-         backend pods\n  balance roundrobin\n  option httpchk GET /ready\n  http-check expect status 200\n\
-         default-server inter {check_ms}ms fall 1 rise 1\n",
-        socket.display()
-    );
-    for (index, port) in ports.iter().enumerate() {
-        // Pods not yet started are disabled, as an endpoints controller lists no address for them.
-        config.push_str(&format!("  server pod{index} 127.0.0.1:{port} check disabled\n"));
-    }
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).map_err(|e| e.to_string())?;
-    let child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("haproxy: {e}"))?;
-    wait_until(Duration::from_secs(10), || UnixStream::connect(socket).is_ok())?;
-    Ok(Owned(child))
-}
-
 /// The `__meta_kubernetes_*` labels discovery would give a consumer pod.
 pub(crate) struct PodMeta {
     pub(crate) labels: serde_json::Map<String, Value>,
@@ -112,21 +79,6 @@ impl PodMeta {
     }
 }
 
-/// A real `redis-server` for the shared backlog (append-only file off: the harness never restarts it).
-pub(crate) fn start_redis(dir: &std::path::Path) -> Result<(Owned, u16), String> {
-    let port = free_port()?;
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("redis-server (scripts/install-tools.sh installs it): {e}"))?;
-    let owned = Owned(child);
-    wait_until(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())?;
-    Ok((owned, port))
-}
-
 pub(crate) struct Pod {
     pub(crate) index: usize,
     pub(crate) child: Owned,
@@ -143,7 +95,7 @@ pub(crate) struct Pods {
     pub(crate) ports: Vec<u16>,
     pub(crate) consumer: PathBuf,
     pub(crate) args: Vec<String>,
-    pub(crate) socket: PathBuf,
+    pub(crate) service: Service,
     pub(crate) targets: PathBuf,
     pub(crate) meta: PodMeta,
     /// Other scrape targets of the run (kube-state-metrics' and KEDA's series, the generator), in discovery's shape.
@@ -201,7 +153,7 @@ impl Pods {
             }
         });
         self.list.push(Pod { index, child, draining: false, log: Some(log) });
-        self.admin(&format!("enable server pods/pod{index}"))
+        self.service.enable(index)
     }
 
     /// Takes the newest pods out of the Service and sends them SIGTERM, as a scale-down does.
@@ -209,7 +161,7 @@ impl Pods {
         let mut victims: Vec<usize> = self.list.iter().filter(|p| !p.draining).map(|p| p.index).collect();
         victims.sort_unstable();
         for index in victims.into_iter().rev().take(count) {
-            self.admin(&format!("disable server pods/pod{index}"))?;
+            self.service.disable(index)?;
             if let Some(pod) = self.list.iter_mut().find(|p| p.index == index) {
                 pod.draining = true;
                 // SAFETY: kill only sends a signal to our own child's pid.
@@ -273,19 +225,6 @@ impl Pods {
         std::fs::write(&temp, serde_json::to_string(&targets).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         std::fs::rename(&temp, &self.targets).map_err(|e| e.to_string())
-    }
-
-    /// One command on HAProxy's runtime API.
-    fn admin(&self, command: &str) -> Result<(), String> {
-        let mut stream = UnixStream::connect(&self.socket).map_err(|e| format!("haproxy socket: {e}"))?;
-        writeln!(stream, "{command}").map_err(|e| e.to_string())?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-        if answer.trim().is_empty() {
-            Ok(())
-        } else {
-            Err(format!("haproxy {command:?}: {}", answer.trim()))
-        }
     }
 }
 

@@ -16,6 +16,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::Error;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
+use crate::peer::client_closed_request;
 use crate::route_label;
 
 /// Methods with their own label value; anything else is `OTHER`.
@@ -146,16 +147,32 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let series = self.series_for(&req);
         series.in_progress.inc();
-        MetricsFuture { inner: self.service.call(req), started: Instant::now(), in_progress: InProgress(series) }
+        let in_progress = InProgress { series, started: Instant::now(), answered: false };
+        MetricsFuture { inner: self.service.call(req), in_progress }
     }
 }
 
-/// Decrements the in-progress gauge when the request ends, whether it completes or is dropped.
-struct InProgress(Rc<RouteSeries>);
+/// Decrements the in-progress gauge when the request ends, whether it completes or is dropped; one dropped before its
+/// answer (a client that reset the connection) is counted as nginx's 499.
+struct InProgress {
+    series: Rc<RouteSeries>,
+    started: Instant,
+    answered: bool,
+}
+
+impl InProgress {
+    fn answered(&mut self, status: StatusCode) {
+        self.answered = true;
+        self.series.record(status, self.started);
+    }
+}
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        self.0.in_progress.dec();
+        if !self.answered {
+            self.series.record(client_closed_request(), self.started);
+        }
+        self.series.in_progress.dec();
     }
 }
 
@@ -164,7 +181,6 @@ pin_project_lite::pin_project! {
     pub struct MetricsFuture<F> {
         #[pin]
         inner: F,
-        started: Instant,
         in_progress: InProgress,
     }
 }
@@ -182,7 +198,7 @@ where
             Ok(response) => response.status(),
             Err(error) => error.as_response_error().status_code(),
         };
-        this.in_progress.0.record(status, *this.started);
+        this.in_progress.answered(status);
         Poll::Ready(result)
     }
 }

@@ -2,22 +2,18 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::errors::{ApiError, ErrorBody};
-use crate::peer::PeerSocket;
+use crate::peer::{client_closed_request, PeerSocket};
 use crate::queue::{AsyncAccepted, SharedStatus};
 use crate::state::AppState;
 use crate::work::records::TaskRecord;
 use crate::work::tasks::{CleanupReport, Mode, Refusal, StatusSnapshot, TaskAccepted, TaskReport, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
-
-/// nginx's 499, for the access log and the status-class metrics of a request whose client left before its answer.
-const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// An integer query parameter: its range and default. `allowed` is what a 422 tells the caller.
 struct IntParam {
@@ -89,8 +85,7 @@ pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
                     finished = accepted.finish() => finished,
                     // Dropping `finish` cancels the task; nobody reads this answer (nginx logs such requests 499).
                     () = peer.closed() => {
-                        let status = StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST);
-                        return Ok(HttpResponse::build(status).finish());
+                        return Ok(HttpResponse::build(client_closed_request()).finish());
                     },
                 },
                 None => accepted.finish().await,

@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::ConnectionType;
+use actix_web::http::{ConnectionType, Method, StatusCode, Uri};
 use actix_web::Error;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::access_log::{AccessLogger, Verdict};
 use super::trace_ids::current_trace_ids;
+use crate::peer::client_closed_request;
 use crate::route_label;
 
 const X_SERVED_BY: HeaderName = HeaderName::from_static("x-served-by");
@@ -90,13 +91,18 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let span = request_span(&req);
+        let unanswered = Unanswered {
+            pending: Some((req.method().clone(), req.uri().clone())),
+            access_log: Rc::clone(&self.access_log),
+            started: Instant::now(),
+        };
         let inner = {
             let _entered = span.enter();
             self.service.call(req)
         };
-        let (access_log, served_by) = (Rc::clone(&self.access_log), self.served_by.clone());
+        let served_by = self.served_by.clone();
         let draining = Arc::clone(&self.draining);
-        TelemetryFuture { inner, span, started: Instant::now(), access_log, served_by, draining }
+        TelemetryFuture { inner, span, unanswered, served_by, draining }
     }
 }
 
@@ -128,14 +134,55 @@ fn request_span(req: &ServiceRequest) -> tracing::Span {
     span
 }
 
+/// A request until it answers: if actix drops it first (its client reset the connection), its access line is written
+/// as nginx's 499 from what was kept of it (cheap clones: the method and the URI's shared bytes).
+struct Unanswered {
+    pending: Option<(Method, Uri)>,
+    access_log: Rc<AccessLogger>,
+    started: Instant,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((method, uri)) = self.pending.take() {
+            let route = || route_label::template_of(uri.path()).to_owned();
+            access_line(&self.access_log, client_closed_request(), route, method.as_str(), uri.path(), self.started);
+        }
+    }
+}
+
+/// The request's access line, if the policy asks for one; `route` is computed only then.
+fn access_line(
+    access_log: &AccessLogger,
+    status: StatusCode,
+    route: impl FnOnce() -> String,
+    method: &str,
+    path: &str,
+    started: Instant,
+) {
+    if let Verdict::Log { suppressed, route } = access_log.verdict(status, route) {
+        let ids = current_trace_ids();
+        tracing::info!(
+            method,
+            route,
+            path,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            trace_id = ids.trace_id.as_deref(),
+            span_id = ids.span_id.as_deref(),
+            suppressed_before = (suppressed > 0).then_some(suppressed),
+            "request"
+        );
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The inner service's future, polled inside the request's span; records the outcome when it completes.
     pub struct TelemetryFuture<F> {
         #[pin]
         inner: F,
         span: tracing::Span,
-        started: Instant,
-        access_log: Rc<AccessLogger>,
+        unanswered: Unanswered,
         served_by: HeaderValue,
         draining: Arc<AtomicBool>,
     }
@@ -167,26 +214,11 @@ where
                 this.span.record("otel.status_code", "ERROR");
             }
         }
+        this.unanswered.pending = None;
         // The common case (a success that is not logged) never looks at the route.
-        let route = |response: &ServiceResponse<B>| route_label::route_template(response.request()).into_owned();
-        if let Verdict::Log { suppressed, route } =
-            this.access_log.verdict(status, || result.as_ref().map_or(String::new(), route))
-        {
-            let ids = current_trace_ids();
-            let (method, path) =
-                result.as_ref().map_or(("", ""), |r| (r.request().method().as_str(), r.request().path()));
-            tracing::info!(
-                method,
-                route,
-                path,
-                status = status.as_u16(),
-                duration_ms = this.started.elapsed().as_secs_f64() * 1000.0,
-                trace_id = ids.trace_id.as_deref(),
-                span_id = ids.span_id.as_deref(),
-                suppressed_before = (suppressed > 0).then_some(suppressed),
-                "request"
-            );
-        }
+        let route = || result.as_ref().map_or(String::new(), |r| route_label::route_template(r.request()).into_owned());
+        let (method, path) = result.as_ref().map_or(("", ""), |r| (r.request().method().as_str(), r.request().path()));
+        access_line(this.unanswered.access_log.as_ref(), status, route, method, path, this.unanswered.started);
         Poll::Ready(result)
     }
 }

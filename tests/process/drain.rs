@@ -172,6 +172,12 @@ async fn work_outlasting_the_shutdown_timeout_is_cut_off_on_time() {
         Duration::from_secs(5),
     );
     let port = address.rsplit(':').next().expect("port").to_owned();
+    // The line is written just before the listener closes: refusals follow within a moment, and then stay.
+    let closing = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.is_ok() {
+        assert!(closing.elapsed() < Duration::from_secs(1), "the listener still accepts 1 s after the drain delay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let refused = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await;
     assert!(refused.is_err(), "after the drain delay the listener is closed: new connections are refused");
 

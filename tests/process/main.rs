@@ -12,6 +12,4 @@ mod queue;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)] // Shared with tests/isolated, which uses the slow and refusing sinks.
 mod receivers;
-#[path = "../support/redis.rs"]
-mod redis;
 mod telemetry;

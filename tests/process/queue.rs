@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::consumer::ConsumerProcess;
-use crate::redis::RedisServer;
+use surge_harness::redis::RedisServer;
 
 /// Tasks of 0.9 core: two run at once on a one-core replica (overcommit 2), the rest wait.
 const TASK: &str = "async_mode=true&cpu_intensity=9&memory_size=10";
@@ -104,7 +104,7 @@ async fn running(client: &reqwest::Client, address: &str, tasks: u64) {
 
 #[tokio::test]
 async fn work_accepted_by_one_replica_is_run_by_whichever_has_room_and_read_back_from_any() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("redis starts");
     let (a, b) = (replica(&redis, "a", &[]), replica(&redis, "b", &[]));
     let client = client();
     let mut ids = Vec::new();
@@ -154,7 +154,7 @@ fn uuid_like() -> &'static str {
 
 #[tokio::test]
 async fn kill_9_of_a_replica_running_tasks_loses_none_they_finish_on_the_other() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("redis starts");
     // Claims after a task's duration × overcommit (2) + 1 s of silence from its holder.
     let env = [("CLAIM_MARGIN_SECS", "1")];
     let mut a = replica(&redis, "a", &env);
@@ -179,7 +179,7 @@ async fn kill_9_of_a_replica_running_tasks_loses_none_they_finish_on_the_other()
 
 #[tokio::test]
 async fn sigterm_hands_back_tasks_longer_than_the_shutdown_timeout_and_they_finish_elsewhere() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("redis starts");
     let mut a = replica(&redis, "a", &[("SHUTDOWN_TIMEOUT_SECS", "3"), ("DRAIN_DELAY_SECS", "1")]);
     let client = client();
     let mut ids = Vec::new();
@@ -200,7 +200,7 @@ async fn sigterm_hands_back_tasks_longer_than_the_shutdown_timeout_and_they_fini
 
 #[tokio::test]
 async fn a_redis_restart_loses_no_accepted_task_and_async_is_503_with_retry_after_meanwhile() {
-    let mut redis = RedisServer::start();
+    let mut redis = RedisServer::start().expect("redis starts");
     let a = replica(&redis, "a", &[]);
     let client = client();
     let mut ids = Vec::new();
@@ -218,14 +218,14 @@ async fn a_redis_restart_loses_no_accepted_task_and_async_is_503_with_retry_afte
     assert_eq!(sync.await.expect("sync").status(), StatusCode::OK);
     let ready = client.get(format!("{}/ready", a.address)).send().await.expect("ready");
     assert_eq!(ready.status(), StatusCode::OK);
-    redis.resume();
+    redis.resume().expect("redis starts again");
     all_completed(&client, &a.address, &ids, Duration::from_secs(60)).await;
     assert!(metric(&client, &a.address, "consumer_queue_errors_total").await >= 1.0);
 }
 
 #[tokio::test]
 async fn a_replica_started_while_redis_is_away_serves_sync_refuses_async_then_works_when_it_returns() {
-    let mut redis = RedisServer::unstarted();
+    let mut redis = RedisServer::unstarted().expect("a port for redis");
     let a = replica(&redis, "a", &[]);
     let client = client();
     let sync = client.post(format!("{}/process?cpu_intensity=1&memory_size=0&duration=1", a.address)).send();
@@ -233,7 +233,7 @@ async fn a_replica_started_while_redis_is_away_serves_sync_refuses_async_then_wo
     let refused = client.post(format!("{}/process?{TASK}&duration=1", a.address)).send().await.expect("post");
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
-    redis.resume();
+    redis.resume().expect("redis starts again");
     let deadline = Instant::now() + Duration::from_secs(20);
     let id = loop {
         let response = client.post(format!("{}/process?{TASK}&duration=1", a.address)).send().await.expect("post");
@@ -248,7 +248,7 @@ async fn a_replica_started_while_redis_is_away_serves_sync_refuses_async_then_wo
 
 #[tokio::test]
 async fn a_task_whose_replica_keeps_dying_reaches_the_dead_letter_stream() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("redis starts");
     // Overcommit 1 and a 1 s margin: a dead holder's task is claimed 3 s after it started (duration 2).
     let env = [("MAX_DELIVERIES", "2"), ("CLAIM_MARGIN_SECS", "1"), ("CPU_OVERCOMMIT", "1")];
     let client = client();
@@ -282,7 +282,7 @@ async fn a_task_whose_replica_keeps_dying_reaches_the_dead_letter_stream() {
 
 #[tokio::test]
 async fn a_task_costs_four_round_trips_and_these_commands() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("redis starts");
     let a = replica(&redis, "a", &[]);
     let client = client();
     // Let the puller settle (group created, first reads), then count only the tasks' own life.
@@ -313,7 +313,7 @@ async fn a_task_costs_four_round_trips_and_these_commands() {
 /// consumers export: entries are deleted once acknowledged, so the stream holds exactly the waiting and the handed out.
 #[tokio::test]
 async fn xlen_of_the_stream_is_the_exported_backlog_waiting_plus_handed_out() {
-    let redis = RedisServer::start();
+    let redis = RedisServer::start().expect("redis starts");
     let a = replica(&redis, "a", &[]);
     let client = client();
     for _ in 0..6 {

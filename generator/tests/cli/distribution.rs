@@ -1,10 +1,13 @@
-//! Three consumers behind a real HAProxy (`mode tcp`, `balance roundrobin`), as pods behind a Service.
+//! Three consumers behind a real HAProxy as their Service (`surge_harness::service`: `mode tcp`, an endpoint picked at
+//! random per connection, as kube-proxy does).
 
-use crate::support::{generator_json, Consumer, Haproxy};
+use surge_harness::service::Service;
 
-fn three_pods_behind_a_service() -> ([Consumer; 3], Haproxy) {
+use crate::support::{generator_json, Consumer};
+
+fn three_pods_behind_a_service() -> ([Consumer; 3], Service) {
     let pods = [Consumer::start("consumer-a"), Consumer::start("consumer-b"), Consumer::start("consumer-c")];
-    let service = Haproxy::start(&pods.each_ref().map(|p| p.port));
+    let service = Service::start(&pods.each_ref().map(|p| Some(p.port)), None).expect("haproxy starts");
     (pods, service)
 }
 
@@ -28,6 +31,7 @@ fn a_new_connection_per_request_spreads_evenly_across_pods() {
     assert_eq!(distribution.len(), 3, "{distribution:?}");
     for (pod, count) in distribution {
         let share = count.as_f64().expect("count") / 300.0;
+        // Random per connection: over 300 a share's standard deviation is 2.7 points, so ±10 is 3.7 of them.
         assert!((share - 1.0 / 3.0).abs() <= 0.10, "{pod} got {:.0}%, outside 33% ± 10%", share * 100.0);
     }
     assert_eq!(summary["imbalance_warning"], false);

@@ -91,5 +91,9 @@ fn the_generator_serves_its_own_metrics_while_it_runs() {
     assert_eq!(value(&after, r#"generator_send_lag_seconds_count{profile="custom"}"#), 60.0, "each send's lag");
     assert_eq!(value(&after, r#"generator_requests_failed_total{profile="custom",cause="timeout"}"#), 0.0);
     assert_eq!(value(&after, r#"generator_target_rate{profile="custom"}"#), 0.0, "nothing intended once it ended");
+    // GET /health accepts no task: the task series are there, at 0.
+    assert_eq!(value(&after, r#"generator_tasks_accepted_total{profile="custom"}"#), 0.0);
+    assert_eq!(value(&after, r#"generator_tasks_ended_total{profile="custom",status="completed"}"#), 0.0);
+    assert_eq!(value(&after, r#"generator_task_end_to_end_seconds_count{profile="custom"}"#), 0.0);
     assert!(scrape(port).is_none(), "the generator has exited and stopped serving");
 }

@@ -115,52 +115,6 @@ fn http_get(port: u16, path: &str) -> String {
     response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).expect("a response with a body")
 }
 
-/// Debian's HAProxy in `mode tcp`, `balance roundrobin`: per-connection balancing, like a Kubernetes Service.
-pub struct Haproxy {
-    child: Child,
-    pub url: String,
-    _config: tempfile::TempDir,
-}
-
-impl Haproxy {
-    pub fn start(backends: &[u16]) -> Self {
-        let port = free_port();
-        let servers: String =
-            backends.iter().enumerate().map(|(i, p)| format!("  server pod{i} 127.0.0.1:{p}\n")).collect();
-        let config = format!(
-            "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend service\n  bind 127.0.0.1:{port}\n  default_backend pods\nbackend pods\n  balance roundrobin\n{servers}"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("haproxy.cfg");
-        std::fs::write(&path, config).expect("write haproxy.cfg");
-        let binary = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("haproxy is installed (scripts/install-tools.sh installs it)");
-        let child = Command::new(binary)
-            .args(["-db", "-f"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start haproxy");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy never listened on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, url: format!("http://127.0.0.1:{port}"), _config: dir }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An HTTP server that answers every request after `stall`, one request at a time per connection.
 pub fn stalling_server(stall: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
