@@ -259,10 +259,11 @@ fn burst_with_the_shared_backlog() {
     // closed loops at once); the memory queue: 42-46.
     assert!(idle < 10.0, "{idle}% of replica-seconds while work waited were spent by replicas with room: {outline}");
     let after = outline["back_at_min_at_s"].as_f64().expect("back") - outline["load_ended_at_s"].as_f64().expect("end");
-    assert!(after <= 630.0, "back at the minimum {after:.0} s after the load: {outline}");
-    // Work no longer waits behind one pod's queue: 97 s measured, 228 s with the memory queue.
+    // The 630 s, plus the one sync (15 s) to which the load's end is sampled: 510-615 s measured in five runs.
+    assert!(after <= 645.0, "back at the minimum {after:.0} s after the load: {outline}");
+    // Work no longer waits behind one pod's queue: 78-116 s measured, 228 s with the memory queue.
     let sojourn = outline["sojourn_p95_s"].as_f64().expect("async sojourn");
-    assert!(sojourn <= 120.0, "p95 sojourn {sojourn} s: {outline}");
+    assert!(sojourn <= 160.0, "p95 sojourn {sojourn} s: {outline}");
 }
 
 #[test]

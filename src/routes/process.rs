@@ -169,22 +169,24 @@ pub struct TaskResults {
 
 /// Many tasks' records in one call (one Redis round trip), for clients that follow their tasks to the end.
 #[utoipa::path(get, path = "/process/results", tag = "work",
-    params(("task_ids" = String, Query, description = "Comma-separated task ids, 1 to 100")),
+    params(("task_ids" = String, Query, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}){0,99}$",
+        description = "Comma-separated task ids (hyphenated UUIDs), 1 to 100")),
     responses(
         (status = 200, body = TaskResults),
         (status = 422, body = ErrorBody, description = "task_ids missing, over 100, or one is not a UUID"),
         (status = 503, body = ErrorBody, description = "The shared backlog cannot be reached; see Retry-After"),
     ))]
 pub async fn results(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    const ALLOWED: &str = "1 to 100 comma-separated UUIDs, as async POST /process answered";
+    const ALLOWED: &str = "1 to 100 comma-separated UUIDs (hyphenated), as async POST /process answered";
     let invalid = |received: String| ApiError::Validation { field: "task_ids", allowed: ALLOWED, received };
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(req.query_string()).map_err(|e| invalid(e.to_string()))?;
     let raw = pairs.into_iter().rev().find(|(name, _)| name == "task_ids").map(|(_, value)| value);
     let raw = raw.ok_or_else(|| invalid("nothing".into()))?;
+    // Hyphenated only, as the schema's pattern says (parse_str also takes the simple, braced and URN forms).
     let ids: Vec<uuid::Uuid> = raw
         .split(',')
-        .map(|id| uuid::Uuid::parse_str(id.trim()).map_err(|_| invalid(id.to_owned())))
+        .map(|id| uuid::Uuid::parse_str(id).ok().filter(|_| id.len() == 36).ok_or_else(|| invalid(id.to_owned())))
         .collect::<Result<_, _>>()?;
     if ids.len() > MAX_RESULTS {
         return Err(invalid(format!("{} ids", ids.len())));
