@@ -74,7 +74,8 @@ impl Job {
                     tokio::time::sleep(wait.mul_f64(0.5 + fastrand::f64())).await;
                 }
                 Ok(reply) => {
-                    if reply.status == StatusCode::OK {
+                    // Only a POST accepts a task: other answers are never parsed.
+                    if reply.status == StatusCode::OK && self.method == Method::POST {
                         self.follower.answered(&reply.body);
                     }
                     let served_by = reply.served_by.as_ref().and_then(|v| v.to_str().ok());

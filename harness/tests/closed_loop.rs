@@ -79,22 +79,20 @@ fn render(overlay: &str, dir: &Path) -> PathBuf {
 /// The development overlay, rendered once for every test.
 fn rendered() -> &'static Path {
     static RENDERED: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &RENDERED
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let path = render("development", dir.path());
-            (dir, path)
-        })
-        .1
+    render_once(&RENDERED, "development")
 }
 
 /// The development overlay with the queue component (the shared backlog), rendered once for every test.
 fn rendered_with_queue() -> &'static Path {
     static RENDERED: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &RENDERED
+    render_once(&RENDERED, "development-redis")
+}
+
+fn render_once(cell: &'static OnceLock<(tempfile::TempDir, PathBuf)>, overlay: &str) -> &'static Path {
+    &cell
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("temp dir");
-            let path = render("development-redis", dir.path());
+            let path = render(overlay, dir.path());
             (dir, path)
         })
         .1

@@ -131,11 +131,11 @@ impl Backlog {
         if elsewhere.is_empty() {
             return Ok(found);
         }
-        let mut shared_records = shared.backlog.records(&elsewhere).await.map_err(|error| {
+        let shared_records = shared.backlog.records(&elsewhere).await.map_err(|error| {
             shared.failed("reading task records", &error);
             unavailable()
         })?;
-        for (slot, record) in found.iter_mut().filter(|local| local.is_none()).zip(shared_records.drain(..)) {
+        for (slot, record) in found.iter_mut().filter(|local| local.is_none()).zip(shared_records) {
             *slot = record;
         }
         Ok(found)
