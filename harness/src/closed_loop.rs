@@ -56,6 +56,36 @@ pub struct Args {
     /// Have the generator write its HTML report here, with the replicas and triggers read from this run's Prometheus
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Prometheus loses the consumer's targets (discovery keeps the other pods) over this window of the autoscaler's
+    /// seconds from the start, `FROM..TO`: a relabeling or network-policy change, a restart that lost discovery
+    #[arg(long, value_parser = Window::parse)]
+    lose_targets: Option<Window>,
+    /// Prometheus is stopped (connections refused) over this window, `FROM..TO`, then started on its own data again
+    #[arg(long, value_parser = Window::parse)]
+    stop_prometheus: Option<Window>,
+}
+
+/// A fault's span in the autoscaler's seconds from the start of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    from: f64,
+    to: f64,
+}
+
+impl Window {
+    fn parse(text: &str) -> Result<Self, String> {
+        let (from, to) = text.split_once("..").ok_or("FROM..TO, in seconds")?;
+        let number = |n: &str| n.trim().parse::<f64>().map_err(|e| format!("{n}: {e}"));
+        let (from, to) = (number(from)?, number(to)?);
+        if !(0.0 <= from && from < to && to.is_finite()) {
+            return Err(format!("{text}: FROM must be at least 0 and below TO"));
+        }
+        Ok(Self { from, to })
+    }
+
+    fn holds(window: Option<Self>, t: f64) -> bool {
+        window.is_some_and(|w| (w.from..w.to).contains(&t))
+    }
 }
 
 pub fn run(args: &Args) -> Result<(), String> {
@@ -90,7 +120,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let (service_port, service_url) = (service.port, service.url.clone());
     let targets = dir.path().join("targets.json");
     let pod_meta = PodMeta::from_template(template, &namespace);
-    let server = start_prometheus(&objects, &targets, factor)?;
+    let mut server = start_prometheus(&objects, &targets, factor)?;
     let prometheus_port = server.port;
 
     // The queue component sets QUEUE_URL on the consumer: then the pods share a real Redis, as they would there.
@@ -130,6 +160,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         meta: pod_meta,
         cancelled: Arc::default(),
         extra: Vec::new(),
+        hidden: false,
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
@@ -210,6 +241,29 @@ pub fn run(args: &Args) -> Result<(), String> {
         if load_ended_at.is_none() && (sending_ended.load(Ordering::Relaxed) || exited) {
             load_ended_at = Some(hpa_now());
         }
+        let blind = Window::holds(args.lose_targets, hpa_now());
+        if blind != pods.hidden {
+            pods.hidden = blind;
+            pods.publish()?;
+            eprintln!(
+                "cluster: at {:.0} s Prometheus {} the consumer's targets",
+                hpa_now(),
+                ["finds", "loses"][usize::from(blind)]
+            );
+        }
+        let down = Window::holds(args.stop_prometheus, hpa_now());
+        if down != server.is_stopped() {
+            if down {
+                server.stop();
+            } else {
+                server.resume()?;
+            }
+            eprintln!(
+                "cluster: at {:.0} s Prometheus is {}",
+                hpa_now(),
+                ["started again", "stopped"][usize::from(down)]
+            );
+        }
         pods.reap()?;
         let current = pods.replicas();
         let ready = pods.ready();
@@ -237,9 +291,11 @@ pub fn run(args: &Args) -> Result<(), String> {
             Some(proposal) => so.scaling.decide(history, hpa_now(), current, proposal),
             None => current,
         };
-        // The trigger asking for the most replicas, when any asks for more than the minimum.
+        // The trigger asking for the most replicas, when any asks for more than the minimum; a failed trigger's
+        // fallback count drives nothing.
         let driving = readings
             .iter()
+            .filter(|r| r.value.is_some())
             .rev()
             .max_by_key(|r| r.asks.unwrap_or(0))
             .filter(|r| r.asks.unwrap_or(0) > so.scaling.min)

@@ -100,6 +100,8 @@ pub(crate) struct Pods {
     pub(crate) meta: PodMeta,
     /// Other scrape targets of the run (kube-state-metrics' and KEDA's series, the generator), in discovery's shape.
     pub(crate) extra: Vec<Value>,
+    /// Discovery has lost the consumer's pods (the others are still published): a Prometheus gone blind.
+    pub(crate) hidden: bool,
 }
 
 impl Pods {
@@ -211,7 +213,7 @@ impl Pods {
             .extra
             .iter()
             .cloned()
-            .chain(self.list.iter().map(|p| {
+            .chain(self.list.iter().filter(|_| !self.hidden).map(|p| {
                 let mut labels = self.meta.labels.clone();
                 labels.insert("__meta_kubernetes_pod_name".into(), format!("consumer-{}", p.index).into());
                 labels.insert(

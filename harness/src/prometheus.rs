@@ -13,27 +13,19 @@ use surge_keda::scaled_object::find;
 /// Debian's Prometheus on a free loopback port with the configuration it is given; killed on drop. The harness and
 /// the generator's tests start it the same way.
 pub struct Server {
-    child: Child,
+    child: Option<Child>,
     pub port: u16,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts Prometheus with `config_yaml` and returns once it reports ready.
     pub fn start(config_yaml: &str) -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml).map_err(|e| e.to_string())?;
+        std::fs::write(data.path().join("prometheus.yml"), config_yaml).map_err(|e| e.to_string())?;
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("prometheus (scripts/install-tools.sh installs it): {e}"))?;
-        let server = Self { child, port, _data: data };
+        let mut server = Self { child: None, port, data };
+        server.resume()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server.client().ready() {
             if Instant::now() > deadline {
@@ -42,6 +34,35 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(server)
+    }
+
+    /// Kills the process: an unreachable Prometheus (connections refused) until `resume`.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.child.is_none()
+    }
+
+    /// Starts the process again on the same port, configuration and data, without waiting for it to be ready.
+    pub fn resume(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", self.data.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", self.data.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("prometheus (scripts/install-tools.sh installs it): {e}"))?;
+        self.child = Some(child);
+        Ok(())
     }
 
     pub fn url(&self) -> String {
@@ -55,8 +76,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

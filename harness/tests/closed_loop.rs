@@ -99,13 +99,14 @@ fn render_once(cell: &'static OnceLock<(tempfile::TempDir, PathBuf)>, overlay: &
 }
 
 fn run(profile: &str) {
-    let report = run_on(profile, rendered());
+    let report = run_on(profile, rendered(), &[]);
     let outline = &report["outline"];
     assert_eq!(outline["queue"], "memory", "{outline}");
 }
 
-/// Runs `profile` on the rendered `manifests`, asserts the README's row for it, and returns the harness's report.
-fn run_on(profile: &str, manifests: &Path) -> Value {
+/// Runs `profile` on the rendered `manifests` (with the harness's `faults` flags), asserts the README's row for it,
+/// and returns the harness's report.
+fn run_on(profile: &str, manifests: &Path, faults: &[&str]) -> Value {
     let promise = promises().into_iter().find(|p| p.profile == profile).expect("the README's table has the profile");
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
@@ -116,6 +117,7 @@ fn run_on(profile: &str, manifests: &Path) -> Value {
         .arg(&json)
         .arg("--dashboards")
         .arg(repo().join("grafana/dashboards"))
+        .args(faults)
         .output()
         .expect("run the cluster harness");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -249,7 +251,7 @@ fn zeros(counts: &Value) -> Value {
 /// drains over every replica, so the Deployment is back at its minimum sooner (memory: about 705 s after the load).
 #[test]
 fn burst_with_the_shared_backlog() {
-    let report = run_on("burst", rendered_with_queue());
+    let report = run_on("burst", rendered_with_queue(), &[]);
     let outline = &report["outline"];
     assert_eq!(outline["queue"], "redis", "{outline}");
     let idle = outline["idle_while_waiting_percent"].as_f64().expect("work waited during burst");
@@ -281,10 +283,39 @@ fn heavy() {
 
 /// On the shared backlog: sustained's load falls mid-run, and a scale-down then cancels what a pod's own backlog held
 /// (the memory queue, with the Service picking pods at random, cancelled 1 of 168); here drains hand work back.
+///
+/// And at its steady peak Prometheus goes blind: discovery loses the consumer's pods for 600 s (twice the scale-down
+/// window), then Prometheus is stopped for 300 s. Every trigger must fail rather than read 0 (each query reads 0 only
+/// while a consumer target is live), so KEDA's fallback holds the replicas; without that guard the triggers read 0
+/// and the Deployment fell from 10 to 1 at peak load (x20: 8, 5, 4, 2, 1 between 1035 and 1185 s; the stopped
+/// Prometheus' fallback then raised it to 2). Once Prometheus sees again, the run follows the README's row.
 #[test]
 fn sustained() {
-    let report = run_on("sustained", rendered_with_queue());
-    assert_eq!(report["outline"]["queue"], "redis", "{}", report["outline"]);
+    let (blind, stopped) = ((600.0, 1200.0), (1200.0, 1500.0));
+    let faults =
+        [format!("--lose-targets={}..{}", blind.0, blind.1), format!("--stop-prometheus={}..{}", stopped.0, stopped.1)];
+    let report = run_on("sustained", rendered_with_queue(), &faults.each_ref().map(String::as_str));
+    let outline = &report["outline"];
+    assert_eq!(outline["queue"], "redis", "{outline}");
+    let rows = report["rows"].as_array().expect("rows");
+    let at = |r: &Value| r["t"].as_f64().expect("t");
+    let replicas = |r: &Value| r["current"].as_u64().expect("current");
+    let during: Vec<&Value> = rows.iter().filter(|r| (blind.0..stopped.1).contains(&at(r))).collect();
+    let before = replicas(during.first().expect("syncs while Prometheus was blind"));
+    let lowest = during.iter().map(|r| r["desired"].as_u64().expect("desired")).min().expect("syncs");
+    let trajectory: Vec<String> = during.iter().map(|r| format!("{:.0}s:{}", at(r), r["desired"])).collect();
+    assert!(lowest >= before, "{before} replicas when Prometheus went blind, then {trajectory:?}");
+    // Discovery tells the scrape loop at most every 5 s (x20: 100 s), so the blindness shows a few syncs late.
+    let failing = |r: &Value| r["triggers"].as_array().expect("triggers").iter().all(|t| t["value"].is_null());
+    let blind_syncs = during.iter().filter(|r| failing(r)).count();
+    assert!(blind_syncs >= 40, "every trigger failed at {blind_syncs} of {} syncs: {trajectory:?}", during.len());
+    // Every failing trigger asks for KEDA's fallback (currentReplicasIfHigher), never for nothing.
+    for row in during.iter().filter(|r| failing(r)) {
+        let asks: Vec<&Value> = row["triggers"].as_array().expect("triggers").iter().map(|t| &t["asks"]).collect();
+        assert!(asks.iter().all(|a| a.as_u64() == Some(replicas(row))), "at {:.0} s: {asks:?}", at(row));
+    }
+    // Seen again: the triggers read values after the outage.
+    assert!(rows.iter().any(|r| at(r) > stopped.1 && !failing(r)), "Prometheus never came back");
 }
 
 #[test]

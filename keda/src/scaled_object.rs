@@ -158,8 +158,9 @@ pub fn compress_ranges(query: &str, factor: f64) -> String {
 }
 
 /// A trigger whose value is a per-second rate: compressing time multiplies it by the factor, so the harness divides.
+/// Opening parentheses are looked through: a guarded query is `(sum(rate(...)) or vector(0)) and on() ...`.
 pub fn is_rate(query: &str) -> bool {
-    query.trim_start().starts_with("sum(rate(")
+    query.trim_start_matches(|c: char| c == '(' || c.is_whitespace()).starts_with("sum(rate(")
 }
 
 /// The value KEDA's Prometheus scaler takes from a query's result (`pkg/scalers/prometheus_scaler.go`,
@@ -228,6 +229,21 @@ mod tests {
             "sum(rate(x{a=\"[b]\"}[3000ms])) + max_over_time(y[4500ms])"
         );
         assert_eq!(compress_ranges("sum(q) or vector(0)", 20.0), "sum(q) or vector(0)");
+    }
+
+    #[test]
+    fn rates_are_found_inside_the_live_target_guard() {
+        let cases = [
+            ("sum(rate(x[1m])) or vector(0)", true),
+            ("(sum(rate(x[1m])) / 1048576 or vector(0)) and on() count(up == 1)", true),
+            (" ( (sum(rate(x[1m]))) or vector(0))", true),
+            ("(sum(q) or vector(0)) and on() count(up == 1)", false),
+            ("((histogram_quantile(0.95, sum by (le) (rate(b[1m]))) - 1 > 0) or vector(0))", false),
+            ("(sum(avg_over_time(c[1m])) or vector(0)) and on() count(up == 1)", false),
+        ];
+        for (query, rate) in cases {
+            assert_eq!(is_rate(query), rate, "{query}");
+        }
     }
 
     /// prometheus_scaler.go `ExecutePromQuery`, case by case.

@@ -66,7 +66,7 @@ fn series_names(query: &str) -> Vec<&str> {
 
 #[tokio::test]
 async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabeling() {
-    let consumer = ConsumerProcess::start(&[]);
+    let mut consumer = ConsumerProcess::start(&[]);
     let port: u16 = consumer.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     let config = config_with_discovered_pod(port);
 
@@ -95,6 +95,12 @@ async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabelin
         let up = prometheus
             .query(&client, &format!(r#"up{{namespace="surge", app_kubernetes_io_name="consumer", pod="{POD}"}}"#))
             .await;
+        // Until the first scrape no consumer target is live, and every trigger is empty by design (checked below).
+        if up.len() != 1 {
+            assert!(Instant::now() < deadline, "the consumer was never scraped");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         let mut values = Vec::new();
         for trigger in manifests::triggers(&so) {
             let result = prometheus.query(&client, trigger["metadata"]["query"].as_str().expect("query")).await;
@@ -103,7 +109,7 @@ async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabelin
             values.push((trigger["name"].as_str().expect("name").to_owned(), value));
         }
         let positive = |name: &str| values.iter().any(|(n, v)| n == name && *v > 0.0);
-        if up.len() == 1 && positive("request-rate") && positive("allocator-pressure") {
+        if positive("request-rate") && positive("allocator-pressure") {
             assert_eq!(up[0]["value"][1], "1", "relabeling reached the consumer on its annotated port");
             // Every query ends in `or vector(0)`, so a selector matching nothing would read 0 too: each series a
             // trigger reads must exist for the pod.
@@ -122,6 +128,25 @@ async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabelin
             break;
         }
         assert!(Instant::now() < deadline, "after {sent} rounds the triggers still read {values:?}, up {up:?}");
+    }
+
+    // The only consumer gone (its target fails to scrape): no trigger may read 0, which would scale to the minimum.
+    consumer.signal(nix::sys::signal::Signal::SIGKILL);
+    consumer.wait_exit(Duration::from_secs(5)).expect("the consumer exits on SIGKILL");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut answered = Vec::new();
+        for trigger in manifests::triggers(&so) {
+            let result = prometheus.query(&client, trigger["metadata"]["query"].as_str().expect("query")).await;
+            if !result.is_empty() {
+                answered.push((trigger["name"].clone(), result));
+            }
+        }
+        if answered.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "with no live consumer target these triggers still read: {answered:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
