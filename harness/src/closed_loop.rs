@@ -14,7 +14,7 @@ use surge_generator::prometheus::Prom;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
 use surge_keda::scaled_object::{documents, find, limits};
-use surge_keda::{evaluate, Failures, ScaledObject};
+use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
 use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, PodMeta, Pods};
@@ -227,6 +227,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     // Seeded with the replicas at the first sync, as the HPA seeds a new one's recommendations.
     let mut history: Option<History> = None;
     let mut failures = Failures::default();
+    let mut activity = Activity::default();
     let mut errors = vec![0u64; so.triggers.len()];
     let mut rows: Vec<Row> = Vec::new();
     let mut load_ended_at: Option<f64> = None;
@@ -286,11 +287,13 @@ pub fn run(args: &Args) -> Result<(), String> {
             })
             .collect();
         let history = history.get_or_insert_with(|| History::seeded(hpa_now(), current));
-        // No proposal: the HPA returns before stabilising, keeps the replicas and records nothing.
+        // No proposal: the HPA returns before stabilising, keeps the replicas and records nothing. At 0 replicas
+        // it does nothing at all ("scaling is disabled"); KEDA's own executor takes replicas to and from 0.
         let desired = match decision.proposal {
-            Some(proposal) => so.scaling.decide(history, hpa_now(), current, proposal),
-            None => current,
+            Some(proposal) if current > 0 => so.scaling.decide(history, hpa_now(), current, proposal),
+            _ => current,
         };
+        let desired = activity.request_scale(&so, &values, current, hpa_now()).unwrap_or(desired);
         // The trigger asking for the most replicas, when any asks for more than the minimum; a failed trigger's
         // fallback count drives nothing.
         let driving = readings
@@ -333,7 +336,9 @@ pub fn run(args: &Args) -> Result<(), String> {
                      + (max(consumer_queue_backlog) or vector(0))",
                 )
                 .is_ok_and(|v| v == 0.0);
-            if current == so.scaling.min && desired == so.scaling.min && idle {
+            // KEDA's minimum: with minReplicaCount 0 it deactivates below the HPA's floor of 1.
+            let floor = so.min_replica_count;
+            if current == floor && desired == floor && idle {
                 break;
             }
             if hpa_now() - ended > SETTLE_LIMIT_SECONDS {
@@ -362,7 +367,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     };
     let cancelled = Arc::clone(&pods.cancelled);
     drop(pods);
-    let mut report = report(&args.profile, factor, &rows, load_ended_at, so.scaling.min, &summary);
+    let mut report = report(&args.profile, factor, &rows, load_ended_at, so.min_replica_count, &summary);
     if let Some(dashboards) = dashboards {
         println!("dashboards: {dashboards}");
         report["dashboards"] = dashboards;

@@ -92,7 +92,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpa::{FallbackBehavior, MetricType, Rules, Scaling};
+    use crate::hpa::{Behavior, FallbackBehavior, MetricType, Rules, Scaling};
     use crate::scaled_object::{Fallback, Trigger};
 
     fn scaled_object(fallback: Option<Fallback>) -> ScaledObject {
@@ -102,10 +102,17 @@ mod tests {
             query: "q".into(),
             threshold,
             ignore_null_values: false,
+            activation_threshold: 0.0,
         };
         ScaledObject {
             polling_interval: 5.0,
-            scaling: Scaling { min: 1, max: 10, up: Rules::default_up(), down: Rules::default_down() },
+            scaling: Scaling {
+                min: 1,
+                max: 10,
+                behavior: Some(Behavior { up: Rules::default_up(), down: Rules::default_down() }),
+            },
+            min_replica_count: 1,
+            cooldown_period: 300.0,
             fallback,
             triggers: vec![
                 trigger("backlog", MetricType::AverageValue, 2.0),

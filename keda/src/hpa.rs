@@ -175,18 +175,32 @@ impl History {
     }
 }
 
+/// `spec.behavior` of an HPA: both directions, each filled in with the API server's defaults where unset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behavior {
+    pub up: Rules,
+    pub down: Rules,
+}
+
+/// The HPA controller's downscale stabilisation when an HPA has no `behavior`
+/// (`--horizontal-pod-autoscaler-downscale-stabilization`, default 5 min), seconds.
+pub const LEGACY_DOWNSCALE_WINDOW_SECONDS: f64 = 300.0;
+
 /// Bounds and behaviour of one HPA.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scaling {
     pub min: u32,
     pub max: u32,
-    pub up: Rules,
-    pub down: Rules,
+    /// `None` when the ScaledObject sets no `behavior`: KEDA then creates the HPA without one (`controllers/keda/
+    /// hpa.go`), the API server leaves it nil (`SetDefaults_HorizontalPodAutoscalerBehavior` fills only a behavior
+    /// that is there), and horizontal.go takes its legacy path.
+    pub behavior: Option<Behavior>,
 }
 
 impl Scaling {
     /// The replicas after one sync at time `now` (seconds), from the metrics' combined proposal
-    /// (horizontal.go: normalizeDesiredReplicasWithBehaviors). Records what it decided in `history`.
+    /// (horizontal.go: normalizeDesiredReplicasWithBehaviors, or normalizeDesiredReplicas without a behavior).
+    /// Records what it decided in `history`.
     pub fn decide(&self, history: &mut History, now: f64, current: u32, proposal: u32) -> u32 {
         if current > self.max {
             return self.record(history, now, current, proposal, self.max);
@@ -194,12 +208,16 @@ impl Scaling {
         if current < self.min {
             return self.record(history, now, current, proposal, self.min);
         }
-        let stabilized = self.stabilize(history, now, current, proposal);
+        let Some(behavior) = &self.behavior else {
+            let decided = self.legacy(history, now, current, proposal);
+            return self.record(history, now, current, proposal, decided);
+        };
+        let stabilized = behavior.stabilize(history, now, current, proposal);
         let limited = if stabilized > current {
-            let limit = self.up_limit(history, now, current).max(current);
+            let limit = behavior.up_limit(history, now, current).max(current);
             stabilized.min(limit).min(self.max)
         } else if stabilized < current {
-            let limit = self.down_limit(history, now, current).min(current);
+            let limit = behavior.down_limit(history, now, current).min(current);
             stabilized.max(limit).max(self.min)
         } else {
             stabilized
@@ -207,22 +225,48 @@ impl Scaling {
         self.record(history, now, current, proposal, limited)
     }
 
+    /// horizontal.go without a behavior: `stabilizeRecommendation` takes the highest recommendation of the downscale
+    /// window (this one included; samples at its very edge still count), then `convertDesiredReplicasWithRules`
+    /// clamps to the minimum and to `calculateScaleUpLimit`, max(2 × current, 4), below the maximum: no rate over
+    /// time in either direction.
+    fn legacy(&self, history: &History, now: f64, current: u32, proposal: u32) -> u32 {
+        let stabilized = history
+            .recommendations
+            .iter()
+            .filter(|&&(t, _)| t >= now - LEGACY_DOWNSCALE_WINDOW_SECONDS)
+            .fold(proposal, |most, &(_, r)| most.max(r));
+        let allowed = self.max.min(current.saturating_mul(2).max(4));
+        if stabilized < self.min {
+            self.min
+        } else {
+            stabilized.min(allowed)
+        }
+    }
+
     fn record(&self, history: &mut History, now: f64, current: u32, proposal: u32, decided: u32) -> u32 {
         history.recommendations.push_back((now, proposal));
-        let keep = f64::from(self.up.stabilization_window_seconds.max(self.down.stabilization_window_seconds));
+        let (keep, longest) = match &self.behavior {
+            Some(b) => (
+                f64::from(b.up.stabilization_window_seconds.max(b.down.stabilization_window_seconds)),
+                b.up.policies.iter().chain(&b.down.policies).map(|p| p.period_seconds).max().unwrap_or(0),
+            ),
+            // The legacy path keeps its window's recommendations and no scale events (`storeScaleEvent`).
+            None => (LEGACY_DOWNSCALE_WINDOW_SECONDS, 0),
+        };
         while history.recommendations.front().is_some_and(|&(t, _)| t < now - keep) {
             history.recommendations.pop_front();
         }
-        if decided != current {
+        if decided != current && self.behavior.is_some() {
             history.events.push_back((now, i64::from(decided) - i64::from(current)));
         }
-        let longest = self.up.policies.iter().chain(&self.down.policies).map(|p| p.period_seconds).max().unwrap_or(0);
         while history.events.front().is_some_and(|&(t, _)| t < now - f64::from(longest)) {
             history.events.pop_front();
         }
         decided
     }
+}
 
+impl Behavior {
     /// Scale-up takes the lowest recommendation of its window, scale-down the highest of its own.
     fn stabilize(&self, history: &History, now: f64, current: u32, proposal: u32) -> u32 {
         let (mut up, mut down) = (proposal, proposal);
@@ -377,7 +421,36 @@ mod tests {
     }
 
     fn scaling(up: Rules, down: Rules) -> Scaling {
-        Scaling { min: 1, max: 10, up, down }
+        Scaling { min: 1, max: 10, behavior: Some(Behavior { up, down }) }
+    }
+
+    /// horizontal.go `normalizeDesiredReplicas` (no behavior): `calculateScaleUpLimit` is max(2 × current, 4) per
+    /// sync, where the default behavior allows the larger of 100% and 4 pods per 15 s (1 → 10 gives 5 there, 4 here;
+    /// 3 → 10 gives 7 there, 6 here).
+    #[test]
+    fn horizontal_normalize_desired_replicas_without_a_behavior_caps_at_double_or_four() {
+        let legacy = Scaling { min: 1, max: 20, behavior: None };
+        // (current, proposal, expected)
+        for (current, proposal, expected) in [(1, 10, 4), (3, 10, 6), (5, 8, 8), (8, 40, 16), (12, 40, 20), (3, 0, 1)] {
+            let mut history = History::default();
+            assert_eq!(legacy.decide(&mut history, 0.0, current, proposal), expected, "{current} -> {proposal}");
+        }
+        let default = Scaling { max: 20, ..scaling(Rules::default_up(), Rules::default_down()) };
+        assert_eq!(default.decide(&mut History::default(), 0.0, 1, 10), 5, "the default behavior differs");
+        assert_eq!(default.decide(&mut History::default(), 0.0, 3, 10), 7);
+    }
+
+    /// horizontal.go `stabilizeRecommendation`: the highest recommendation of the controller's 5-minute downscale
+    /// window, its edge included (`Before(cutoff)` is what drops a sample), then straight down: no scale-down rate.
+    #[test]
+    fn horizontal_stabilize_recommendation_without_a_behavior_holds_the_window_then_drops_at_once() {
+        let legacy = Scaling { min: 1, max: 10, behavior: None };
+        let mut history = History::seeded(0.0, 1);
+        assert_eq!(legacy.decide(&mut history, 0.0, 1, 8), 4);
+        assert_eq!(legacy.decide(&mut history, 15.0, 4, 8), 8);
+        assert_eq!(legacy.decide(&mut history, 30.0, 8, 1), 8);
+        assert_eq!(legacy.decide(&mut history, 315.0, 8, 1), 8, "the 8 of t=15 sits on the window's edge");
+        assert_eq!(legacy.decide(&mut history, 316.0, 8, 1), 1, "no policy limits the scale-down");
     }
 
     #[test]

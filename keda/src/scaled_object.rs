@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::hpa::{FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
+use crate::hpa::{Behavior, FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
 
 /// One Prometheus trigger of the ScaledObject.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +15,9 @@ pub struct Trigger {
     pub threshold: f64,
     /// `ignoreNullValues` (KEDA's default true): an empty result or NaN reads 0; false makes them errors.
     pub ignore_null_values: bool,
+    /// `activationThreshold` (default 0): the trigger is active while its value is above it (prometheus_scaler.go
+    /// `GetMetricsAndActivity`), which is what takes a Deployment from 0 and keeps it from going back.
+    pub activation_threshold: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +31,11 @@ pub struct Fallback {
 pub struct ScaledObject {
     /// `pollingInterval`, seconds (KEDA's default 30): how often KEDA's own loop reads every trigger.
     pub polling_interval: f64,
+    /// `minReplicaCount` as KEDA reads it (default 0: scale to zero); the HPA's own minimum is `scaling.min`.
+    pub min_replica_count: u32,
+    /// `cooldownPeriod`, seconds (default 300): how long after the last active poll KEDA takes a Deployment whose
+    /// minimum is 0 down to 0.
+    pub cooldown_period: f64,
     pub scaling: Scaling,
     pub fallback: Option<Fallback>,
     pub triggers: Vec<Trigger>,
@@ -97,11 +105,18 @@ impl ScaledObject {
     pub fn from_manifest(so: &Value) -> Result<Self, String> {
         let spec = &so["spec"];
         let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
+        let min_replica_count = spec["minReplicaCount"].as_u64().unwrap_or(0) as u32;
         let scaling = Scaling {
-            min: spec["minReplicaCount"].as_u64().unwrap_or(1) as u32,
+            // `GetHPAMinReplicas`: the HPA's minimum is never below 1; KEDA itself takes replicas to 0 and back.
+            min: min_replica_count.max(1),
             max: spec["maxReplicaCount"].as_u64().unwrap_or(100) as u32,
-            up: rules(&behavior["scaleUp"], Rules::default_up())?,
-            down: rules(&behavior["scaleDown"], Rules::default_down())?,
+            behavior: match behavior {
+                Value::Null => None,
+                b => Some(Behavior {
+                    up: rules(&b["scaleUp"], Rules::default_up())?,
+                    down: rules(&b["scaleDown"], Rules::default_down())?,
+                }),
+            },
         };
         let fallback = match &spec["fallback"] {
             Value::Null => None,
@@ -129,11 +144,16 @@ impl ScaledObject {
                     None => t["metadata"]["ignoreNullValues"].as_bool().unwrap_or(true),
                     Some(text) => text.parse().map_err(|_| format!("trigger {name}: ignoreNullValues {text}"))?,
                 };
-                Ok(Trigger { name, kind, query, threshold, ignore_null_values })
+                let activation_threshold = match &t["metadata"]["activationThreshold"] {
+                    Value::Null => 0.0,
+                    text => number(text).ok_or(format!("trigger {name}: activationThreshold"))?,
+                };
+                Ok(Trigger { name, kind, query, threshold, ignore_null_values, activation_threshold })
             })
             .collect::<Result<_, String>>()?;
         let polling_interval = spec["pollingInterval"].as_f64().unwrap_or(30.0);
-        Ok(Self { polling_interval, scaling, fallback, triggers })
+        let cooldown_period = spec["cooldownPeriod"].as_f64().unwrap_or(300.0);
+        Ok(Self { polling_interval, min_replica_count, cooldown_period, scaling, fallback, triggers })
     }
 }
 
@@ -266,6 +286,26 @@ mod tests {
         assert_eq!(limits(&container), Ok((2.0, 1 << 30)));
     }
 
+    /// KEDA's defaults where the ScaledObject is silent (apis/keda/v1alpha1/scaledobject_types.go
+    /// `GetHPAMinReplicas`, executor/scale_executor.go `defaultCooldownPeriod`, prometheus_scaler.go
+    /// `activationThreshold`): minReplicaCount 0 (the HPA's minimum 1), cooldown 300 s, activation above 0, no
+    /// behavior (the HPA's legacy path).
+    #[test]
+    fn keda_defaults_a_silent_scaled_object_to_zero_replicas_and_no_behavior() {
+        let so = serde_json::json!({"spec": {"triggers": [{"type": "prometheus", "name": "backlog",
+            "metadata": {"query": "sum(q)", "threshold": "2"}}]}});
+        let parsed = ScaledObject::from_manifest(&so).expect("parses");
+        assert_eq!((parsed.min_replica_count, parsed.scaling.min, parsed.scaling.max), (0, 1, 100));
+        assert_eq!((parsed.cooldown_period, parsed.triggers[0].activation_threshold), (300.0, 0.0));
+        assert_eq!(parsed.scaling.behavior, None);
+        let so = serde_json::json!({"spec": {"minReplicaCount": 2, "cooldownPeriod": 60,
+            "triggers": [{"type": "prometheus", "name": "backlog",
+            "metadata": {"query": "sum(q)", "threshold": "2", "activationThreshold": "0.5"}}]}});
+        let parsed = ScaledObject::from_manifest(&so).expect("parses");
+        assert_eq!((parsed.min_replica_count, parsed.scaling.min, parsed.cooldown_period), (2, 2, 60.0));
+        assert_eq!(parsed.triggers[0].activation_threshold, 0.5);
+    }
+
     #[test]
     fn a_scaled_object_is_read_with_the_hpa_defaults_filled_in() {
         let so = serde_json::json!({"spec": {
@@ -279,9 +319,10 @@ mod tests {
         let parsed = ScaledObject::from_manifest(&so).expect("parses");
         assert_eq!(parsed.polling_interval, 30.0, "KEDA's default pollingInterval");
         assert!(parsed.triggers[0].ignore_null_values, "KEDA's default ignoreNullValues");
-        assert_eq!(parsed.scaling.up, Rules::default_up());
-        assert_eq!(parsed.scaling.down.stabilization_window_seconds, 120);
-        assert_eq!(parsed.scaling.down.select, SelectPolicy::Min);
+        let behavior = parsed.scaling.behavior.expect("a behavior");
+        assert_eq!(behavior.up, Rules::default_up());
+        assert_eq!(behavior.down.stabilization_window_seconds, 120);
+        assert_eq!(behavior.down.select, SelectPolicy::Min);
         assert_eq!(parsed.triggers[0].threshold, 2.0);
         assert_eq!(parsed.fallback.map(|f| f.behavior), Some(FallbackBehavior::CurrentReplicasIfHigher));
     }
