@@ -159,6 +159,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         targets,
         meta: pod_meta,
         cancelled: Arc::default(),
+        completed_async: Arc::default(),
         extra: Vec::new(),
         hidden: false,
     };
@@ -365,14 +366,15 @@ pub fn run(args: &Args) -> Result<(), String> {
         Some(dir) => Some(check_dashboards(dir, &prometheus, &namespace, started.elapsed().as_secs_f64())?),
         None => None,
     };
-    let cancelled = Arc::clone(&pods.cancelled);
-    drop(pods);
+    let (cancelled, completed_async) = (Arc::clone(&pods.cancelled), Arc::clone(&pods.completed_async));
+    pods.stop();
     let mut report = report(&args.profile, factor, &rows, load_ended_at, so.min_replica_count, &summary);
     if let Some(dashboards) = dashboards {
         println!("dashboards: {dashboards}");
         report["dashboards"] = dashboards;
     }
     report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
+    report["outline"]["tasks_completed_in_pod_logs"] = completed_async.load(Ordering::Relaxed).into();
     report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();

@@ -91,6 +91,8 @@ pub(crate) struct Pod {
 pub(crate) struct Pods {
     /// Tasks the pods logged as cancelled, over the whole run.
     pub(crate) cancelled: Arc<AtomicU64>,
+    /// Async tasks the pods logged as completed, over the whole run (a drained pod's included).
+    pub(crate) completed_async: Arc<AtomicU64>,
     pub(crate) list: Vec<Pod>,
     pub(crate) ports: Vec<u16>,
     pub(crate) consumer: PathBuf,
@@ -147,10 +149,16 @@ impl Pods {
         }
         // Counts the tasks that ended cancelled (a drain ends a pod's background work): work lost to a scale-down.
         let cancelled = Arc::clone(&self.cancelled);
+        let completed_async = Arc::clone(&self.completed_async);
         let log = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if line.contains(r#""message":"task finished""#) && line.contains(r#""status":"cancelled""#) {
+                if !line.contains(r#""message":"task finished""#) {
+                    continue;
+                }
+                if line.contains(r#""status":"cancelled""#) {
                     cancelled.fetch_add(1, Ordering::Relaxed);
+                } else if line.contains(r#""status":"completed""#) && line.contains(r#""mode":"async""#) {
+                    completed_async.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
@@ -184,6 +192,17 @@ impl Pods {
             self.drain((current - desired) as usize)?;
         }
         Ok(())
+    }
+
+    /// Stops every pod and reads its log to the end, so the counts taken from the logs are complete.
+    pub(crate) fn stop(mut self) {
+        for mut pod in std::mem::take(&mut self.list) {
+            let log = pod.log.take();
+            drop(pod);
+            if let Some(log) = log {
+                let _ = log.join();
+            }
+        }
     }
 
     /// Forgets pods that have exited after their drain.

@@ -221,16 +221,20 @@ fn run_on(profile: &str, manifests: &Path, faults: &[&str]) -> Value {
             assert!(p95 <= bound, "p95 sojourn {p95} s, promised at most {bound} s: {trajectory}");
             // The generator followed every accepted task to its record (GET /process/results): none failed or was
             // cancelled. With the memory queue a record lives in its pod, so a task that finished on a pod a
-            // scale-down removed before the generator asked there stays unseen (that it finished is in the pod's
-            // log, which `tasks_cancelled` above reads); with the shared backlog every one is seen completed.
+            // scale-down removed before the generator asked there stays unseen: there the pods' own logs (drained
+            // pods' included) must show every accepted task completed. With the shared backlog every one is seen.
             let tasks = &outline["tasks"];
             let accepted = tasks["accepted"].as_u64().unwrap_or_else(|| panic!("no task followed: {outline}"));
             assert_eq!(accepted, sent, "every request of an async profile is one accepted task: {outline}");
             let unseen = tasks["unresolved"].as_u64().unwrap_or(u64::MAX).min(accepted);
-            let allowed = if outline["queue"] == "redis" { 0 } else { accepted / 50 };
             let ended = serde_json::json!([tasks["completed"], tasks["failed"], tasks["cancelled"]]);
             assert_eq!(ended, serde_json::json!([accepted - unseen, 0, 0]), "completed, failed, cancelled: {outline}");
-            assert!(unseen <= allowed, "{unseen} of {accepted} tasks not seen to end, at most {allowed}: {outline}");
+            if outline["queue"] == "redis" {
+                assert_eq!(unseen, 0, "every task seen to its end through the shared records: {outline}");
+            } else {
+                let logged = outline["tasks_completed_in_pod_logs"].as_u64();
+                assert_eq!(logged, Some(accepted), "the pods logged every accepted task completed: {outline}");
+            }
         }
         None => {
             assert!(outline["sojourn_p95_s"].is_null(), "a sync profile has no async sojourn: {outline}");
@@ -261,9 +265,11 @@ fn burst_with_the_shared_backlog() {
     let after = outline["back_at_min_at_s"].as_f64().expect("back") - outline["load_ended_at_s"].as_f64().expect("end");
     // The 630 s, plus the one sync (15 s) to which the load's end is sampled: 510-615 s measured in five runs.
     assert!(after <= 645.0, "back at the minimum {after:.0} s after the load: {outline}");
-    // Work no longer waits behind one pod's queue: 78-116 s measured, 228 s with the memory queue.
-    let sojourn = outline["sojourn_p95_s"].as_f64().expect("async sojourn");
-    assert!(sojourn <= 160.0, "p95 sojourn {sojourn} s: {outline}");
+    // Work no longer waits behind one pod's queue. Exact, from every followed task (the histogram's 100-200 s bucket
+    // at x10 read a p95 of 131 s as 192 in a CI run): 78-116 s (bucketed) in five runs, 228 s with the memory queue.
+    let e2e_p95_ms = outline["tasks"]["e2e_ms"]["p95"].as_f64().expect("followed tasks' end-to-end p95");
+    let sojourn = e2e_p95_ms / 1000.0 * outline["time_scale"].as_f64().expect("time scale");
+    assert!(sojourn <= 160.0, "p95 sojourn {sojourn:.0} s: {outline}");
 }
 
 #[test]
