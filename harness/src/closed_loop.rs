@@ -229,6 +229,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut history: Option<History> = None;
     let mut failures = Failures::default();
     let mut activity = Activity::default();
+    let activation: Vec<f64> = so.triggers.iter().map(|t| t.activation_threshold).collect();
     let mut errors = vec![0u64; so.triggers.len()];
     let mut rows: Vec<Row> = Vec::new();
     let mut load_ended_at: Option<f64> = None;
@@ -327,7 +328,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         waiting.sample(&pods.statuses(), SYNC_SECONDS);
         let live: Vec<String> = pods.list.iter().map(|p| format!("consumer-{}", p.index)).collect();
         *state.lock().unwrap_or_else(|p| p.into_inner()) =
-            cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors);
+            cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors, &activation);
         rows.push(row);
         pods.scale_to(desired)?;
         if let Some(ended) = load_ended_at {

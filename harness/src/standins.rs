@@ -2,6 +2,7 @@
 //! this run (replicas, the HPA's desire, the Job, the pods' limits, each scaler's value and errors), under their metric
 //! names and labels, served for Prometheus to scrape so the dashboards read them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -28,7 +29,25 @@ pub(crate) fn serve_state(state: Arc<std::sync::Mutex<String>>) -> Result<u16, S
     Ok(port)
 }
 
-/// What kube-state-metrics and KEDA's operator would expose about this sync, with their names and labels.
+/// Each series the stand-ins write, with the label set its real exporter gives it (`exporters.txt`).
+pub(crate) fn exporters() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    include_str!("exporters.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next().unwrap_or_default(), words.collect())
+        })
+        .collect()
+}
+
+/// The node the harness's pods run on, as kube-state-metrics labels a pod's series.
+const NODE: &str = "harness-node";
+
+/// What kube-state-metrics and KEDA's operator would expose about this sync, with their names and labels
+/// (`exporters.txt`: each name's label set, from the exporters' sources). `activation[i]` is trigger `i`'s
+/// activationThreshold.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn cluster_metrics(
     namespace: &str,
     profile: &str,
@@ -37,6 +56,7 @@ pub(crate) fn cluster_metrics(
     pods: &[String],
     memory_limit: u64,
     errors: &[u64],
+    activation: &[f64],
 ) -> String {
     let mut out = String::new();
     let deployment = format!("namespace=\"{namespace}\",deployment=\"consumer\"");
@@ -53,23 +73,79 @@ pub(crate) fn cluster_metrics(
     );
     for pod in pods {
         out += &format!(
-            "kube_pod_container_resource_limits{{namespace=\"{namespace}\",pod=\"{pod}\",container=\"consumer\",\
-             resource=\"memory\",unit=\"byte\"}} {memory_limit}\n"
+            "kube_pod_container_resource_limits{{namespace=\"{namespace}\",pod=\"{pod}\",uid=\"uid-{pod}\",\
+             node=\"{NODE}\",container=\"consumer\",resource=\"memory\",unit=\"byte\"}} {memory_limit}\n"
         );
     }
     let scaled_object = format!("namespace=\"{namespace}\",scaledObject=\"consumer\"");
-    for (index, (reading, errors)) in row.triggers.iter().zip(errors).enumerate() {
+    for (index, ((reading, errors), activation)) in row.triggers.iter().zip(errors).zip(activation).enumerate() {
+        // KEDA names the metric after the scaler (`GenerateMetricNameWithIndex`) and the scaler after the trigger.
         let labels = format!(
-            "{scaled_object},scaler=\"prometheusScaler\",triggerIndex=\"{index}\",metric=\"s{index}-{}\",\
+            "{scaled_object},scaler=\"{}\",triggerIndex=\"{index}\",metric=\"s{index}-prometheus\",\
              type=\"scaledobject\"",
             reading.name
         );
         if let Some(value) = reading.value {
             out += &format!("keda_scaler_metrics_value{{{labels}}} {value}\n");
-            out += &format!("keda_scaler_active{{{labels}}} {}\n", u8::from(value > 0.0));
+            out += &format!("keda_scaler_active{{{labels}}} {}\n", u8::from(value > *activation));
         }
         out += &format!("keda_scaler_detail_errors_total{{{labels}}} {errors}\n");
     }
     out += &format!("keda_scaled_object_errors_total{{{scaled_object}}} {}\n", errors.iter().sum::<u64>());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trajectory::Reading;
+
+    /// `name{a="x",b="y"} value` into the name and its labels.
+    fn parse(line: &str) -> (&str, BTreeMap<&str, &str>) {
+        let (name, rest) = line.split_once('{').unwrap_or_else(|| panic!("labels: {line}"));
+        let (labels, _) = rest.rsplit_once('}').unwrap_or_else(|| panic!("closed: {line}"));
+        let labels = labels
+            .split(',')
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or_else(|| panic!("{pair}"));
+                (key, value.trim_matches('"'))
+            })
+            .collect();
+        (name, labels)
+    }
+
+    #[test]
+    fn the_stand_ins_write_the_names_and_labels_the_real_exporters_use() {
+        let reading = |name: &str, value| Reading { name: name.into(), value, target: 1.0, asks: Some(1) };
+        let row = Row {
+            t: 0.0,
+            current: 3,
+            desired: 4,
+            ready: 3,
+            offered_per_s: 1.0,
+            served_per_s: 1.0,
+            driving: None,
+            triggers: vec![reading("backlog", Some(0.5)), reading("cpu-demand", None)],
+        };
+        let pods = ["consumer-0".to_owned(), "consumer-1".to_owned()];
+        let text = cluster_metrics("surge", "heavy", &row, true, &pods, 512 << 20, &[0, 2], &[1.0, 0.0]);
+        let known = exporters();
+        let mut written = BTreeSet::new();
+        for line in text.lines() {
+            let (name, labels) = parse(line);
+            let expected = known.get(name).unwrap_or_else(|| panic!("{name} is not a series of the real exporters"));
+            assert_eq!(&labels.keys().copied().collect::<BTreeSet<_>>(), expected, "{line}");
+            written.insert(name);
+            if name.starts_with("keda_scaler_") {
+                let index: usize = labels["triggerIndex"].parse().expect("an index");
+                assert_eq!(labels["metric"], format!("s{index}-prometheus"), "{line}");
+                assert_eq!(labels["scaler"], row.triggers[index].name, "the trigger's name: {line}");
+            }
+        }
+        assert_eq!(written, known.keys().copied().collect(), "every listed series is written");
+        // Active only above the activationThreshold (0.5 is under backlog's 1); a failing trigger reports no value.
+        assert!(text.contains(r#"keda_scaler_active{namespace="surge",scaledObject="consumer",scaler="backlog""#));
+        assert!(text.lines().any(|l| l.starts_with("keda_scaler_active") && l.ends_with(" 0")));
+        assert!(!text.lines().any(|l| l.starts_with("keda_scaler_metrics_value") && l.contains("cpu-demand")));
+    }
 }
