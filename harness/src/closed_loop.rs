@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use serde_json::Value;
+use serde_json::{json, Value};
 use surge_generator::prometheus::Prom;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
@@ -238,6 +238,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     // The profile's task size: a replica "has room" when one more such task would start on it now.
     let task_cores = surge_generator::profiles::find(&args.profile).map_or(1.0, |p| f64::from(p.cpu_intensity) / 10.0);
     let mut waiting = WaitingWork { task_cores, ..WaitingWork::default() };
+    let mut overruns: Vec<Value> = Vec::new();
     print_header(&so);
     loop {
         let next = Instant::now() + sync;
@@ -349,6 +350,12 @@ pub fn run(args: &Args) -> Result<(), String> {
                 break;
             }
         }
+        // A sync whose work outlasted its period: the autoscaler's clock ran on while it decided.
+        let late = Instant::now().saturating_duration_since(next);
+        if !late.is_zero() {
+            overruns.push(json!({"at_s": hpa_now().round(), "late_ms": late.as_millis()}));
+            eprintln!("cluster: the sync at {:.0} s overran its period by {} ms", hpa_now(), late.as_millis());
+        }
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
@@ -380,6 +387,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
+    report["outline"]["sync_overruns"] = overruns.into();
     report["outline"]["idle_while_waiting_percent"] =
         waiting.idle_fraction().map_or(Value::Null, |f| ((f * 1000.0).round() / 10.0).into());
     println!("{}", serde_json::to_string_pretty(&report["outline"]).unwrap_or_default());
