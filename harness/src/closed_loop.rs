@@ -162,7 +162,6 @@ pub fn run(args: &Args) -> Result<(), String> {
         completed_async: Arc::default(),
         extra: Vec::new(),
         hidden: false,
-        time_scale: factor,
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
