@@ -59,12 +59,12 @@ pub(crate) fn check_dashboards(dir: &Path, prometheus: &Prom, namespace: &str, s
 }
 
 /// The metric name of a selector.
-fn series_name(selector: &str) -> &str {
+pub fn series_name(selector: &str) -> &str {
     selector.split('{').next().unwrap_or(selector)
 }
 
 /// Every series selector of a query, `name{...}` as written.
-fn selectors(query: &str) -> Vec<&str> {
+pub fn selectors(query: &str) -> Vec<&str> {
     let mut found = Vec::new();
     for (open, _) in query.match_indices('{') {
         let start =

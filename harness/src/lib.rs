@@ -33,3 +33,4 @@ mod standins;
 mod trajectory;
 
 pub use closed_loop::{run, Args};
+pub use dashboards::{selectors, series_name};

@@ -54,13 +54,9 @@ fn config_with_discovered_pod(port: u16) -> String {
 
 /// The metric names a query selects (`name{...}`), so their series can be checked on their own.
 fn series_names(query: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    for (at, _) in query.match_indices('{') {
-        let start = query[..at].rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
-        if start < at && !names.contains(&&query[start..at]) {
-            names.push(&query[start..at]);
-        }
-    }
+    let mut names: Vec<&str> = surge_harness::selectors(query).into_iter().map(surge_harness::series_name).collect();
+    names.sort_unstable();
+    names.dedup();
     names
 }
 
