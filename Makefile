@@ -62,7 +62,7 @@ images: ## Build the consumer and generator images (docker with BuildKit: the Do
 	docker build -f generator/Dockerfile -t surge-generator:$(IMAGE_TAG) .
 
 .PHONY: dev
-dev: ## Local cluster (kind/minikube): build and load images, install KEDA and metrics-server, deploy, wait; SURGE_QUEUE=redis adds the shared backlog (components/queue)
+dev: ## Local cluster (kind/minikube): build and load images, install KEDA and metrics-server, deploy (the shared backlog: Redis), wait; SURGE_QUEUE=memory keeps each pod's own backlog
 	@scripts/dev.sh dev
 
 .PHONY: load-%

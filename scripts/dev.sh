@@ -15,12 +15,12 @@ readonly KEDA_VERSION=2.20.2
 readonly METRICS_SERVER_VERSION=0.9.0
 readonly NODEPORT_HOST_PORT=8000
 readonly CONTEXT=${SURGE_CONTEXT:-$KIND_CONTEXT}
-# Where async work waits: memory (each pod's own backlog, the trajectories the load-generator README proves) or redis
-# (the shared backlog of components/queue: the development-redis overlay).
-readonly QUEUE=${SURGE_QUEUE:-memory}
+# Where async work waits: redis (the shared backlog of components/queue, the development overlay: the trajectories the
+# load-generator README proves) or memory (each pod's own backlog: the development-memory overlay).
+readonly QUEUE=${SURGE_QUEUE:-redis}
 case "$QUEUE" in
-  memory) readonly DEV_OVERLAY=development ;;
-  redis) readonly DEV_OVERLAY=development-redis ;;
+  redis) readonly DEV_OVERLAY=development ;;
+  memory) readonly DEV_OVERLAY=development-memory ;;
   *) echo "dev.sh: SURGE_QUEUE must be memory or redis, not '$QUEUE'" >&2; exit 2 ;;
 esac
 IMAGE_TAG=${IMAGE_TAG:?IMAGE_TAG is set by the Makefile}
@@ -118,7 +118,7 @@ apply_overlay() {
   k kustomize "$MANIFESTS/overlays/$1" | sed "s#image: $2\$#image: $3#" | k apply -f - -l "${4:-}"
 }
 
-# The development overlay (with the queue when SURGE_QUEUE=redis) as applied: the consumer on its content tag. $1: a
+# The development overlay (development-memory when SURGE_QUEUE=memory) as applied: the consumer on its content tag. $1: a
 # label selector.
 apply_development() {
   apply_overlay "$DEV_OVERLAY" "surge-consumer:$IMAGE_TAG" "$CONSUMER_IMAGE" "$1"
@@ -134,11 +134,11 @@ keda_version() {
   k -n keda get deployment keda-operator -o jsonpath='{.metadata.labels.app\.kubernetes\.io/version}' 2>/dev/null || true
 }
 
-# Waits for every Deployment an overlay runs.
+# Waits for every Deployment an overlay runs; $1: where its async work waits (redis runs Redis first).
 wait_rollouts() {
   local deployment
   local deployments=(consumer prometheus grafana loki tempo kube-state-metrics)
-  [ "$QUEUE" = redis ] && deployments=(redis "${deployments[@]}")
+  [ "$1" = redis ] && deployments=(redis "${deployments[@]}")
   for deployment in "${deployments[@]}"; do
     k -n "$NAMESPACE" rollout status "deployment/$deployment" --timeout=300s
   done
@@ -219,9 +219,10 @@ random_secret() {
   fi
 }
 
-dev_secrets() {
+# The Secrets an overlay reads; $1: where its async work waits (redis needs Redis's password).
+create_secrets() {
   random_secret grafana-admin
-  if [ "$QUEUE" = redis ]; then random_secret redis-auth; fi
+  if [ "$1" = redis ]; then random_secret redis-auth; fi
 }
 
 dev() {
@@ -237,12 +238,12 @@ dev() {
   load_images
   install_keda
   install_metrics_server
-  dev_secrets
+  create_secrets "$QUEUE"
   # The load Jobs are left out: re-applying them would suspend a running one and kill its pods. The ScaledObject
   # comes after Prometheus is ready: KEDA polls at once, and each failed poll leaves an hour-long event.
   say "applying $MANIFESTS/overlays/$DEV_OVERLAY (all but the load Jobs and the ScaledObject)"
   apply_development 'app.kubernetes.io/component!=load-generator,app.kubernetes.io/component!=autoscaling'
-  wait_rollouts
+  wait_rollouts "$QUEUE"
   say "applying the ScaledObject"
   apply_development 'app.kubernetes.io/component=autoscaling'
   k -n "$NAMESPACE" wait scaledobject/consumer --for=condition=Ready --timeout=120s ||
@@ -286,10 +287,10 @@ production() {
     die "the production overlay names $named:$IMAGE_TAG, which no registry publishes. Push your own and name it:
        make images && docker tag surge-consumer:$IMAGE_TAG <registry>/surge-consumer:<tag> && docker push <registry>/surge-consumer:<tag>
        SURGE_IMAGE=<registry>/surge-consumer:<tag> SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make deploy-production"
-  dev_secrets
+  create_secrets memory
   say "applying $MANIFESTS/overlays/production to $CONTEXT (consumer image $SURGE_IMAGE)"
   apply_overlay production "$named:$IMAGE_TAG" "$SURGE_IMAGE"
-  wait_rollouts
+  wait_rollouts memory
   say "deployed; Grafana: SURGE_CONTEXT=$CONTEXT SURGE_ALLOW_CONTEXT=yes make grafana"
 }
 

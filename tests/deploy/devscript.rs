@@ -669,12 +669,12 @@ fn the_e2e_workflow_runs_on_every_input_of_the_images_and_reports_even_when_canc
     assert_eq!(text.matches("sha256sum -c").count(), 2, "kind and kubectl checked against their SHA-256");
 }
 
-/// `SURGE_QUEUE=redis make dev`: the development-redis overlay, its Secret made once and kept, Redis rolled out
-/// before the consumer that needs it; undeploy removes the Secret too. A value it does not know stops it at once.
+/// `make dev` (the shared backlog by default): the development overlay, its Secret made once and kept, Redis rolled
+/// out before the consumer that needs it. `SURGE_QUEUE=memory` leaves Redis out; a value it does not know stops it.
 #[test]
 fn make_dev_with_the_redis_queue_creates_its_secret_and_waits_for_redis() {
     let machine = Machine::new();
-    let dev = machine.make("dev", &[("SURGE_QUEUE", "redis")]);
+    let dev = machine.make("dev", &[]);
     assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
     let secret = machine.object("Secret", "surge", "redis-auth").expect("make dev created redis-auth");
     assert!(machine.object("Deployment", "surge", "redis").is_some(), "the queue component was applied");
@@ -693,6 +693,12 @@ fn make_dev_with_the_redis_queue_creates_its_secret_and_waits_for_redis() {
     let again = machine.make("dev", &[("SURGE_QUEUE", "redis")]);
     assert_eq!(again.code, 0, "{}", again.transcript("dev"));
     assert_eq!(machine.object("Secret", "surge", "redis-auth"), Some(secret), "a re-run keeps the password");
+    let memory = Machine::new();
+    let dev = memory.make("dev", &[("SURGE_QUEUE", "memory")]);
+    assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
+    assert!(memory.object("Deployment", "surge", "consumer").is_some(), "{}", dev.transcript("dev"));
+    assert!(memory.object("Deployment", "surge", "redis").is_none(), "the memory queue needs no Redis");
+    assert!(memory.object("Secret", "surge", "redis-auth").is_none());
     let wrong = machine.make("dev", &[("SURGE_QUEUE", "kafka")]);
     assert_eq!(wrong.code, 2, "{}", wrong.transcript("dev"));
     assert!(wrong.stderr.contains("SURGE_QUEUE must be memory or redis"), "{}", wrong.stderr);

@@ -59,15 +59,30 @@ fn subdirectories(dir: &Path) -> Vec<String> {
     names
 }
 
-/// A component on its own, and composed with the base and the consumer (patching components need a target).
-pub fn component(name: &str) -> (Rendering, Rendering) {
-    let alone = render(format!("components/{name}"), &repo().join("kubernetes-manifests/components").join(name));
+/// The components a component patches and must come after: kustomize refuses to replace what is not there (the queue
+/// component replaces components/keda's ScaledObject and its ConfigMap copy).
+fn builds_on(name: &str) -> &'static [&'static str] {
+    match name {
+        "queue" => &["keda"],
+        "queue-trigger" => &["keda", "queue"],
+        _ => &[],
+    }
+}
+
+/// A component on its own (one that builds on another cannot render alone).
+pub fn component_alone(name: &str) -> Rendering {
+    render(format!("components/{name}"), &repo().join("kubernetes-manifests/components").join(name))
+}
+
+/// A component composed with the base, the consumer and what it builds on (patching components need a target).
+pub fn component(name: &str) -> Rendering {
     // Kustomize wants relative paths, so the composition lives under target/ in this repository.
     let dir = repo().join("target/kustomize-compose").join(name);
     std::fs::create_dir_all(&dir).expect("create compose dir");
-    let mut components = vec!["consumer".to_owned()];
+    let mut components = vec!["consumer"];
+    components.extend(builds_on(name));
     if name != "consumer" {
-        components.push(name.to_owned());
+        components.push(name);
     }
     let listed: String =
         components.iter().map(|c| format!("  - ../../../kubernetes-manifests/components/{c}\n")).collect();
@@ -79,7 +94,7 @@ pub fn component(name: &str) -> (Rendering, Rendering) {
         ),
     )
     .expect("write compose kustomization");
-    (alone, render(format!("base + consumer + {name}"), &dir))
+    render(format!("base + {}", components.join(" + ")), &dir)
 }
 
 pub fn overlay_names() -> Vec<String> {
@@ -93,7 +108,7 @@ pub fn component_names() -> Vec<String> {
 /// Every overlay, and every component composed with base and consumer.
 pub fn all() -> Vec<Rendering> {
     let mut renderings: Vec<Rendering> = overlay_names().iter().map(|o| overlay(o)).collect();
-    renderings.extend(component_names().iter().map(|c| component(c).1));
+    renderings.extend(component_names().iter().map(|c| component(c)));
     renderings
 }
 

@@ -273,8 +273,8 @@ fn production_admits_only_the_callers_each_service_needs() {
 }
 
 #[test]
-fn development_opens_the_consumer_port_for_its_nodeport_and_nothing_else() {
-    check("development", true);
+fn development_memory_opens_the_consumer_port_for_its_nodeport_and_nothing_else() {
+    check("development-memory", true);
 }
 
 #[test]
@@ -354,13 +354,13 @@ fn the_evaluator_follows_the_documented_rules() {
 /// The queue component's Redis: the consumer (its queue) and KEDA's operator (the redis-streams trigger) only; and
 /// every row of the development table still holds with it composed.
 #[test]
-fn development_redis_admits_only_the_consumer_and_keda_to_redis() {
-    check("development-redis", true);
-    let rendering = manifests::overlay("development-redis");
+fn development_admits_only_the_consumer_and_keda_to_redis() {
+    check("development", true);
+    let rendering = manifests::overlay("development");
     let cluster = Cluster::new(&rendering.objects, &["keda", "default"]);
     let pods = pods(&rendering.objects);
     let pod = |name: &str| Source::Pod(pods.get(name).unwrap_or_else(|| panic!("no {name}")).clone());
-    let redis = pods.get("redis").expect("development-redis runs redis");
+    let redis = pods.get("redis").expect("development runs redis");
     let cases = [
         ("the consumer reads and writes the queue", pod("consumer"), 6379, true),
         ("KEDA's operator reads the stream (redis-streams trigger)", Source::Pod(keda_operator()), 6379, true),

@@ -155,14 +155,36 @@ fn the_scaled_object_has_the_five_named_triggers_and_a_safe_fallback() {
             )
         })
         .collect();
+    // The development overlay's backlog is the shared one (components/queue): waiting plus running, so 4 per pod.
     let expected = [
-        ("backlog", "AverageValue", "2"),
+        ("backlog", "AverageValue", "4"),
         ("cpu-demand", "AverageValue", "0.8"),
         ("task-stretch-p95", "Value", "1"),
         ("request-rate", "AverageValue", "1"),
         ("allocator-pressure", "AverageValue", "32"),
     ];
     assert_eq!(by_name, expected.map(|(n, m, t)| (n.to_owned(), m.to_owned(), t.to_owned())));
+}
+
+/// The load Jobs' autoscaling table (`generator --scaled-object`) reads the `scaledobject` ConfigMap: it must hold the
+/// ScaledObject KEDA is given, or a Job would report triggers KEDA does not evaluate (the queue component replaces both).
+#[test]
+fn the_load_jobs_copy_of_the_scaled_object_is_the_one_keda_gets() {
+    for overlay in manifests::overlay_names() {
+        let objects = manifests::overlay(&overlay).objects;
+        // Only where the load Jobs run (production has the copy from components/keda and no Job to read it).
+        if kinds(&objects, "Job").is_empty() {
+            continue;
+        }
+        let copy = find(&objects, "ConfigMap", "scaledobject").expect("the Jobs' copy");
+        let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject");
+        let text = copy["data"]["scaledobject.yaml"].as_str().expect("scaledobject.yaml");
+        let copied: Value = serde_yaml_ng::from_str(text).expect("YAML");
+        assert_eq!(copied["spec"], so["spec"], "{overlay}: the Jobs' copy differs from the ScaledObject");
+    }
+    let development = manifests::overlay("development").objects;
+    let copy = find(&development, "ConfigMap", "scaledobject").expect("the Jobs' copy");
+    assert!(copy["data"]["scaledobject.yaml"].as_str().expect("text").contains("max(consumer_queue_backlog"));
 }
 
 #[test]
@@ -180,6 +202,16 @@ fn overlays_compose_what_they_promise() {
     let consumer =
         &find(&development, "Deployment", "consumer").expect("consumer")["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(consumer["imagePullPolicy"], "IfNotPresent");
+    let env =
+        |consumer: &Value, name: &str| consumer["env"].as_array().is_some_and(|e| e.iter().any(|v| v["name"] == name));
+    assert!(
+        env(consumer, "QUEUE_URL") && find(&development, "Deployment", "redis").is_some(),
+        "development: shared backlog"
+    );
+    let memory = manifests::overlay("development-memory").objects;
+    let consumer =
+        &find(&memory, "Deployment", "consumer").expect("consumer")["spec"]["template"]["spec"]["containers"][0];
+    assert!(!env(consumer, "QUEUE_URL") && find(&memory, "Deployment", "redis").is_none(), "development-memory");
 
     let production = manifests::overlay("production").objects;
     assert!(kinds(&production, "Job").is_empty(), "no load generator in production");
@@ -190,10 +222,10 @@ fn overlays_compose_what_they_promise() {
     let pod = &find(&production, "Deployment", "consumer").expect("consumer")["spec"]["template"]["spec"];
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
 
-    let (_, hpa) = manifests::component("hpa");
+    let hpa = manifests::component("hpa");
     assert!(find(&hpa.objects, "HorizontalPodAutoscaler", "consumer").is_some());
     assert!(kinds(&hpa.objects, "ScaledObject").is_empty(), "hpa is the baseline without KEDA");
-    let (alone, affinity) = manifests::component("session-affinity");
+    let (alone, affinity) = (manifests::component_alone("session-affinity"), manifests::component("session-affinity"));
     assert!(alone.objects.is_empty(), "session-affinity only patches");
     assert_eq!(find(&affinity.objects, "Service", "consumer").expect("service")["spec"]["sessionAffinity"], "ClientIP");
 }

@@ -46,7 +46,7 @@ fn development() -> Vec<Value> {
 
 #[test]
 fn no_image_is_past_the_release_its_migration_rules_were_reviewed_for() {
-    let (monitoring, _) = manifests::component("monitoring");
+    let monitoring = manifests::component_alone("monitoring");
     let mut seen = 0;
     for object in &monitoring.objects {
         let Some(pod) = pod_spec(object) else { continue };
@@ -227,7 +227,7 @@ fn metrics_server_supports_the_kind_nodes_kubernetes() {
 /// password from the Secret, never in the file.
 #[test]
 fn the_queue_runs_redis_7_with_its_append_only_file_on_a_volume_and_no_eviction() {
-    let objects = manifests::overlay("development-redis").objects;
+    let objects = manifests::overlay("development").objects;
     let (container, version) = container(&objects, "redis");
     assert!(container["image"].as_str().is_some_and(|i| i.starts_with("redis:")), "{container}");
     assert!(((7, 0)..=(7, 4)).contains(&version), "redis {version:?}: reviewed for 7.0 to 7.4; read the notes past it");

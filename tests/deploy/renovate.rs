@@ -41,7 +41,7 @@ fn the_monitoring_stack_updates_as_one_group() {
         .expect("a monitoring stack group");
     let grouped: BTreeSet<&str> =
         group["matchPackageNames"].as_array().expect("names").iter().filter_map(Value::as_str).collect();
-    let (monitoring, _) = manifests::component("monitoring");
+    let monitoring = manifests::component_alone("monitoring");
     for image in third_party_images(&monitoring.objects) {
         assert!(grouped.contains(image.as_str()), "{image} runs in the monitoring component but is not in its group");
     }

@@ -74,7 +74,7 @@ fn the_keda_check_rejects_unknown_fields_and_bad_values() {
     }
 }
 
-/// components/queue-trigger on the development-redis overlay: KEDA's schema accepts the redis-streams trigger and its
+/// components/queue-trigger on the development overlay: KEDA's schema accepts the redis-streams trigger and its
 /// TriggerAuthentication, and read as KEDA's scaler reads it (surge_keda::redis_streams, ported from
 /// redis_streams_scaler.go) it counts XLEN of the very stream the consumer writes, against the same threshold as the
 /// Prometheus backlog trigger it replaces, with the password of the Secret `make dev` creates.
@@ -83,12 +83,12 @@ fn the_redis_streams_trigger_reads_the_stream_the_consumer_writes() {
     use clap::Parser;
     use surge_keda::redis_streams::{Count, RedisStreams};
 
-    let dir = manifests::repo().join("target/kustomize-compose/development-redis-trigger");
+    let dir = manifests::repo().join("target/kustomize-compose/development-trigger");
     std::fs::create_dir_all(&dir).expect("compose dir");
     std::fs::write(
         dir.join("kustomization.yaml"),
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  \
-         - ../../../kubernetes-manifests/overlays/development-redis\ncomponents:\n  \
+         - ../../../kubernetes-manifests/overlays/development\ncomponents:\n  \
          - ../../../kubernetes-manifests/components/queue-trigger\n",
     )
     .expect("write the composition");
@@ -104,7 +104,7 @@ fn the_redis_streams_trigger_reads_the_stream_the_consumer_writes() {
     assert_eq!(scaler.count, Count::StreamLength, "no consumer group: XLEN, which the consumer keeps to the backlog");
     let settings = surge_consumer::configuration::Settings::try_parse_from(["consumer"]).expect("defaults");
     assert_eq!(scaler.stream, format!("{}:tasks", settings.queue_key), "the stream the consumer writes");
-    let replaced = manifests::overlay("development-redis").objects;
+    let replaced = manifests::overlay("development").objects;
     let backlog = &find(&replaced, "ScaledObject", "consumer").expect("ScaledObject")["spec"]["triggers"][0];
     let threshold: f64 = backlog["metadata"]["threshold"].as_str().expect("threshold").parse().expect("number");
     assert_eq!((trigger["name"].as_str(), scaler.target), (backlog["name"].as_str(), threshold));

@@ -13,9 +13,9 @@ use crate::prometheus_server::Prometheus;
 
 const POD: &str = "consumer-7d9f8b6c5-x2x4q";
 
-/// The rendered prometheus.yml with kubernetes_sd_configs swapped for one static "discovered" pod on `port`.
-fn config_with_discovered_pod(port: u16) -> String {
-    let objects = manifests::overlay("development").objects;
+/// `overlay`'s rendered prometheus.yml with kubernetes_sd_configs swapped for one static "discovered" pod on `port`.
+fn config_with_discovered_pod(overlay: &str, port: u16) -> String {
+    let objects = manifests::overlay(overlay).objects;
     let text = find(&objects, "ConfigMap", "prometheus-config").expect("prometheus-config")["data"]["prometheus.yml"]
         .as_str()
         .expect("prometheus.yml")
@@ -60,11 +60,23 @@ fn series_names(query: &str) -> Vec<&str> {
     names
 }
 
+/// The development overlay: its consumer on the shared backlog (a real Redis), its backlog trigger on the stream.
 #[tokio::test]
 async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabeling() {
-    let mut consumer = ConsumerProcess::start(&[]);
+    let redis = surge_harness::redis::RedisServer::start().expect("redis starts");
+    let consumer = ConsumerProcess::start_with_env(&[], &[("QUEUE_URL", redis.url())]);
+    queries_find_the_consumer("development", consumer).await;
+}
+
+/// development-memory: each pod's own backlog.
+#[tokio::test]
+async fn the_memory_queue_scaled_objects_queries_find_the_consumer_through_the_real_relabeling() {
+    queries_find_the_consumer("development-memory", ConsumerProcess::start(&[])).await;
+}
+
+async fn queries_find_the_consumer(overlay: &str, mut consumer: ConsumerProcess) {
     let port: u16 = consumer.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-    let config = config_with_discovered_pod(port);
+    let config = config_with_discovered_pod(overlay, port);
 
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("prometheus.yml"), &config).expect("write");
@@ -74,7 +86,7 @@ async fn the_scaled_objects_queries_find_the_consumer_through_the_real_relabelin
 
     let client = reqwest::Client::new();
     let prometheus = Prometheus::start(&client, &config).await;
-    let objects = manifests::overlay("development").objects;
+    let objects = manifests::overlay(overlay).objects;
     let so = find(&objects, "ScaledObject", "consumer").expect("ScaledObject").clone();
 
     let deadline = Instant::now() + Duration::from_secs(60);
