@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use surge_keda::scaled_object::{keda_value, read_compressed, Trigger};
+use surge_keda::scaled_object::{keda_value, read_compressed, Source, Trigger};
 
 /// A blocking HTTP/1.0 GET: the status and the body.
 pub fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String), String> {
@@ -82,8 +82,11 @@ impl Prom {
     /// by `ignoreNullValues`), under `factor` times compression as the harness runs. The one way the harness and the
     /// watch table read a trigger.
     pub fn trigger_value(&self, trigger: &Trigger, factor: f64) -> Result<f64, String> {
-        let (query, divisor) = read_compressed(&trigger.query, factor);
-        keda_value(&self.series_values(&query)?, trigger.ignore_null_values).map(|v| v / divisor)
+        let Source::Prometheus { query, ignore_null_values } = &trigger.source else {
+            return Err(format!("trigger {} reads Redis, not Prometheus", trigger.name));
+        };
+        let (query, divisor) = read_compressed(query, factor);
+        keda_value(&self.series_values(&query)?, *ignore_null_values).map(|v| v / divisor)
     }
 
     /// How many series a range query returns over the last `seconds` (step 1 s): "does this panel show anything".

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use surge_generator::prometheus::Prom;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
-use surge_keda::scaled_object::{documents, find, limits};
+use surge_keda::scaled_object::{documents, find, limits, Source};
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
@@ -162,6 +162,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         completed_async: Arc::default(),
         extra: Vec::new(),
         hidden: false,
+        time_scale: factor,
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
@@ -229,7 +230,6 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut history: Option<History> = None;
     let mut failures = Failures::default();
     let mut activity = Activity::default();
-    let activation: Vec<f64> = so.triggers.iter().map(|t| t.activation_threshold).collect();
     let mut errors = vec![0u64; so.triggers.len()];
     let mut rows: Vec<Row> = Vec::new();
     let mut load_ended_at: Option<f64> = None;
@@ -271,8 +271,15 @@ pub fn run(args: &Args) -> Result<(), String> {
         pods.reap()?;
         let current = pods.replicas();
         let ready = pods.ready();
-        let values: Vec<Result<f64, String>> =
-            so.triggers.iter().map(|t| prometheus.trigger_value(t, factor)).collect();
+        let values: Vec<Result<f64, String>> = so
+            .triggers
+            .iter()
+            .map(|t| match (&t.source, &redis) {
+                (Source::Prometheus { .. }, _) => prometheus.trigger_value(t, factor),
+                (Source::RedisStreams(scaler), Some(redis)) => redis.stream_count(scaler),
+                (Source::RedisStreams(_), None) => Err("a redis-streams trigger with no Redis (no QUEUE_URL)".into()),
+            })
+            .collect();
         for (count, value) in errors.iter_mut().zip(&values) {
             *count += u64::from(value.is_err());
         }
@@ -329,7 +336,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         waiting.sample(&pods.statuses(), SYNC_SECONDS);
         let live: Vec<String> = pods.list.iter().map(|p| format!("consumer-{}", p.index)).collect();
         *state.lock().unwrap_or_else(|p| p.into_inner()) =
-            cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors, &activation);
+            cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors, &so.triggers);
         rows.push(row);
         pods.scale_to(desired)?;
         if let Some(ended) = load_ended_at {

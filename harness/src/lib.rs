@@ -15,6 +15,7 @@
 //! - `closed_loop`: the flags and the loop, one sync at a time.
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
+//! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
 //! - `service`: HAProxy as the Service (also the generator tests' fixture).
 //! - `standins`: kube-state-metrics' and KEDA's series for this run.
@@ -28,6 +29,7 @@ mod dashboards;
 mod pods;
 pub mod prometheus;
 pub mod redis;
+mod replicaset;
 pub mod service;
 mod standins;
 mod trajectory;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use surge_generator::prometheus::http_get;
 
+use crate::replicaset::{deletion_order, Candidate};
 use crate::service::Service;
 
 /// The consumer container's `--shutdown-timeout-secs`, in seconds.
@@ -83,6 +84,10 @@ pub(crate) struct Pod {
     pub(crate) index: usize,
     pub(crate) child: Owned,
     pub(crate) draining: bool,
+    created: Instant,
+    /// Since when its `/ready` has answered 200, as its Ready condition's last transition.
+    ready_since: Option<Instant>,
+    uid: u64,
     /// Reads the pod's log until it exits.
     pub(crate) log: Option<std::thread::JoinHandle<()>>,
 }
@@ -104,6 +109,8 @@ pub(crate) struct Pods {
     pub(crate) extra: Vec<Value>,
     /// Discovery has lost the consumer's pods (the others are still published): a Prometheus gone blind.
     pub(crate) hidden: bool,
+    /// The run's compression: the cluster's seconds per wall second.
+    pub(crate) time_scale: f64,
 }
 
 impl Pods {
@@ -111,9 +118,19 @@ impl Pods {
         self.list.iter().filter(|p| !p.draining).count() as u32
     }
 
-    pub(crate) fn ready(&self) -> u32 {
-        let ready = |p: &&Pod| http_get("127.0.0.1", self.ports[p.index], "/ready").is_ok_and(|(s, _)| s == 200);
-        self.list.iter().filter(|p| !p.draining).filter(ready).count() as u32
+    /// Probes every serving pod's `/ready`, keeping when each became ready; how many are.
+    pub(crate) fn ready(&mut self) -> u32 {
+        let now = Instant::now();
+        let mut ready = 0;
+        for pod in self.list.iter_mut().filter(|p| !p.draining) {
+            if http_get("127.0.0.1", self.ports[pod.index], "/ready").is_ok_and(|(s, _)| s == 200) {
+                pod.ready_since = pod.ready_since.or(Some(now));
+                ready += 1;
+            } else {
+                pod.ready_since = None;
+            }
+        }
+        ready
     }
 
     /// Every serving pod's `/process/status` (those that do not answer are left out).
@@ -162,15 +179,30 @@ impl Pods {
                 }
             }
         });
-        self.list.push(Pod { index, child, draining: false, log: Some(log) });
+        let uid = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), index);
+        let (created, ready_since) = (Instant::now(), None);
+        self.list.push(Pod { index, child, draining: false, created, ready_since, uid, log: Some(log) });
         self.service.enable(index)
     }
 
-    /// Takes the newest pods out of the Service and sends them SIGTERM, as a scale-down does.
+    /// Takes the pods the ReplicaSet would delete first out of the Service and sends them SIGTERM, as a scale-down
+    /// does.
     pub(crate) fn drain(&mut self, count: usize) -> Result<(), String> {
-        let mut victims: Vec<usize> = self.list.iter().filter(|p| !p.draining).map(|p| p.index).collect();
-        victims.sort_unstable();
-        for index in victims.into_iter().rev().take(count) {
+        // As the ReplicaSet picks: unready first, then the most recently ready, in the cluster's time.
+        let now = Instant::now();
+        let cluster_seconds = |since: Instant| now.duration_since(since).as_secs_f64() * self.time_scale;
+        let candidates = self
+            .list
+            .iter()
+            .filter(|p| !p.draining)
+            .map(|p| Candidate {
+                index: p.index,
+                ready_for: p.ready_since.map(cluster_seconds),
+                age: cluster_seconds(p.created),
+                uid: p.uid,
+            })
+            .collect();
+        for index in deletion_order(candidates).into_iter().take(count) {
             self.service.disable(index)?;
             if let Some(pod) = self.list.iter_mut().find(|p| p.index == index) {
                 pod.draining = true;

@@ -6,6 +6,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use surge_keda::redis_streams::{Count, RedisStreams};
+
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
@@ -91,6 +93,43 @@ impl RedisServer {
             .unwrap_or_default()
     }
 
+    /// The count KEDA's redis-streams scaler reads for `scaler` (`createEntriesCountFn`: XLEN, XPENDING's count, or
+    /// the group's `lag` from XINFO GROUPS); an error when Redis does not answer, as the scaler's is.
+    pub fn stream_count(&self, scaler: &RedisStreams) -> Result<f64, String> {
+        let ask = |args: &[&str]| -> Result<String, String> {
+            let output = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args)
+                .output()
+                .map_err(|e| format!("redis-cli: {e}"))?;
+            let reply = String::from_utf8_lossy(&output.stdout).into_owned();
+            // redis-cli prints a refused connection on stderr, and an error reply as "ERR ..." with status 0.
+            if !output.status.success() || reply.starts_with("ERR") || reply.starts_with("WRONGTYPE") {
+                return Err(format!("{args:?}: {reply}{}", String::from_utf8_lossy(&output.stderr)));
+            }
+            Ok(reply)
+        };
+        let integer = |text: &str| text.trim().parse::<f64>().map_err(|_| format!("not a count: {text:?}"));
+        let group = || scaler.consumer_group.as_deref().ok_or("a consumer group is needed for this count");
+        match scaler.count {
+            Count::StreamLength => integer(&ask(&["XLEN", &scaler.stream])?),
+            Count::Pending => integer(ask(&["XPENDING", &scaler.stream, group()?])?.lines().next().unwrap_or("")),
+            Count::Lag => {
+                // Flat field/value lines per group: find the group's "name", then its "lag".
+                let reply = ask(&["XINFO", "GROUPS", &scaler.stream])?;
+                let lines: Vec<&str> = reply.lines().collect();
+                let group = group()?;
+                let start = lines.windows(2).position(|w| w[0] == "name" && w[1] == group);
+                let lag = start.and_then(|i| lines[i..].windows(2).find(|w| w[0] == "lag").map(|w| w[1]));
+                // No such group: the scaler reads the stream's length instead.
+                match lag {
+                    Some(lag) => integer(lag),
+                    None => integer(&ask(&["XLEN", &scaler.stream])?),
+                }
+            }
+        }
+    }
+
     /// Calls of each command since the last `CONFIG RESETSTAT` (inner calls of scripts included), from
     /// `INFO commandstats`.
     pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
@@ -111,5 +150,32 @@ impl Drop for RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each count KEDA's redis-streams scaler can read, from a real Redis: 3 entries, 2 delivered to the group and 1
+    /// of those acknowledged, so XLEN 3, pending 1, lag 1; a missing group's lag is XLEN; a stopped Redis an error.
+    #[test]
+    fn the_scalers_counts_read_from_a_real_redis() {
+        let mut redis = RedisServer::ephemeral().expect("redis-server starts");
+        for _ in 0..3 {
+            redis.cli(&["XADD", "s", "*", "f", "v"]);
+        }
+        redis.cli(&["XGROUP", "CREATE", "s", "g", "0"]);
+        let delivered = redis.cli(&["XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">"]);
+        let first = delivered.lines().nth(1).expect("an entry id").to_owned();
+        redis.cli(&["XACK", "s", "g", &first]);
+        let scaler = |metadata| RedisStreams::from_metadata(&metadata).expect("valid");
+        let count = |metadata| redis.stream_count(&scaler(metadata)).expect("a count");
+        assert_eq!(count(serde_json::json!({"stream": "s"})), 3.0);
+        assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "g"})), 1.0);
+        assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "g", "lagCount": "5"})), 1.0);
+        assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "none", "lagCount": "5"})), 3.0);
+        redis.stop();
+        assert!(redis.stream_count(&scaler(serde_json::json!({"stream": "s"}))).is_err(), "Redis down: an error");
     }
 }

@@ -7,6 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use surge_keda::scaled_object::Trigger;
+
 use crate::trajectory::Row;
 
 /// Serves the latest `state` as `GET /metrics` on a free port, one request per connection, until the process ends.
@@ -45,8 +47,8 @@ pub(crate) fn exporters() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
 const NODE: &str = "harness-node";
 
 /// What kube-state-metrics and KEDA's operator would expose about this sync, with their names and labels
-/// (`exporters.txt`: each name's label set, from the exporters' sources). `activation[i]` is trigger `i`'s
-/// activationThreshold.
+/// (`exporters.txt`: each name's label set, from the exporters' sources); `triggers` are the ScaledObject's, in the
+/// order of `row.triggers`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn cluster_metrics(
     namespace: &str,
@@ -56,7 +58,7 @@ pub(crate) fn cluster_metrics(
     pods: &[String],
     memory_limit: u64,
     errors: &[u64],
-    activation: &[f64],
+    triggers: &[Trigger],
 ) -> String {
     let mut out = String::new();
     let deployment = format!("namespace=\"{namespace}\",deployment=\"consumer\"");
@@ -78,16 +80,17 @@ pub(crate) fn cluster_metrics(
         );
     }
     let scaled_object = format!("namespace=\"{namespace}\",scaledObject=\"consumer\"");
-    for (index, ((reading, errors), activation)) in row.triggers.iter().zip(errors).zip(activation).enumerate() {
+    for (index, ((reading, errors), trigger)) in row.triggers.iter().zip(errors).zip(triggers).enumerate() {
         // KEDA names the metric after the scaler (`GenerateMetricNameWithIndex`) and the scaler after the trigger.
         let labels = format!(
-            "{scaled_object},scaler=\"{}\",triggerIndex=\"{index}\",metric=\"s{index}-prometheus\",\
-             type=\"scaledobject\"",
-            reading.name
+            "{scaled_object},scaler=\"{}\",triggerIndex=\"{index}\",metric=\"{}\",type=\"scaledobject\"",
+            reading.name,
+            trigger.metric_name(index)
         );
         if let Some(value) = reading.value {
             out += &format!("keda_scaler_metrics_value{{{labels}}} {value}\n");
-            out += &format!("keda_scaler_active{{{labels}}} {}\n", u8::from(value > *activation));
+            let active = value > trigger.activation_threshold;
+            out += &format!("keda_scaler_active{{{labels}}} {}\n", u8::from(active));
         }
         out += &format!("keda_scaler_detail_errors_total{{{labels}}} {errors}\n");
     }
@@ -128,7 +131,11 @@ mod tests {
             triggers: vec![reading("backlog", Some(0.5)), reading("cpu-demand", None)],
         };
         let pods = ["consumer-0".to_owned(), "consumer-1".to_owned()];
-        let text = cluster_metrics("surge", "heavy", &row, true, &pods, 512 << 20, &[0, 2], &[1.0, 0.0]);
+        let so = serde_json::json!({"spec": {"triggers": [
+            {"type": "prometheus", "name": "backlog", "metadata": {"query": "q", "threshold": "2", "activationThreshold": "1"}},
+            {"type": "prometheus", "name": "cpu-demand", "metadata": {"query": "q", "threshold": "1"}}]}});
+        let triggers = surge_keda::scaled_object::ScaledObject::from_manifest(&so).expect("parses").triggers;
+        let text = cluster_metrics("surge", "heavy", &row, true, &pods, 512 << 20, &[0, 2], &triggers);
         let known = exporters();
         let mut written = BTreeSet::new();
         for line in text.lines() {

@@ -93,15 +93,14 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::hpa::{Behavior, FallbackBehavior, MetricType, Rules, Scaling};
-    use crate::scaled_object::{Fallback, Trigger};
+    use crate::scaled_object::{Fallback, Source, Trigger};
 
     fn scaled_object(fallback: Option<Fallback>) -> ScaledObject {
         let trigger = |name: &str, kind, threshold| Trigger {
             name: name.into(),
             kind,
-            query: "q".into(),
+            source: Source::Prometheus { query: "q".into(), ignore_null_values: false },
             threshold,
-            ignore_null_values: false,
             activation_threshold: 0.0,
         };
         ScaledObject {

@@ -5,19 +5,42 @@
 use serde_json::Value;
 
 use crate::hpa::{Behavior, FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
+use crate::redis_streams::RedisStreams;
 
-/// One Prometheus trigger of the ScaledObject.
+/// Where a trigger's value comes from: the scalers the manifests use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// KEDA's `prometheus` scaler: a query, and `ignoreNullValues` (KEDA's default true: an empty result or NaN reads
+    /// 0; false makes them errors).
+    Prometheus { query: String, ignore_null_values: bool },
+    /// KEDA's `redis-streams` scaler: a count read from Redis.
+    RedisStreams(RedisStreams),
+}
+
+/// One trigger of the ScaledObject.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
     pub name: String,
     pub kind: MetricType,
-    pub query: String,
+    pub source: Source,
     pub threshold: f64,
-    /// `ignoreNullValues` (KEDA's default true): an empty result or NaN reads 0; false makes them errors.
-    pub ignore_null_values: bool,
-    /// `activationThreshold` (default 0): the trigger is active while its value is above it (prometheus_scaler.go
-    /// `GetMetricsAndActivity`), which is what takes a Deployment from 0 and keeps it from going back.
+    /// `activationThreshold` (`activationLagCount` for redis-streams; default 0): the trigger is active while its
+    /// value is above it (the scalers' `GetMetricsAndActivity`), which is what takes a Deployment from 0 and keeps it
+    /// from going back.
     pub activation_threshold: f64,
+}
+
+impl Trigger {
+    /// The external metric KEDA names for the trigger at `index` (`GenerateMetricNameWithIndex` over the scaler's
+    /// `NormalizeString`d name): `s0-prometheus`, `s0-redis-streams-surge-tasks`.
+    pub fn metric_name(&self, index: usize) -> String {
+        let name = match &self.source {
+            Source::Prometheus { .. } => "prometheus".to_owned(),
+            Source::RedisStreams(scaler) => format!("redis-streams-{}", scaler.stream),
+        };
+        let normalised: String = name.chars().map(|c| if "/.:%()".contains(c) { '-' } else { c }).collect();
+        format!("s{index}-{normalised}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +161,21 @@ impl ScaledObject {
                     "Value" => MetricType::Value,
                     other => return Err(format!("trigger {name}: metricType {other}")),
                 };
+                if t["type"] == "redis-streams" {
+                    let scaler =
+                        RedisStreams::from_metadata(&t["metadata"]).map_err(|e| format!("trigger {name}: {e}"))?;
+                    let (threshold, activation_threshold) = (scaler.target, scaler.activation);
+                    return Ok(Trigger {
+                        name,
+                        kind,
+                        source: Source::RedisStreams(scaler),
+                        threshold,
+                        activation_threshold,
+                    });
+                }
+                if t["type"] != "prometheus" {
+                    return Err(format!("trigger {name}: type {} is not modelled", t["type"]));
+                }
                 let query = t["metadata"]["query"].as_str().ok_or(format!("trigger {name}: query"))?.to_owned();
                 let threshold = number(&t["metadata"]["threshold"]).ok_or(format!("trigger {name}: threshold"))?;
                 let ignore_null_values = match t["metadata"]["ignoreNullValues"].as_str() {
@@ -148,7 +186,8 @@ impl ScaledObject {
                     Value::Null => 0.0,
                     text => number(text).ok_or(format!("trigger {name}: activationThreshold"))?,
                 };
-                Ok(Trigger { name, kind, query, threshold, ignore_null_values, activation_threshold })
+                let source = Source::Prometheus { query, ignore_null_values };
+                Ok(Trigger { name, kind, source, threshold, activation_threshold })
             })
             .collect::<Result<_, String>>()?;
         let polling_interval = spec["pollingInterval"].as_f64().unwrap_or(30.0);
@@ -306,6 +345,25 @@ mod tests {
         assert_eq!(parsed.triggers[0].activation_threshold, 0.5);
     }
 
+    /// redis_streams_scaler.go: the target is `streamLength`, the activation `activationLagCount`; the metric names
+    /// are `GenerateMetricNameWithIndex` over `NormalizeString` (scaler.go, pkg/util/normalize_string.go).
+    #[test]
+    fn a_redis_streams_trigger_reads_its_count_target_and_keda_metric_name() {
+        let so = serde_json::json!({"spec": {"triggers": [
+            {"type": "prometheus", "name": "cpu", "metadata": {"query": "sum(q)", "threshold": "1"}},
+            {"type": "redis-streams", "name": "backlog", "metricType": "AverageValue",
+             "metadata": {"stream": "surge:tasks", "streamLength": "4", "activationLagCount": "1"}}]}});
+        let parsed = ScaledObject::from_manifest(&so).expect("parses");
+        let backlog = &parsed.triggers[1];
+        assert!(matches!(&backlog.source, Source::RedisStreams(s) if s.stream == "surge:tasks"));
+        assert_eq!((backlog.threshold, backlog.activation_threshold), (4.0, 1.0));
+        assert_eq!(parsed.triggers[0].metric_name(0), "s0-prometheus");
+        assert_eq!(backlog.metric_name(1), "s1-redis-streams-surge-tasks");
+        let cpu =
+            serde_json::json!({"spec": {"triggers": [{"type": "cpu", "name": "c", "metadata": {"value": "50"}}]}});
+        assert!(ScaledObject::from_manifest(&cpu).is_err(), "a scaler the harness does not model is refused");
+    }
+
     #[test]
     fn a_scaled_object_is_read_with_the_hpa_defaults_filled_in() {
         let so = serde_json::json!({"spec": {
@@ -318,7 +376,8 @@ mod tests {
                 "metadata": {"query": "sum(q)", "threshold": "2"}}]}});
         let parsed = ScaledObject::from_manifest(&so).expect("parses");
         assert_eq!(parsed.polling_interval, 30.0, "KEDA's default pollingInterval");
-        assert!(parsed.triggers[0].ignore_null_values, "KEDA's default ignoreNullValues");
+        let Source::Prometheus { ignore_null_values, .. } = &parsed.triggers[0].source else { panic!("prometheus") };
+        assert!(ignore_null_values, "KEDA's default ignoreNullValues");
         let behavior = parsed.scaling.behavior.expect("a behavior");
         assert_eq!(behavior.up, Rules::default_up());
         assert_eq!(behavior.down.stabilization_window_seconds, 120);
