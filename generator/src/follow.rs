@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use http::{Method, StatusCode};
@@ -48,10 +48,14 @@ pub struct Follower {
     pending: Mutex<VecDeque<String>>,
     accepted: AtomicU64,
     ended: Mutex<Ended>,
+    /// When following began: the run's start, which the report's time axis counts from.
+    started: Instant,
 }
 
 struct Ended {
     e2e_us: Histogram<u64>,
+    /// Each completed task: (seconds from the start to when its end was seen, its end-to-end seconds).
+    over_time: Vec<(f64, f64)>,
     completed: u64,
     failed: u64,
     cancelled: u64,
@@ -65,10 +69,12 @@ impl Default for Follower {
             ended: Mutex::new(Ended {
                 e2e_us: Histogram::new_with_bounds(1, 24 * 3_600_000_000, 3)
                     .expect("static histogram bounds are valid"),
+                over_time: Vec::new(),
                 completed: 0,
                 failed: 0,
                 cancelled: 0,
             }),
+            started: Instant::now(),
         }
     }
 }
@@ -132,6 +138,7 @@ impl Follower {
     /// Counts the batch's tasks that ended by the `GET /process/results` answer `body`, and puts the rest back.
     pub(crate) fn settle(&self, batch: Vec<String>, body: &[u8]) {
         let records = serde_json::from_slice::<Results>(body).map(|r| r.records).unwrap_or_default();
+        let seen = self.started.elapsed().as_secs_f64();
         let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
         let mut still = Vec::new();
         for id in batch {
@@ -141,6 +148,7 @@ impl Follower {
                     ended.completed += 1;
                     if let Some(seconds) = sojourn {
                         let _ = ended.e2e_us.record((seconds * 1e6).max(1.0) as u64);
+                        ended.over_time.push((seen, seconds));
                     }
                 }
                 Some(("failed", _)) => ended.failed += 1,
@@ -166,6 +174,12 @@ impl Follower {
             ended: [("completed", ended.completed), ("failed", ended.failed), ("cancelled", ended.cancelled)],
             e2e,
         }
+    }
+
+    /// Each completed task's end-to-end seconds, by when the follower saw it end (seconds from the run's start, at
+    /// most one follow interval late): the report's chart over time.
+    pub fn ended_over_time(&self) -> Vec<(f64, f64)> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).over_time.clone()
     }
 
     /// `None` when no async task was accepted (a sync run, or nothing got through).
@@ -229,6 +243,8 @@ mod tests {
         assert_eq!(follower.next_batch(), ["b", "d"]);
         follower.settle(vec!["b".into(), "d".into()], b"{}");
         assert!((followed.e2e_ms_at(100.0) - 4000.0).abs() < 5.0, "{:?}", followed.e2e_ms);
+        let over_time: Vec<f64> = follower.ended_over_time().iter().map(|(_, e2e)| *e2e).collect();
+        assert_eq!(over_time, [2.0, 4.0], "the completed ones, for the report's chart");
         assert!((followed.e2e_ms_at(50.0) - 2000.0).abs() < 5.0, "{:?}", followed.e2e_ms);
         let counts = follower.counts(&[1.0, 5.0]);
         assert_eq!((counts.accepted, counts.ended), (5, [("completed", 2), ("failed", 1), ("cancelled", 0)]));

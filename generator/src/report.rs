@@ -1,6 +1,7 @@
 //! `--report FILE.html`: one self-contained page per plan (inline SVG and CSS, nothing fetched when it is opened):
-//! for each run, achieved against intended rate, latency percentiles, outcomes and retries over time, and responses
-//! per pod; with `--prometheus` and `--scaled-object`, the replicas and every trigger against its threshold.
+//! for each run, achieved against intended rate, latency percentiles, async tasks' end-to-end time, outcomes and
+//! retries over time, and responses per pod; with `--prometheus` and `--scaled-object`, the replicas and every trigger
+//! against its threshold.
 
 use std::fmt::Write as _;
 
@@ -16,7 +17,31 @@ pub struct RunReport {
     /// What the open model's schedule intended at the start of each window; empty for a closed model.
     pub intended: Vec<f64>,
     pub windows: Vec<Window>,
+    /// Completed async tasks: (seconds from the start to when their end was seen, end-to-end seconds).
+    pub tasks_over_time: Vec<(f64, f64)>,
     pub summary: Summary,
+}
+
+/// The `percentiles` (0-100) of `points`' values in bins of `width` over their time, one point per non-empty bin at
+/// its middle: the end-to-end chart, where tasks end too sparsely for the one-second windows.
+fn percentiles_over_time(points: &[(f64, f64)], width: f64, percentiles: &[f64]) -> Vec<Vec<(f64, f64)>> {
+    let mut bins: std::collections::BTreeMap<u64, Vec<f64>> = std::collections::BTreeMap::new();
+    for (t, value) in points {
+        bins.entry((t / width).floor() as u64).or_default().push(*value);
+    }
+    percentiles
+        .iter()
+        .map(|p| {
+            bins.iter_mut()
+                .map(|(bin, values)| {
+                    values.sort_by(f64::total_cmp);
+                    // Nearest rank, as HdrHistogram's percentiles read.
+                    let rank = ((p / 100.0 * values.len() as f64).ceil() as usize).clamp(1, values.len());
+                    ((*bin as f64 + 0.5) * width, values[rank - 1])
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The autoscaling table's readings over the whole plan.
@@ -188,6 +213,28 @@ fn run_section(run: &RunReport, time_scale: f64) -> String {
     );
     html += &chart("Achieved against intended rate", "/s", &rate, &[], Ticks::Real);
     html += &chart("Latency (from the intended send time)", "ms", &latency, &[], Ticks::Real);
+    if let Some(tasks) = &s.tasks {
+        let last = run.tasks_over_time.iter().map(|(t, _)| *t).fold(1.0, f64::max);
+        // About forty points over the run, none narrower than a second.
+        let width = (last / 40.0).max(1.0);
+        let scaled: Vec<(f64, f64)> =
+            run.tasks_over_time.iter().map(|(t, e)| (t * time_scale, e * time_scale)).collect();
+        let lines = percentiles_over_time(&scaled, width * time_scale, &[50.0, 95.0]);
+        let series: Vec<Series<'_>> =
+            ["p50", "p95"].iter().zip(lines).map(|(name, points)| Series { name, points }).collect();
+        let title = format!(
+            "Async tasks, accepted to finished: {} accepted, {} completed, {} failed, {} cancelled, {} not seen to \
+             their end; p50 {:.1} s, p95 {:.1} s",
+            tasks.accepted,
+            tasks.completed,
+            tasks.failed,
+            tasks.cancelled,
+            tasks.unresolved,
+            tasks.e2e_ms.p50 / 1000.0 * time_scale,
+            tasks.e2e_ms.p95 / 1000.0 * time_scale
+        );
+        html += &chart(&title, "s", &series, &[], Ticks::Real);
+    }
     html += &chart("Outcomes and retries", "/s", &outcomes, &[], Ticks::Real);
     html += "<h3>Responses per pod</h3><table><tr><th>pod</th><th>responses</th><th></th></tr>";
     let most = s.distribution.values().copied().max().unwrap_or(1).max(1);
@@ -281,6 +328,16 @@ mod tests {
         let svg = chart("Replicas", "", &series, &[], Ticks::Integer);
         let ticks: Vec<&str> = svg.split("text-anchor=\"end\">").skip(1).filter_map(|t| t.split(' ').next()).collect();
         assert_eq!(ticks, ["0", "3", "6", "9", "12"], "{svg}");
+    }
+
+    /// Tasks at 0-9 s ending after 1..10 s, and one at 15 s after 30 s, in 10 s bins: per bin the nearest-rank p50
+    /// and p95, each at the bin's middle; an empty bin draws nothing.
+    #[test]
+    fn end_to_end_percentiles_are_binned_over_time() {
+        let mut points: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i + 1))).collect();
+        points.push((35.0, 30.0));
+        let lines = percentiles_over_time(&points, 10.0, &[50.0, 95.0]);
+        assert_eq!(lines, [vec![(5.0, 5.0), (35.0, 30.0)], vec![(5.0, 10.0), (35.0, 30.0)]]);
     }
 
     #[test]

@@ -190,7 +190,7 @@ async fn run_plan(
             exposition,
             keep_timeline,
         };
-        let (mut summary, windows) = execute(run, client, tracing, &context).await;
+        let (mut summary, windows, tasks_over_time) = execute(run, client, tracing, &context).await;
         summary.thresholds = plan.thresholds.iter().map(|t| t.check(&summary)).collect();
         if output == Output::Text {
             print!("{}", printer::summary_text(&summary));
@@ -204,7 +204,7 @@ async fn run_plan(
                 Model::Closed { .. } => Vec::new(),
             };
             let title = format!("{}: {} {}{}", run.profile, run.method, plan.target.url, run.uri);
-            reports.push(report::RunReport { title, intended, windows, summary: summary.clone() });
+            reports.push(report::RunReport { title, intended, windows, tasks_over_time, summary: summary.clone() });
         }
         summaries.push(summary);
         if cancel.is_cancelled() {
@@ -267,7 +267,14 @@ struct Context<'a> {
 }
 
 /// One run: its summary, and its timeline when a report is asked for.
-async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<'_>) -> (Summary, Vec<Window>) {
+/// The run's summary, its timeline windows and its completed tasks' end-to-end seconds over time (those two only when
+/// the report keeps a timeline).
+async fn execute(
+    run: &Run,
+    client: Client,
+    tracing: Tracing,
+    context: &Context<'_>,
+) -> (Summary, Vec<Window>, Vec<(f64, f64)>) {
     let Context { plan, replicas_seen, cancel, monitor_interval, exposition, keep_timeline } = *context;
     let expected = match &run.model {
         Model::Closed { requests, .. } => *requests,
@@ -320,8 +327,10 @@ async fn execute(run: &Run, client: Client, tracing: Tracing, context: &Context<
     let mut summary = job.recorder.summarise(&run.profile, abandoned, replicas_seen);
     summary.interrupted = cancel.is_cancelled();
     summary.tasks = job.follower.summary();
-    let windows = if keep_timeline { job.recorder.timeline(report::WINDOW_SECONDS) } else { Vec::new() };
-    (summary, windows)
+    if !keep_timeline {
+        return (summary, Vec::new(), Vec::new());
+    }
+    (summary, job.recorder.timeline(report::WINDOW_SECONDS), job.follower.ended_over_time())
 }
 
 fn model_brief(model: &Model) -> String {

@@ -126,16 +126,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     // The queue component sets QUEUE_URL on the consumer: then the pods share a real Redis, as they would there.
     let shared_queue = container["env"].as_array().into_iter().flatten().any(|e| e["name"] == "QUEUE_URL");
     let redis = if shared_queue { Some(RedisServer::ephemeral()?) } else { None };
+    // Each pod in real cgroups with the container's limits where the machine allows it: the consumer then takes its
+    // capacity and budget from them, as in a pod. Elsewhere the same values are given as flags.
+    let cgroup_limits = crate::cgroup::available().then_some((cores, memory));
     let mut consumer_args = vec![
         "--bind".to_owned(),
         "127.0.0.1".to_owned(),
         "--cpu-work".to_owned(),
         "simulate".to_owned(),
-        "--cpu-capacity".to_owned(),
-        cores.to_string(),
-        // The consumer's own default: 75% of the container's memory limit.
-        "--memory-budget-mb".to_owned(),
-        (memory / 4 * 3 / (1 << 20)).to_string(),
         // HAProxy takes a pod out before its SIGTERM here, so no drain delay is needed.
         "--drain-delay-secs".to_owned(),
         "0".to_owned(),
@@ -143,6 +141,11 @@ pub fn run(args: &Args) -> Result<(), String> {
         "--shutdown-timeout-secs".to_owned(),
         ((shutdown_timeout(container)? / factor).ceil() + 1.0).to_string(),
     ];
+    if cgroup_limits.is_none() {
+        // The consumer's own defaults: the CPU limit, and 75% of the memory limit.
+        consumer_args.extend(["--cpu-capacity".to_owned(), cores.to_string()]);
+        consumer_args.extend(["--memory-budget-mb".to_owned(), (memory / 4 * 3 / (1 << 20)).to_string()]);
+    }
     if let Some(redis) = &redis {
         consumer_args.extend(["--queue".to_owned(), redis.url()]);
     }
@@ -163,6 +166,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         extra: Vec::new(),
         hidden: false,
         time_scale: factor,
+        cgroup_limits,
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
@@ -171,10 +175,19 @@ pub fn run(args: &Args) -> Result<(), String> {
     wait_until(Duration::from_secs(30), || pods.ready() == so.scaling.min)?;
     let prometheus = Prom::new("127.0.0.1", prometheus_port);
     wait_until(Duration::from_secs(30), || prometheus.value("count(up == 1)").is_ok_and(|v| v >= 1.0))?;
+    // What the first pod took for its capacity and budget: from its cgroups, or from the flags.
+    let first = pods.statuses().into_iter().next().ok_or("the first pod does not answer /process/status")?;
+    let pod_defaults = json!({
+        "from": if cgroup_limits.is_some() { "cgroup" } else { "flags" },
+        "capacity_cores": first["cpu"]["capacity_cores"],
+        "budget_mib": first["budget_bytes"].as_u64().map(|b| b >> 20),
+    });
     println!(
-        "cluster: {} x consumer ({cores} core, {} MiB), HAProxy :{service_port}, Prometheus :{prometheus_port}, time x{factor}",
+        "cluster: {} x consumer ({cores} core, {} MiB; capacity and budget from {}), HAProxy :{service_port}, \
+         Prometheus :{prometheus_port}, time x{factor}",
         so.scaling.min,
-        memory >> 20
+        memory >> 20,
+        pod_defaults["from"]
     );
 
     let state = Arc::new(std::sync::Mutex::new(String::new()));
@@ -391,6 +404,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
     report["outline"]["tasks_completed_in_pod_logs"] = completed_async.load(Ordering::Relaxed).into();
     report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
+    report["outline"]["pod_defaults"] = pod_defaults;
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
     report["outline"]["sync_overruns"] = overruns.into();

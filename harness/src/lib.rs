@@ -1,5 +1,6 @@
 //! The closed-loop harness behind the `cluster` binary (`make demo`, the closed-loop tests): plays a Kubernetes cluster's part on one machine, so the loop from load to replicas and back runs for
-//! real: consumer processes as the replicas (simulated CPU, the rendered Deployment's CPU and memory limits), a real
+//! real: consumer processes as the replicas (simulated CPU, the rendered Deployment's CPU and memory limits as real
+//! cgroups where the machine allows, the consumer's defaults reading them), a real
 //! HAProxy as the Service (`mode tcp`, a random endpoint per connection as kube-proxy picks, health checks on `/ready`,
 //! servers enabled and disabled as pods start and drain), a real Prometheus with the monitoring component's relabeling (file discovery, so targets come and
 //! go), and the ScaledObject evaluated as KEDA's Prometheus scaler and the HPA do it (`surge_keda`).
@@ -14,6 +15,7 @@
 //!
 //! - `closed_loop`: the flags and the loop, one sync at a time.
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
+//! - `cgroup`: each replica's CPU and memory limits as real cgroups, seen where the consumer looks (where allowed).
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
@@ -24,6 +26,7 @@
 //!
 //! Not shipped: no image contains it, and nothing shipped depends on it.
 
+mod cgroup;
 mod closed_loop;
 mod dashboards;
 mod pods;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use surge_generator::prometheus::http_get;
 
+use crate::cgroup::PodCgroup;
 use crate::replicaset::{deletion_order, Candidate};
 use crate::service::Service;
 
@@ -90,6 +91,8 @@ pub(crate) struct Pod {
     uid: u64,
     /// Reads the pod's log until it exits.
     pub(crate) log: Option<std::thread::JoinHandle<()>>,
+    /// Its limits as real cgroups, held for their removal on drop (after `child`'s: once the process is gone).
+    _cgroup: Option<PodCgroup>,
 }
 
 /// The Deployment's pods: started and drained as the autoscaler decides, published to HAProxy and Prometheus.
@@ -111,6 +114,8 @@ pub(crate) struct Pods {
     pub(crate) hidden: bool,
     /// The run's compression: the cluster's seconds per wall second.
     pub(crate) time_scale: f64,
+    /// The container's CPU (cores) and memory (bytes) limits, when each pod runs in real cgroups with them.
+    pub(crate) cgroup_limits: Option<(f64, u64)>,
 }
 
 impl Pods {
@@ -147,7 +152,14 @@ impl Pods {
     pub(crate) fn add(&mut self) -> Result<(), String> {
         let index =
             (0..self.ports.len()).find(|i| self.list.iter().all(|p| p.index != *i)).ok_or("no free pod slot")?;
-        let child = Command::new(&self.consumer)
+        let cgroup = match self.cgroup_limits {
+            Some((cores, memory)) => {
+                Some(PodCgroup::create(&format!("surge-harness-{}-{index}", std::process::id()), cores, memory)?)
+            }
+            None => None,
+        };
+        let mut command = cgroup.as_ref().map_or_else(|| Command::new(&self.consumer), |c| c.command(&self.consumer));
+        let child = command
             .args(&self.args)
             .args(["--port", &self.ports[index].to_string()])
             .env("POD_NAME", format!("consumer-{index}"))
@@ -181,7 +193,16 @@ impl Pods {
         });
         let uid = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), index);
         let (created, ready_since) = (Instant::now(), None);
-        self.list.push(Pod { index, child, draining: false, created, ready_since, uid, log: Some(log) });
+        self.list.push(Pod {
+            index,
+            child,
+            draining: false,
+            created,
+            ready_since,
+            uid,
+            log: Some(log),
+            _cgroup: cgroup,
+        });
         self.service.enable(index)
     }
 

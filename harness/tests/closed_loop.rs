@@ -143,6 +143,10 @@ fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
     let outline = &report["outline"];
     assert_eq!(outline["queue"], queue, "{outline}");
+    // The pods ran in real cgroups with the Deployment's limits (1 core, 512Mi), no capacity or budget flags: the
+    // consumer's own defaults read them (capacity the quota, budget three quarters of the limit).
+    let defaults = serde_json::json!({"from": "cgroup", "capacity_cores": 1.0, "budget_mib": 384});
+    assert_eq!(outline["pod_defaults"], defaults, "{outline}");
     let trajectory: Vec<String> = report["rows"]
         .as_array()
         .expect("rows")
