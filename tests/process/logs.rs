@@ -1,5 +1,6 @@
 //! What the real binary writes to stdout: one JSON object per line with each key once, under a mix of every kind of
-//! request; and an overload that refuses thousands of requests writes a bounded number of lines.
+//! request; an overload that refuses thousands of requests writes a bounded number of lines; and a stdout nobody
+//! reads costs dropped, counted lines, never a request.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -196,4 +197,74 @@ async fn a_burst_of_rejections_writes_a_bounded_number_of_lines() {
     let told: u64 = rejected.iter().filter_map(|e| e["suppressed_before"].as_u64()).sum();
     assert!(told > 0, "a line after a suppressed stretch says how many were left out");
     assert!(told as usize + rejected.len() <= refused);
+}
+
+/// A stdout nobody reads (a stalled log collector, a full pipe) never blocks a request: the README promises dropped,
+/// counted lines instead. Stdout here is a pipe read up to the listening line and then not at all, so its 64 KiB fill
+/// and the writer's 8 Ki-line queue behind it too; 12,000 logged requests must all be answered (a blocking write
+/// would hang them for good), and once stdout is read again every request's line was either written or counted in
+/// `telemetry_dropped_total{sink="stdout"}`, exactly.
+#[tokio::test]
+async fn a_stalled_stdout_drops_and_counts_lines_and_never_blocks_a_request() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    const REQUESTS: usize = 12_000;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--access-log", "all", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the consumer");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let port = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).expect("read") > 0, "exited before listening");
+        let event: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+        if event["message"] == "consumer listening" {
+            break event["port"].as_u64().expect("port");
+        }
+    };
+    // From here nothing reads stdout until every request is answered.
+    let address = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let answered = join_all((0..8).map(|_| {
+        let (client, url) = (client.clone(), format!("{address}/"));
+        async move {
+            let mut ok = 0;
+            for _ in 0..REQUESTS / 8 {
+                let response = tokio::time::timeout_at(deadline.into(), client.get(&url).send()).await;
+                let response = response.expect("a request blocked behind the stalled stdout").expect("request");
+                ok += usize::from(response.status() == StatusCode::OK);
+            }
+            ok
+        }
+    }))
+    .await;
+    assert_eq!(answered.iter().sum::<usize>(), REQUESTS, "every request answered 200");
+    // Read again: what was queued comes out. No /metrics while stalled: its own line would be dropped and counted.
+    let reader = std::thread::spawn(move || {
+        stdout
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .filter(|e| e["message"] == "request" && e["path"] == "/")
+            .count()
+    });
+    // The writer's drop count reaches the metric every 5 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let text = client.get(format!("{address}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let counted: u64 = text
+        .lines()
+        .find(|l| l.starts_with("telemetry_dropped_total{") && l.contains(r#"sink="stdout""#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("telemetry_dropped_total{sink=\"stdout\"}");
+    assert!(counted > 0, "a stalled stdout dropped nothing: the queue is not bounded");
+    let _ = child.kill();
+    let _ = child.wait();
+    let written = reader.join().expect("reader");
+    println!("{REQUESTS} requests with stdout stalled: {written} lines written, {counted} dropped and counted");
+    assert_eq!(written as u64 + counted, REQUESTS as u64, "every line written or counted");
 }
