@@ -10,8 +10,9 @@ set -euo pipefail
 
 profile=${PROFILE:-heavy}
 table=kubernetes-manifests/components/load-generator/README.md
-# The profile's own row, last column: the scale the closed-loop test proves its trajectory at.
-default_scale=$(awk -F'|' -v p="\`$profile\`" '{ gsub(/^ +| +$/, "", $2) } $2 == p { gsub(/ /, "", $8); print $8 }' "$table")
+# The profile's row in the first table (the development overlay's), its time-scale column: the scale the closed-loop
+# test proves its trajectory at.
+default_scale=$(awk -F'|' -v p="\`$profile\`" '{ gsub(/^ +| +$/, "", $2) } $2 == p { gsub(/ /, "", $8); print $8; exit }' "$table")
 time_scale=${TIME_SCALE:-${default_scale:-1}}
 for tool in kubectl prometheus haproxy; do
   command -v "$tool" >/dev/null || { echo "make demo needs $tool (scripts/install-tools.sh installs it)" >&2; exit 2; }

@@ -222,9 +222,10 @@ fn run_section(run: &RunReport, time_scale: f64) -> String {
         let lines = percentiles_over_time(&scaled, width * time_scale, &[50.0, 95.0]);
         let series: Vec<Series<'_>> =
             ["p50", "p95"].iter().zip(lines).map(|(name, points)| Series { name, points }).collect();
-        let title = format!(
-            "Async tasks, accepted to finished: {} accepted, {} completed, {} failed, {} cancelled, {} not seen to \
-             their end; p50 {:.1} s, p95 {:.1} s",
+        let _ = write!(
+            html,
+            "<p class=\"figures\">async tasks: {} accepted · {} completed · {} failed · {} cancelled · {} not seen to \
+             their end · accepted to finished p50 {:.1} s · p95 {:.1} s</p>",
             tasks.accepted,
             tasks.completed,
             tasks.failed,
@@ -233,7 +234,7 @@ fn run_section(run: &RunReport, time_scale: f64) -> String {
             tasks.e2e_ms.p50 / 1000.0 * time_scale,
             tasks.e2e_ms.p95 / 1000.0 * time_scale
         );
-        html += &chart(&title, "s", &series, &[], Ticks::Real);
+        html += &chart("Async tasks, accepted to finished (by when they ended)", "s", &series, &[], Ticks::Real);
     }
     html += &chart("Outcomes and retries", "/s", &outcomes, &[], Ticks::Real);
     html += "<h3>Responses per pod</h3><table><tr><th>pod</th><th>responses</th><th></th></tr>";
