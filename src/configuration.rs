@@ -252,17 +252,6 @@ mod tests {
     }
 
     #[test]
-    fn the_default_budget_reads_this_machine() {
-        let budget = Settings::parse_from(["consumer"]).memory_budget_bytes().expect("memory size is readable");
-        let mut system = sysinfo::System::new().expect("sysinfo supports Linux");
-        system.refresh_memory();
-        let physical = system.total_memory();
-        let expected = memory_budget(cgroup_memory_limit(Path::new(CGROUP_ROOT)), physical);
-        assert_eq!(budget, expected, "the flagless budget is the one the pure function computes here");
-        assert!(budget >= 64 * MIB, "a budget a task fits in: {budget}");
-    }
-
-    #[test]
     fn cpu_capacity_comes_from_the_flag_else_the_machine() {
         let settings = Settings::parse_from(["consumer", "--cpu-capacity", "1.5"]);
         assert_eq!(settings.cpu_capacity_cores(), 1.5);

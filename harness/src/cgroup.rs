@@ -11,7 +11,7 @@ const ROOT: &str = "/sys/fs/cgroup";
 const PERIOD_US: u64 = 100_000;
 
 /// One pod's cgroups; removed when dropped (after the pod's process has exited).
-pub(crate) struct PodCgroup {
+pub struct PodCgroup {
     cpu: PathBuf,
     memory: PathBuf,
 }
@@ -19,7 +19,7 @@ pub(crate) struct PodCgroup {
 impl PodCgroup {
     /// Creates `name` under the v1 cpu and memory controllers with `cores` as the CFS quota and `memory` bytes as the
     /// limit. An error when this machine does not allow it (no writable v1 controllers, not root, no `unshare`).
-    pub(crate) fn create(name: &str, cores: f64, memory: u64) -> Result<Self, String> {
+    pub fn create(name: &str, cores: f64, memory: u64) -> Result<Self, String> {
         let cgroup =
             Self { cpu: Path::new(ROOT).join("cpu").join(name), memory: Path::new(ROOT).join("memory").join(name) };
         for dir in [&cgroup.cpu, &cgroup.memory] {
@@ -37,7 +37,7 @@ impl PodCgroup {
     /// `program` started inside the cgroups, seeing them as the root of its own `/sys/fs/cgroup/{cpu,memory}`: the
     /// shell joins them, then `unshare` gives it a cgroup and mount namespace where they are bind-mounted, then it
     /// becomes `program` (one process throughout: signals reach the consumer).
-    pub(crate) fn command(&self, program: &Path) -> Command {
+    pub fn command(&self, program: &Path) -> Command {
         let mut command = Command::new("sh");
         command.args([
             "-c",
@@ -59,7 +59,7 @@ impl Drop for PodCgroup {
 
 /// Whether pods can run in cgroups of their own here: a probe cgroup is created and a shell started in it the way a
 /// pod is, reading its limits back.
-pub(crate) fn available() -> bool {
+pub fn available() -> bool {
     let name = format!("surge-harness-probe-{}", std::process::id());
     let Ok(cgroup) = PodCgroup::create(&name, 0.5, 256 << 20) else { return false };
     let mut probe = cgroup.command(Path::new("cat"));

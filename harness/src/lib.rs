@@ -26,7 +26,7 @@
 //!
 //! Not shipped: no image contains it, and nothing shipped depends on it.
 
-mod cgroup;
+pub mod cgroup;
 mod closed_loop;
 mod dashboards;
 mod pods;

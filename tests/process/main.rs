@@ -5,6 +5,7 @@ mod cleanup;
 #[path = "../support/consumer.rs"]
 #[allow(dead_code)] // Shared with tests/isolated, which starts the release binary.
 mod consumer;
+mod defaults;
 mod disconnect;
 mod drain;
 mod logs;

@@ -41,7 +41,12 @@ impl ConsumerProcess {
     }
 
     fn start_binary(binary: &Path, flags: &[&str], env: &[(&str, String)]) -> Self {
-        let mut child = Command::new(binary)
+        Self::start_command(Command::new(binary), flags, env)
+    }
+
+    /// Starts `command` (the consumer binary, or a wrapper that becomes it) with these flags and variables.
+    pub fn start_command(mut command: Command, flags: &[&str], env: &[(&str, String)]) -> Self {
+        let mut child = command
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(flags)
