@@ -15,6 +15,7 @@
 //!
 //! - `closed_loop`: the flags and the loop, one sync at a time.
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
+//! - `compose`: a kustomization of the repository's pieces, rendered (a tests' fixture).
 //! - `cgroup`: each replica's CPU and memory limits as real cgroups, seen where the consumer looks (where allowed).
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
@@ -28,6 +29,7 @@
 
 pub mod cgroup;
 mod closed_loop;
+pub mod compose;
 mod dashboards;
 mod pods;
 pub mod prometheus;

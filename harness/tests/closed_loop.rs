@@ -317,20 +317,15 @@ fn burst_on_each_pods_own_backlog() {
 /// threshold.
 #[test]
 fn burst_with_the_redis_streams_trigger() {
-    // Kustomize takes only relative paths, so the composition lives in the repository's target directory.
-    let dir = repo().join("target/kustomize-compose/closed-loop-redis-streams");
-    std::fs::create_dir_all(&dir).expect("compose dir");
-    std::fs::write(
-        dir.join("kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  \
-         - ../../../kubernetes-manifests/overlays/development\ncomponents:\n  \
-         - ../../../kubernetes-manifests/components/queue-trigger\n",
-    )
-    .expect("write the composition");
-    let output = Command::new("kubectl").arg("kustomize").arg(&dir).output().expect("kubectl is installed");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dir = surge_harness::compose::compose(
+        repo(),
+        "closed-loop-redis-streams",
+        None,
+        &["overlays/development"],
+        &["components/queue-trigger"],
+    );
     let manifests = dir.join("rendered.yaml");
-    std::fs::write(&manifests, &output.stdout).expect("write the render");
+    std::fs::write(&manifests, surge_harness::compose::render(&dir)).expect("write the render");
     let report = run_rendered("burst", SHARED, &manifests, &[]);
     // The backlog trigger was read from Redis: values at every sync, and it asked for more than one replica.
     let rows = report["rows"].as_array().expect("rows");

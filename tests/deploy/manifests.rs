@@ -1,7 +1,6 @@
 //! Renders the overlays and components with `kubectl kustomize` and parses what comes out.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -10,18 +9,7 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn kustomize(dir: &Path) -> String {
-    let output = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .expect("kubectl is installed (kustomize is built in)");
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    surge_harness::compose::render(dir)
 }
 
 pub fn parse(yaml: &str) -> Vec<Value> {
@@ -76,24 +64,14 @@ pub fn component_alone(name: &str) -> Rendering {
 
 /// A component composed with the base, the consumer and what it builds on (patching components need a target).
 pub fn component(name: &str) -> Rendering {
-    // Kustomize wants relative paths, so the composition lives under target/ in this repository.
-    let dir = repo().join("target/kustomize-compose").join(name);
-    std::fs::create_dir_all(&dir).expect("create compose dir");
     let mut components = vec!["consumer"];
     components.extend(builds_on(name));
     if name != "consumer" {
         components.push(name);
     }
-    let listed: String =
-        components.iter().map(|c| format!("  - ../../../kubernetes-manifests/components/{c}\n")).collect();
-    std::fs::write(
-        dir.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: surge\n\
-             resources:\n  - ../../../kubernetes-manifests/base\ncomponents:\n{listed}"
-        ),
-    )
-    .expect("write compose kustomization");
+    let paths: Vec<String> = components.iter().map(|c| format!("components/{c}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let dir = surge_harness::compose::compose(&repo(), name, Some("surge"), &["base"], &paths);
     render(format!("base + {}", components.join(" + ")), &dir)
 }
 

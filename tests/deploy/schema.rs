@@ -83,15 +83,13 @@ fn the_redis_streams_trigger_reads_the_stream_the_consumer_writes() {
     use clap::Parser;
     use surge_keda::redis_streams::{Count, RedisStreams};
 
-    let dir = manifests::repo().join("target/kustomize-compose/development-trigger");
-    std::fs::create_dir_all(&dir).expect("compose dir");
-    std::fs::write(
-        dir.join("kustomization.yaml"),
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  \
-         - ../../../kubernetes-manifests/overlays/development\ncomponents:\n  \
-         - ../../../kubernetes-manifests/components/queue-trigger\n",
-    )
-    .expect("write the composition");
+    let dir = surge_harness::compose::compose(
+        &manifests::repo(),
+        "development-trigger",
+        None,
+        &["overlays/development"],
+        &["components/queue-trigger"],
+    );
     let objects = manifests::parse(&manifests::kustomize(&dir));
     let keda: Vec<_> = objects.iter().filter(|o| o["apiVersion"] == "keda.sh/v1alpha1").cloned().collect();
     let (ok, report) = keda_validate(&keda);
