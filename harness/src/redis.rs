@@ -85,23 +85,23 @@ impl RedisServer {
 
     /// `redis-cli` against this server; the reply as text (empty when it cannot connect or is not installed).
     pub fn cli(&self, args: &[&str]) -> String {
+        self.output(args).map(|output| String::from_utf8_lossy(&output.stdout).into_owned()).unwrap_or_default()
+    }
+
+    /// `redis-cli` against this server, as it ran.
+    fn output(&self, args: &[&str]) -> Result<std::process::Output, String> {
         Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
-            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-            .unwrap_or_default()
+            .map_err(|e| format!("redis-cli: {e}"))
     }
 
     /// The count KEDA's redis-streams scaler reads for `scaler` (`createEntriesCountFn`: XLEN, XPENDING's count, or
     /// the group's `lag` from XINFO GROUPS); an error when Redis does not answer, as the scaler's is.
     pub fn stream_count(&self, scaler: &RedisStreams) -> Result<f64, String> {
         let ask = |args: &[&str]| -> Result<String, String> {
-            let output = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string()])
-                .args(args)
-                .output()
-                .map_err(|e| format!("redis-cli: {e}"))?;
+            let output = self.output(args)?;
             let reply = String::from_utf8_lossy(&output.stdout).into_owned();
             // redis-cli prints a refused connection on stderr, and an error reply as "ERR ..." with status 0.
             if !output.status.success() || reply.starts_with("ERR") || reply.starts_with("WRONGTYPE") {
