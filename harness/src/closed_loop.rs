@@ -63,6 +63,26 @@ pub struct Args {
     /// Prometheus is stopped (connections refused) over this window, `FROM..TO`, then started on its own data again
     #[arg(long, value_parser = Window::parse)]
     stop_prometheus: Option<Window>,
+    /// How the replicas do their CPU work: `simulate` (each runs as if it had its CPU limit to itself) or `burn`
+    /// (real work on this machine's cores, each replica held to its limit by its cgroup: a node of this machine's size)
+    #[arg(long, value_enum, default_value_t = CpuWork::Simulate)]
+    cpu_work: CpuWork,
+}
+
+/// The consumer's `--cpu-work`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuWork {
+    Simulate,
+    Burn,
+}
+
+impl CpuWork {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Simulate => "simulate",
+            Self::Burn => "burn",
+        }
+    }
 }
 
 /// A fault's span in the autoscaler's seconds from the start of the run.
@@ -133,7 +153,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         "--bind".to_owned(),
         "127.0.0.1".to_owned(),
         "--cpu-work".to_owned(),
-        "simulate".to_owned(),
+        args.cpu_work.as_str().to_owned(),
         // HAProxy takes a pod out before its SIGTERM here, so no drain delay is needed.
         "--drain-delay-secs".to_owned(),
         "0".to_owned(),
@@ -248,8 +268,10 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut load_ended_at: Option<f64> = None;
     let window = format!("{}ms", (60_000.0 / factor).round());
     // The profile's task size: a replica "has room" when one more such task would start on it now.
-    let task_cores = surge_generator::profiles::find(&args.profile).map_or(1.0, |p| f64::from(p.cpu_intensity) / 10.0);
-    let mut waiting = WaitingWork { task_cores, ..WaitingWork::default() };
+    let profile = surge_generator::profiles::find(&args.profile);
+    let task_cores = profile.map_or(1.0, |p| f64::from(p.cpu_intensity) / 10.0);
+    let task_bytes = profile.map_or(0.0, |p| f64::from(p.memory_mib) * 1024.0 * 1024.0);
+    let mut waiting = WaitingWork { task_cores, task_bytes, ..WaitingWork::default() };
     let mut overruns: Vec<Value> = Vec::new();
     print_header(&so);
     loop {
@@ -346,7 +368,13 @@ pub fn run(args: &Args) -> Result<(), String> {
         print_row(&row);
         let job_active = load_ended_at.is_none();
         // Also after the load: a backlog outlasting it is where a replica's work is stuck behind another's.
-        waiting.sample(&pods.statuses(), SYNC_SECONDS);
+        // On the shared backlog, work waited only if Redis held undelivered tasks both before and after every pod
+        // answered: a replica with room at its answer then left a task waiting, rather than having just freed it.
+        let undelivered = || redis.as_ref().map(|r| r.undelivered().unwrap_or(0.0));
+        let before = undelivered();
+        let statuses = pods.statuses();
+        let shared_waiting = before.zip(undelivered()).map(|(b, a)| b.min(a));
+        waiting.sample(&statuses, shared_waiting, SYNC_SECONDS);
         let live: Vec<String> = pods.list.iter().map(|p| format!("consumer-{}", p.index)).collect();
         *state.lock().unwrap_or_else(|p| p.into_inner()) =
             cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors, &so.triggers);
@@ -404,7 +432,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["tasks_cancelled"] = cancelled.load(Ordering::Relaxed).into();
     report["outline"]["tasks_completed_in_pod_logs"] = completed_async.load(Ordering::Relaxed).into();
     report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
+    report["outline"]["max_replicas"] = so.scaling.max.into();
     report["outline"]["pod_defaults"] = pod_defaults;
+    report["outline"]["cpu_work"] = args.cpu_work.as_str().into();
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
     report["outline"]["sync_overruns"] = overruns.into();
@@ -419,32 +449,34 @@ pub fn run(args: &Args) -> Result<(), String> {
 
 /// Replica-seconds (autoscaler time) while some task waited, and how many of them were spent by
 /// replicas that could have started it: nothing queued of their own and room for one more task of the profile's size
-/// within the CPU overcommit. With a shared backlog those replicas pull; with per-pod backlogs they cannot take
-/// another pod's work.
+/// under the start rule (its memory within the budget, its CPU within the overcommit, or nothing running). With a
+/// shared backlog those replicas pull; with per-pod backlogs they cannot take another pod's work.
 #[derive(Default)]
 struct WaitingWork {
     task_cores: f64,
+    task_bytes: f64,
     replica_seconds: f64,
     idle_replica_seconds: f64,
 }
 
 impl WaitingWork {
-    fn sample(&mut self, statuses: &[Value], seconds: f64) {
+    /// `shared_waiting`: the shared backlog's undelivered tasks through the whole sweep of `statuses` (each status's
+    /// own figure is read at its own moment, so a replica with room could be set against a task since taken).
+    fn sample(&mut self, statuses: &[Value], shared_waiting: Option<f64>, seconds: f64) {
         let number = |v: &Value| v.as_f64().unwrap_or(0.0);
         let local: f64 = statuses.iter().map(|s| number(&s["queue"]["length"])).sum();
-        // Every replica reports the same shared backlog; waiting there is the part not handed out.
-        let shared = statuses
-            .iter()
-            .map(|s| number(&s["shared"]["backlog"]) - number(&s["shared"]["handed_out"]))
-            .fold(0.0, f64::max);
-        if local + shared < 1.0 {
+        if local + shared_waiting.unwrap_or(0.0) < 1.0 {
             return;
         }
         for status in statuses {
             self.replica_seconds += seconds;
             let cpu = &status["cpu"];
-            let room = number(&cpu["capacity_cores"]) * number(&cpu["overcommit"]) - number(&cpu["demand_cores"]);
-            let has_room = number(&status["queue"]["length"]) == 0.0 && room + 1e-9 >= self.task_cores;
+            let demand = number(&cpu["demand_cores"]);
+            let cpu_room = number(&cpu["capacity_cores"]) * number(&cpu["overcommit"]) - demand;
+            let memory_room = number(&status["budget_bytes"]) - number(&status["reserved_bytes"]);
+            let has_room = number(&status["queue"]["length"]) == 0.0
+                && memory_room >= self.task_bytes
+                && (demand == 0.0 || cpu_room + 1e-9 >= self.task_cores);
             if has_room {
                 self.idle_replica_seconds += seconds;
             }

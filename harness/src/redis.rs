@@ -130,6 +130,19 @@ impl RedisServer {
         }
     }
 
+    /// Tasks in the consumer's stream not yet handed to any replica (XLEN less the group's pending count, in one
+    /// script so no delivery falls between the two); an error when Redis does not answer or the group is missing.
+    pub fn undelivered(&self) -> Result<f64, String> {
+        // The consumer's defaults: `<QUEUE_KEY>:tasks` with QUEUE_KEY "surge", read through the group "consumers".
+        let script = "return redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], ARGV[1])[1]";
+        let output = self.output(&["EVAL", script, "1", "surge:tasks", "consumers"])?;
+        let reply = String::from_utf8_lossy(&output.stdout);
+        reply
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("undelivered: {reply}{}", String::from_utf8_lossy(&output.stderr)))
+    }
+
     /// Calls of each command since the last `CONFIG RESETSTAT` (inner calls of scripts included), from
     /// `INFO commandstats`.
     pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
@@ -177,5 +190,25 @@ mod tests {
         assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "none", "lagCount": "5"})), 3.0);
         redis.stop();
         assert!(redis.stream_count(&scaler(serde_json::json!({"stream": "s"}))).is_err(), "Redis down: an error");
+    }
+
+    /// Undelivered is what no replica holds yet: 3 added, 2 delivered, then one of those finished as the consumer
+    /// finishes (XACK and XDEL): 1 undelivered throughout; no group (no replica has started), an error.
+    #[test]
+    fn undelivered_counts_what_no_replica_holds() {
+        let redis = RedisServer::ephemeral().expect("redis-server starts");
+        for _ in 0..3 {
+            redis.cli(&["XADD", "surge:tasks", "*", "f", "v"]);
+        }
+        assert!(redis.undelivered().is_err(), "no group yet");
+        redis.cli(&["XGROUP", "CREATE", "surge:tasks", "consumers", "0"]);
+        assert_eq!(redis.undelivered(), Ok(3.0));
+        let delivered =
+            redis.cli(&["XREADGROUP", "GROUP", "consumers", "c", "COUNT", "2", "STREAMS", "surge:tasks", ">"]);
+        assert_eq!(redis.undelivered(), Ok(1.0));
+        let first = delivered.lines().nth(1).expect("an entry id").to_owned();
+        redis.cli(&["XACK", "surge:tasks", "consumers", &first]);
+        redis.cli(&["XDEL", "surge:tasks", &first]);
+        assert_eq!(redis.undelivered(), Ok(1.0));
     }
 }

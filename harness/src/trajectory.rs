@@ -41,6 +41,10 @@ pub(crate) fn report(
     let peak = rows.iter().map(|r| r.desired).max().unwrap_or(min);
     let peak_row = rows.iter().find(|r| r.desired == peak);
     let first_up = rows.iter().find(|r| r.desired > min).map(|r| r.t);
+    // The first stretch at the peak: from the sync that reached it to the first that asked for fewer.
+    let reached = rows.iter().position(|r| r.desired == peak);
+    let left_peak = reached.and_then(|i| rows[i..].iter().find(|r| r.desired < peak)).map(|r| r.t);
+    let peak_held = reached.zip(left_peak).map(|(i, left)| left - rows[i].t);
     let back_at_min = rows.iter().rev().take_while(|r| r.current == min && r.desired == min).last().map(|r| r.t);
     let drivers: Vec<String> = {
         let mut names: Vec<String> = rows.iter().filter_map(|r| r.driving.clone()).collect();
@@ -55,6 +59,8 @@ pub(crate) fn report(
             "peak_replicas": peak,
             "peak_at_s": peak_row.map(|r| r.t),
             "peak_driven_by": peak_row.and_then(|r| r.driving.clone()),
+            "peak_held_s": peak_held,
+            "left_peak_at_s": left_peak,
             "driving_triggers": drivers,
             "first_scale_up_at_s": first_up,
             "load_ended_at_s": load_ended,
@@ -96,4 +102,33 @@ pub(crate) fn print_row(row: &Row) {
         row.served_per_s,
         cells.join(" ")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(desired: &[u32]) -> Vec<Row> {
+        let row = |(i, &desired): (usize, &u32)| Row {
+            t: 15.0 * i as f64,
+            current: desired,
+            desired,
+            ready: desired,
+            offered_per_s: 0.0,
+            served_per_s: 0.0,
+            driving: None,
+            triggers: Vec::new(),
+        };
+        desired.iter().enumerate().map(row).collect()
+    }
+
+    /// The first stretch at the peak: reached at 30 s, first fewer at 75 s (held 45 s); a second visit is not added.
+    #[test]
+    fn the_peak_is_held_from_the_sync_that_reached_it_to_the_first_that_asked_for_fewer() {
+        let outline =
+            &report("burst", 10.0, &rows(&[1, 4, 10, 10, 10, 8, 10, 1]), Some(60.0), 1, &json!({}))["outline"];
+        assert_eq!((outline["peak_held_s"].as_f64(), outline["left_peak_at_s"].as_f64()), (Some(45.0), Some(75.0)));
+        let never_left = &report("burst", 10.0, &rows(&[1, 10, 10]), None, 1, &json!({}))["outline"];
+        assert!(never_left["peak_held_s"].is_null() && never_left["left_peak_at_s"].is_null(), "{never_left}");
+    }
 }
