@@ -8,7 +8,9 @@ Every 10 s each consumer's resident memory, open file descriptors and threads ar
 its tasks hold at that instant (`reserved_bytes` of /process/status): resident minus that is what a leak would grow.
 
 Passes when, after the warm-up (the first fifth of the run), resident memory less task memory grew less than 5%
-(the median of the last minute's samples against the first minute's), the file descriptors and threads of the last minute stay within what
+(the median of the last minute's samples against the first minute's), once every task has ended the allocator's own
+count of live heap bytes is back within 2 MiB of its idle value before the load (a leak the registry's account shares
+shows there), the file descriptors and threads of the last minute stay within what
 the first minute after warm-up reached (plus 10 descriptors for connections open at the sampling instant, 2
 threads for the blocking pool's coming and going), and
 every generator ended with zero failures and exit 0. Exits 1 otherwise; SOAK.md records either.
@@ -37,6 +39,8 @@ RSS_GROWTH_LIMIT = 0.05
 FD_SLACK = 10
 # Tokio's blocking pool starts and retires threads with the tasks running at the instant.
 THREAD_SLACK = 2
+# Live heap the load may leave behind once every task has ended: connection buffers, label sets first seen under load.
+LIVE_SLACK = 2 << 20
 
 # (name, generator flags): steady open-model rates, well inside two pods' capacity on a 2-core machine.
 LOADS = [
@@ -84,6 +88,26 @@ def task_memory_kib(port):
         return json.load(response)["reserved_bytes"] // 1024
 
 
+def idle_figures(pid, port, limit=120.0):
+    """Once the consumer holds no task (none running or queued): resident KiB and the allocator's live heap bytes.
+
+    The allocator counts every allocation and free itself, so a leak the task registry's own account also missed
+    (resident less `reserved_bytes` hides it) still shows here as live bytes the load left behind."""
+    deadline = time.monotonic() + limit
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/process/status", timeout=5) as response:
+            status = json.load(response)
+        if sum(status["tasks_running"].values()) == 0 and status["queue"]["length"] == 0:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} still held tasks {limit:.0f} s after the load: {status}")
+        time.sleep(0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    live = next(float(line.split()[1]) for line in exposition.splitlines() if line.startswith("allocator_live_bytes "))
+    return proc_figures(pid)[0], live
+
+
 def start_consumers(ports):
     LOGS.mkdir(parents=True, exist_ok=True)
     consumers = []
@@ -125,10 +149,18 @@ def start_generators(url):
     return running
 
 
-def verdicts(samples, summaries):
+def verdicts(samples, summaries, idle):
     warm_until = SECONDS / 5
     findings = []
     ok = True
+    for index, (before, after) in enumerate(idle):
+        left = after[1] - before[1]
+        idle_ok = left <= LIVE_SLACK
+        ok &= idle_ok
+        findings.append(
+            f"| consumer-{index} idle, before / after the load | {before[0] / 1024:.1f} MiB | {after[0] / 1024:.1f} MiB "
+            f"| live heap {left / 1024:+.0f} KiB | | | {'pass' if idle_ok else 'FAIL'} |"
+        )
     for index in sorted({s["pod"] for s in samples}):
         series = [s for s in samples if s["pod"] == index and s["t"] >= warm_until]
         if len(series) < 6:
@@ -180,7 +212,9 @@ def write(samples, summaries, findings, ok, started_at, took):
         f"instant, first minute against last (limit +{RSS_GROWTH_LIMIT * 100:.0f}%), and the most file descriptors "
         f"and threads in the first "
         f"minute against the last (descriptors may differ by {FD_SLACK}: connections open at the sampling instant; "
-        f"threads by {THREAD_SLACK}: the blocking pool).",
+        f"threads by {THREAD_SLACK}: the blocking pool). Then, with no task held before the load and again after "
+        f"it, resident memory and the allocator's own count of live heap bytes (independent of the task registry's "
+        f"account; at most +{LIVE_SLACK >> 20} MiB left behind).",
         "",
         "| pod | resident less tasks, first minute | last minute | growth | fds first / last minute "
         "| threads first / last minute | |",
@@ -213,6 +247,7 @@ def main():
         haproxy, url = start_haproxy(ports, directory)
         try:
             time.sleep(2.5)  # two health checks: both servers up before the load starts
+            idle_before = [idle_figures(p.pid, port) for (p, _), port in zip(consumers, ports)]
             generators = start_generators(url)
             log(f"soak: {len(generators)} generators for {SECONDS} s against {url}")
             begun = time.monotonic()
@@ -240,13 +275,14 @@ def main():
                     summary = None
                     log(f"soak: {name}: no summary: {err.strip()[:300]}")
                 summaries.append((name, process.returncode, summary))
+            idle = list(zip(idle_before, [idle_figures(p.pid, port) for (p, _), port in zip(consumers, ports)]))
         finally:
             haproxy.terminate()
             for process, out in consumers:
                 process.terminate()
                 process.wait(timeout=60)
                 out.close()
-    ok, findings = verdicts(samples, summaries)
+    ok, findings = verdicts(samples, summaries, idle)
     write(samples, summaries, findings, ok, started_at, time.monotonic() - start)
     for line in findings:
         log(line)

@@ -1,10 +1,11 @@
-//! A real Prometheus (Debian's package) scrapes the consumer under load: the rates KEDA will query are there and sane.
+//! A real Prometheus (Debian's package) scrapes the consumer under load: the request rate and work in flight KEDA will
+//! query are there and sane (the allocation rate, process-wide, in tests/process/allocation.rs).
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{json, spawn_app, MIB};
+use crate::helpers::{json, spawn_app};
 use crate::prometheus_server::Prometheus;
 
 /// A Prometheus scraping `target` every 250 ms, labelled as the monitoring component's relabeling would.
@@ -30,7 +31,7 @@ async fn query_until_present(prometheus: &Prometheus, client: &reqwest::Client, 
 }
 
 #[tokio::test]
-async fn prometheus_sees_request_and_allocation_rates_under_load() {
+async fn prometheus_sees_the_request_rate_and_memory_work_under_load() {
     let app = spawn_app(&[]).await;
     let target = app.address.trim_start_matches("http://").to_owned();
     let client = reqwest::Client::new();
@@ -39,14 +40,13 @@ async fn prometheus_sees_request_and_allocation_rates_under_load() {
     query_until_present(&prometheus, &client, "up{job=\"consumer\"} == 1").await;
 
     let started = Instant::now();
-    let (mut requests, mut memory_bytes) = (0u32, 0u64);
+    let mut requests = 0u32;
     while started.elapsed() < Duration::from_secs(4) {
         for _ in 0..10 {
             assert_eq!(app.get("/health").await.status(), StatusCode::OK);
         }
         json(app.post("/process?async_mode=true&cpu_intensity=1&memory_size=8&duration=1").await, StatusCode::OK).await;
         requests += 11;
-        memory_bytes += 8 * MIB;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -62,15 +62,8 @@ async fn prometheus_sees_request_and_allocation_rates_under_load() {
         request_rate > 0.5 * sent_rate && request_rate < 1.5 * sent_rate,
         "Prometheus sees {request_rate:.1} req/s; {sent_rate:.1} req/s were sent"
     );
-    let allocation_rate =
-        query_until_present(&prometheus, &client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
-    let task_rate = memory_bytes as f64 / seconds;
-    assert!(
-        allocation_rate > 0.5 * task_rate,
-        "allocation rate {:.1} MiB/s, tasks allocated {:.1} MiB/s",
-        allocation_rate / MIB as f64,
-        task_rate / MIB as f64
-    );
+    // The allocation rate is process-wide, and this binary runs other apps beside this one: it is asserted on the real
+    // binary alone (tests/process/allocation.rs).
     let in_flight =
         query_until_present(&prometheus, &client, "max_over_time(consumer_tasks_in_flight{kind=\"memory\"}[10s])")
             .await;

@@ -35,7 +35,7 @@ async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 #[tokio::test]
 async fn spans_and_logs_reach_their_receivers_and_join_the_callers_trace() {
-    let (otlp, otlp_addr) = OtlpReceiver::start().await;
+    let (otlp, otlp_addr) = OtlpReceiver::start();
     let (loki, loki_addr) = LokiReceiver::start();
     let consumer = ConsumerProcess::start_with_env(
         &["--access-log", "all"],
@@ -176,7 +176,7 @@ async fn sinks_that_hang_cost_no_requests_and_bounded_memory() {
 
 #[tokio::test]
 async fn the_generators_client_spans_parent_the_consumers_request_spans() {
-    let (otlp, otlp_addr) = OtlpReceiver::start().await;
+    let (otlp, otlp_addr) = OtlpReceiver::start();
     let otlp_env =
         [("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp_addr}")), ("OTEL_BSP_SCHEDULE_DELAY", "100".into())];
     let consumer = ConsumerProcess::start_with_env(&[], &otlp_env);

@@ -48,22 +48,28 @@ impl TraceService for OtlpReceiver {
 
 impl OtlpReceiver {
     /// Serves the collector's trace service on a loopback port; returns its address.
-    pub async fn start() -> (Self, SocketAddr) {
-        Self::start_answering_after(Duration::ZERO).await
+    pub fn start() -> (Self, SocketAddr) {
+        Self::start_answering_after(Duration::ZERO)
     }
 
-    /// The same, answering each export only after `delay`.
-    pub async fn start_answering_after(delay: Duration) -> (Self, SocketAddr) {
+    /// The same, answering each export only after `delay`. On a thread and runtime of its own, as a collector is a
+    /// process of its own: its decoding never runs on the test's threads that time the consumer.
+    pub fn start_answering_after(delay: Duration) -> (Self, SocketAddr) {
         let receiver = Self { delay, ..Self::default() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let service = TraceServiceServer::new(receiver.clone());
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await
-                .expect("OTLP receiver");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                    .await
+                    .expect("OTLP receiver");
+            });
         });
         (receiver, addr)
     }
