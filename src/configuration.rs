@@ -51,6 +51,12 @@ pub struct Settings {
     #[arg(long, env = "CPU_WORK", value_enum, default_value_t = CpuWork::Burn)]
     pub cpu_work: CpuWork,
 
+    /// With `simulate` only: a file holding the cores this pod's node gives it now (a node model writes it, such as
+    /// the closed-loop harness's `--node-cores`); simulated tasks share the lesser of that and the capacity. Read every
+    /// 100 ms. Burning work needs none: the kernel shares the node's cores itself.
+    #[arg(long, env = "NODE_SHARE_FILE")]
+    pub node_share_file: Option<std::path::PathBuf>,
+
     /// Tasks that may wait for capacity; past it, 503 with Retry-After. 100 holds the largest burst a profile sends
     /// to one pod (40) twice over, while the forecast wait of the last place stays within minutes, not hours.
     #[arg(long, env = "QUEUE_CAPACITY", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
@@ -119,6 +125,9 @@ impl Settings {
 
     /// The task registry's limits, queue and CPU mode.
     pub fn registry_config(&self) -> std::io::Result<RegistryConfig> {
+        if self.node_share_file.is_some() && self.cpu_work != CpuWork::Simulate {
+            return Err(std::io::Error::other("NODE_SHARE_FILE needs CPU_WORK=simulate: burning work is shared by the kernel"));
+        }
         Ok(RegistryConfig {
             limits: Limits {
                 capacity_cores: self.cpu_capacity_cores(),

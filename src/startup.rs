@@ -39,6 +39,9 @@ impl Application {
         metrics.http.initialise(&route_label::NAMED_ROUTES);
         let registry =
             TaskRegistry::new(settings.registry_config()?, metrics.tasks.clone(), tokio::runtime::Handle::current());
+        if let Some(path) = settings.node_share_file.clone() {
+            tokio::spawn(crate::work::node::follow(path, Arc::clone(&registry)));
+        }
         let identity = PodIdentity::from_env(local_addr);
         let stop_taking = CancellationToken::new();
         let backlog =

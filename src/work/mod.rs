@@ -1,8 +1,9 @@
 //! The work `/process` does: the capacity model, CPU work, resident memory, and the registry that queues, starts and
-//! tracks tasks, and the records of async tasks.
+//! tracks tasks, the records of async tasks, and the node's share for simulated work.
 
 pub mod capacity;
 pub mod cpu;
 pub mod memory;
+pub mod node;
 pub mod records;
 pub mod tasks;

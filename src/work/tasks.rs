@@ -331,6 +331,8 @@ pub struct TaskRegistry {
     config: RegistryConfig,
     schedule: Mutex<Schedule>,
     share: ShareLevel,
+    /// The cores the pod's node gives it now, as `f64` bits (infinite unless a node model says otherwise).
+    node_cores: AtomicU64,
     retained: Mutex<Vec<MemoryBlock>>,
     /// Queue, running and retained figures live here too, and `/process/status` reads some of them back.
     metrics: TaskMetrics,
@@ -383,6 +385,7 @@ impl TaskRegistry {
             config,
             schedule: Mutex::new(Schedule::default()),
             share: ShareLevel::default(),
+            node_cores: AtomicU64::new(f64::INFINITY.to_bits()),
             retained: Mutex::new(Vec::new()),
             metrics,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
@@ -575,14 +578,23 @@ impl TaskRegistry {
         self.reshare(schedule);
     }
 
-    /// Recomputes the fair share after the running set changed.
+    /// Recomputes the fair share after the running set or the node's share changed.
     fn reshare(&self, schedule: &Schedule) {
         let demand = schedule.demand_cores();
+        let node_cores = f64::from_bits(self.node_cores.load(Ordering::Acquire));
         self.share.set(capacity::share_level(
             schedule.running.values().map(|task| task.demand.cores),
-            self.config.limits.capacity_cores,
+            self.config.limits.capacity_cores.min(node_cores),
         ));
         self.metrics.demand_cores.set(demand);
+    }
+
+    /// The cores the node gives this pod now (simulated work only): running tasks share the lesser of this and the
+    /// capacity, as a pod's threads share what the kernel gives its cgroup on a busy node.
+    pub fn set_node_cores(&self, cores: f64) {
+        let schedule = self.schedule();
+        self.node_cores.store(cores.max(0.0).to_bits(), Ordering::Release);
+        self.reshare(&schedule);
     }
 
     /// Starts queued tasks from the head while they fit (strict FIFO: a large task at the head holds back the rest).

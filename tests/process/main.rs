@@ -10,6 +10,7 @@ mod defaults;
 mod disconnect;
 mod drain;
 mod logs;
+mod node;
 #[path = "../support/prometheus.rs"]
 mod prometheus_server;
 mod queue;
