@@ -13,11 +13,12 @@ use serde_json::{json, Value};
 use surge_generator::prometheus::Prom;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
-use surge_keda::scaled_object::{documents, find, limits, Source};
+use surge_keda::scaled_object::{cpu_cores, documents, find, limits, Source};
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
-use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, PodMeta, Pods};
+use crate::node::{others_requests, Node, OUTSIDE_THE_MANIFESTS};
+use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, OnNode, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
 use crate::redis::RedisServer;
 use crate::service::Service;
@@ -67,6 +68,14 @@ pub struct Args {
     /// (real work on this machine's cores, each replica held to its limit by its cgroup: a node of this machine's size)
     #[arg(long, value_enum, default_value_t = CpuWork::Simulate)]
     cpu_work: CpuWork,
+    /// The replicas share one node of this many allocatable cores with the node's other pods, as CFS shares them
+    /// (each at most its CPU limit, the rest by request); simulated work only. Without it each has its limit to itself
+    #[arg(long)]
+    node_cores: Option<f64>,
+    /// The cores the node's other pods use [default: what they request: the manifests' other workloads, KEDA's and
+    /// kind's control plane]
+    #[arg(long, requires = "node_cores")]
+    node_others: Option<f64>,
 }
 
 /// The consumer's `--cpu-work`.
@@ -173,6 +182,28 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Some(capacity) = container_arg(container, "--queue-capacity") {
         consumer_args.push(format!("--queue-capacity={capacity}"));
     }
+    let node = match args.node_cores {
+        Some(_) if args.cpu_work == CpuWork::Burn => {
+            return Err("--node-cores models a node for simulated work; burning work shares this machine's".into())
+        }
+        Some(node_cores) => {
+            let requested = others_requests(&objects) + OUTSIDE_THE_MANIFESTS;
+            let others = args.node_others.unwrap_or(requested);
+            let request = cpu_cores(&container["resources"]["requests"]["cpu"])
+                .map_err(|e| format!("the consumer's resources.requests.cpu: {e}"))?;
+            // The scheduler places by request, whatever the others use.
+            let fit = ((node_cores - requested) / request).floor().max(0.0);
+            println!(
+                "cluster: a node of {node_cores} cores; its other pods request {requested:.2} and use \
+                 {others:.2}; each replica requests {request} and may use {cores}: {fit} fit by request"
+            );
+            if fit < f64::from(so.scaling.max) {
+                eprintln!("cluster: past {fit} replicas a real scheduler would leave pods Pending (not modelled)");
+            }
+            Some(OnNode { node: Node::start(node_cores, others), request, limit: cores })
+        }
+        None => None,
+    };
     let mut pods = Pods {
         list: Vec::new(),
         ports,
@@ -187,6 +218,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         hidden: false,
         time_scale: factor,
         cgroup_limits,
+        node,
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
@@ -435,6 +467,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["max_replicas"] = so.scaling.max.into();
     report["outline"]["pod_defaults"] = pod_defaults;
     report["outline"]["cpu_work"] = args.cpu_work.as_str().into();
+    report["outline"]["node_cores"] = args.node_cores.map_or(Value::Null, Value::from);
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
     report["outline"]["sync_overruns"] = overruns.into();

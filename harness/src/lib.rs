@@ -17,6 +17,7 @@
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
 //! - `compose`: a kustomization of the repository's pieces, rendered (a tests' fixture).
 //! - `cgroup`: each replica's CPU and memory limits as real cgroups, seen where the consumer looks (where allowed).
+//! - `node`: one node's cores shared by its pods as CFS shares them (`--node-cores`).
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
@@ -31,6 +32,7 @@ pub mod cgroup;
 mod closed_loop;
 pub mod compose;
 mod dashboards;
+mod node;
 mod pods;
 pub mod prometheus;
 pub mod redis;

@@ -116,6 +116,15 @@ pub(crate) struct Pods {
     pub(crate) time_scale: f64,
     /// The container's CPU (cores) and memory (bytes) limits, when each pod runs in real cgroups with them.
     pub(crate) cgroup_limits: Option<(f64, u64)>,
+    /// The node the replicas share (`--node-cores`), with the container's CPU request and limit.
+    pub(crate) node: Option<OnNode>,
+}
+
+/// Replicas on a modelled node: each told the share of its cores the node gives it.
+pub(crate) struct OnNode {
+    pub(crate) node: crate::node::Node,
+    pub(crate) request: f64,
+    pub(crate) limit: f64,
 }
 
 impl Pods {
@@ -159,6 +168,12 @@ impl Pods {
             None => None,
         };
         let mut command = cgroup.as_ref().map_or_else(|| Command::new(&self.consumer), |c| c.command(&self.consumer));
+        if let Some(on) = &self.node {
+            let share_file = self.targets.with_file_name(format!("node-share-{index}"));
+            command.arg("--node-share-file").arg(&share_file);
+            let port = self.ports[index];
+            on.node.admit(crate::node::NodePod { port, share_file, request: on.request, limit: on.limit })?;
+        }
         let child = command
             .args(&self.args)
             .args(["--port", &self.ports[index].to_string()])
@@ -264,6 +279,9 @@ impl Pods {
         let mut gone = Vec::new();
         for mut pod in std::mem::take(&mut self.list) {
             if pod.draining && pod.child.0.try_wait().ok().flatten().is_some() {
+                if let Some(on) = &self.node {
+                    on.node.remove(self.ports[pod.index]);
+                }
                 gone.extend(pod.log.take());
             } else {
                 self.list.push(pod);

@@ -247,15 +247,20 @@ pub fn read_compressed(query: &str, factor: f64) -> (String, f64) {
     }
 }
 
+/// Cores from a CPU quantity (`1`, `500m`, or a number).
+pub fn cpu_cores(quantity: &Value) -> Result<f64, String> {
+    let cpu = quantity.as_str().map(str::to_owned).or_else(|| quantity.as_f64().map(|c| c.to_string()));
+    let cpu = cpu.ok_or("no CPU quantity")?;
+    match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse::<f64>().map(|m| m / 1000.0).map_err(|e| format!("{cpu}: {e}")),
+        None => cpu.parse::<f64>().map_err(|e| format!("{cpu}: {e}")),
+    }
+}
+
 /// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
 pub fn limits(container: &Value) -> Result<(f64, u64), String> {
     let limits = &container["resources"]["limits"];
-    let cpu = limits["cpu"].as_str().map(str::to_owned).or_else(|| limits["cpu"].as_f64().map(|c| c.to_string()));
-    let cpu = cpu.ok_or("resources.limits.cpu")?;
-    let cores = match cpu.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().map_err(|e| e.to_string())? / 1000.0,
-        None => cpu.parse::<f64>().map_err(|e| e.to_string())?,
-    };
+    let cores = cpu_cores(&limits["cpu"]).map_err(|e| format!("resources.limits.cpu: {e}"))?;
     let memory = limits["memory"].as_str().ok_or("resources.limits.memory")?;
     let (digits, unit) = memory.split_at(memory.find(|c: char| !c.is_ascii_digit()).unwrap_or(memory.len()));
     let scale = match unit {
