@@ -76,6 +76,9 @@ pub struct Args {
     /// kind's control plane]
     #[arg(long, requires = "node_cores")]
     node_others: Option<f64>,
+    /// Stop when the load ends instead of waiting for the minimum (the accepted tasks are still followed to their end)
+    #[arg(long)]
+    stop_at_load_end: bool,
 }
 
 /// The consumer's `--cpu-work`.
@@ -412,6 +415,9 @@ pub fn run(args: &Args) -> Result<(), String> {
             cluster_metrics(&namespace, &args.profile, &row, job_active, &live, memory, &errors, &so.triggers);
         rows.push(row);
         pods.scale_to(desired)?;
+        if load_ended_at.is_some() && args.stop_at_load_end {
+            break;
+        }
         if let Some(ended) = load_ended_at {
             let idle = prometheus
                 .value(

@@ -149,26 +149,31 @@ fn run_on(profile: &str, table: &str, faults: &[&str]) -> Value {
     run_rendered(profile, table, if table == SHARED { rendered() } else { rendered_memory() }, faults)
 }
 
-/// `run_on`, with the rendered `manifests` given.
-fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -> Value {
-    let promise =
-        promises(table).into_iter().find(|p| p.profile == profile).expect("the README's table has the profile");
-    let queue = if table == SHARED { "redis" } else { "memory" };
+/// The `cluster` harness's report of `profile` on `manifests` at `time_scale`, with these flags besides.
+fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String]) -> Value {
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
     let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
         .arg("--manifests")
         .arg(manifests)
-        .args(["--profile", profile, "--time-scale", &promise.time_scale.to_string(), "--json"])
+        .args(["--profile", profile, "--time-scale", &time_scale.to_string(), "--json"])
         .arg(&json)
-        .arg("--dashboards")
-        .arg(repo().join("grafana/dashboards"))
-        .args(faults)
+        .args(flags)
         .output()
         .expect("run the cluster harness");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON")
+}
+
+/// `run_on`, with the rendered `manifests` given.
+fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -> Value {
+    let promise =
+        promises(table).into_iter().find(|p| p.profile == profile).expect("the README's table has the profile");
+    let queue = if table == SHARED { "redis" } else { "memory" };
+    let mut flags = vec!["--dashboards".to_owned(), repo().join("grafana/dashboards").display().to_string()];
+    flags.extend(faults.iter().map(|f| (*f).to_owned()));
+    let report = cluster(profile, promise.time_scale, manifests, &flags);
     let outline = &report["outline"];
     assert_eq!(outline["queue"], queue, "{outline}");
     // The pods ran in real cgroups with the Deployment's limits (1 core, 512Mi), no capacity or budget flags: the
@@ -448,4 +453,23 @@ fn a_time_scale_that_changes_the_work_is_refused() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("would change medium's 15 s tasks") && stderr.contains("1, 3, 5, 15"), "{stderr}");
     assert!(output.stdout.is_empty(), "nothing started: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// The node model moves the signals: light, which stays at one replica with a core to itself, on a node whose other
+/// pods leave the replicas a fifth of a core (`--node-cores 1.7 --node-others 1.5`) stretches its tasks, and the
+/// stretch or the CPU asked for scales it out; none of its requests or tasks is lost.
+#[test]
+fn light_on_a_starved_node_scales_out() {
+    let flags = ["--node-cores", "1.7", "--node-others", "1.5", "--stop-at-load-end"];
+    let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+    let report = cluster("light", 5.0, rendered(), &flags);
+    let outline = &report["outline"];
+    println!("light on a starved node: {outline}");
+    assert_eq!(outline["node_cores"], 1.7, "{outline}");
+    let peak = outline["peak_replicas"].as_u64().expect("peak");
+    let driver = outline["peak_driven_by"].as_str().unwrap_or("none");
+    assert!(peak > 1 && ["task-stretch-p95", "cpu-demand"].contains(&driver), "peak {peak} driven by {driver}");
+    let tasks = &outline["tasks"];
+    assert_eq!(outline["succeeded"], outline["sent"], "{outline}");
+    assert_eq!(tasks["completed"], tasks["accepted"], "{outline}");
 }
