@@ -18,18 +18,6 @@ async fn scraping(client: &reqwest::Client, target: &str) -> Prometheus {
     Prometheus::start(client, &config).await
 }
 
-/// The value of a single-series instant query, once it has one (polling for up to 30 s).
-async fn query_until_present(prometheus: &Prometheus, client: &reqwest::Client, promql: &str) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = prometheus.query(client, promql).await.first().and_then(|s| s["value"][1].as_str()) {
-            return value.parse().expect("sample value");
-        }
-        assert!(Instant::now() < deadline, "no result for {promql}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 #[tokio::test]
 async fn prometheus_sees_the_request_rate_and_memory_work_under_load() {
     let app = spawn_app(&[]).await;
@@ -37,7 +25,7 @@ async fn prometheus_sees_the_request_rate_and_memory_work_under_load() {
     let client = reqwest::Client::new();
     let prometheus = scraping(&client, &target).await;
     // Wait for the first scrape so the rate window covers only the load below.
-    query_until_present(&prometheus, &client, "up{job=\"consumer\"} == 1").await;
+    prometheus.value_once_present(&client, "up{job=\"consumer\"} == 1").await;
 
     let started = Instant::now();
     let mut requests = 0u32;
@@ -52,12 +40,9 @@ async fn prometheus_sees_the_request_rate_and_memory_work_under_load() {
     let seconds = started.elapsed().as_secs_f64();
     let sent_rate = f64::from(requests) / seconds;
 
-    let request_rate = query_until_present(
-        &prometheus,
-        &client,
-        "sum(rate(http_requests_total{namespace=\"surge\",handler!=\"/metrics\"}[3s]))",
-    )
-    .await;
+    let request_rate = prometheus
+        .value_once_present(&client, "sum(rate(http_requests_total{namespace=\"surge\",handler!=\"/metrics\"}[3s]))")
+        .await;
     assert!(
         request_rate > 0.5 * sent_rate && request_rate < 1.5 * sent_rate,
         "Prometheus sees {request_rate:.1} req/s; {sent_rate:.1} req/s were sent"
@@ -65,8 +50,7 @@ async fn prometheus_sees_the_request_rate_and_memory_work_under_load() {
     // The allocation rate is process-wide, and this binary runs other apps beside this one: it is asserted on the real
     // binary alone (tests/process/allocation.rs).
     let in_flight =
-        query_until_present(&prometheus, &client, "max_over_time(consumer_tasks_in_flight{kind=\"memory\"}[10s])")
-            .await;
+        prometheus.value_once_present(&client, "max_over_time(consumer_tasks_in_flight{kind=\"memory\"}[10s])").await;
     assert!(in_flight >= 1.0, "memory work in flight was seen: {in_flight}");
 }
 
@@ -103,14 +87,10 @@ async fn a_burst_between_two_scrapes_on_a_fresh_pod_shows_in_rate() {
         assert!(Instant::now() < deadline, "no second scrape");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let increase = query_until_present(
-        &prometheus,
-        &client,
-        "sum(increase(http_requests_total{handler=\"/process\", status=\"2xx\"}[1m]))",
-    )
-    .await;
-    let rate =
-        query_until_present(&prometheus, &client, "sum(rate(http_requests_total{handler=\"/process\"}[1m]))").await;
+    let increase = prometheus
+        .value_once_present(&client, "sum(increase(http_requests_total{handler=\"/process\", status=\"2xx\"}[1m]))")
+        .await;
+    let rate = prometheus.value_once_present(&client, "sum(rate(http_requests_total{handler=\"/process\"}[1m]))").await;
     println!("burst of 30: increase {increase:.1}, rate {rate:.3} req/s");
     assert!(increase >= 30.0, "the whole burst is seen (increase extrapolates upward): {increase}");
     assert!(rate > 0.0, "rate() sees the burst: {rate}");

@@ -10,6 +10,7 @@ mod manifests;
 mod network;
 mod policy;
 #[path = "../support/prometheus.rs"]
+#[allow(dead_code)] // Shared with the API and process tests, which also wait for a query's first value.
 mod prometheus_server;
 mod promql;
 mod releases;

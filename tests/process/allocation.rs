@@ -9,18 +9,6 @@ use crate::prometheus_server::Prometheus;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// The value of a single-series instant query, once it has one (polling for up to 30 s).
-async fn query_until_present(prometheus: &Prometheus, client: &reqwest::Client, promql: &str) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = prometheus.query(client, promql).await.first().and_then(|s| s["value"][1].as_str()) {
-            return value.parse().expect("sample value");
-        }
-        assert!(Instant::now() < deadline, "no result for {promql}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Idle, the rate stays near zero; with 8 MiB memory tasks ten times a second (and health checks between), it follows
 /// the tasks' own allocation: at least half of it and at most twice (requests and bookkeeping add little).
 #[tokio::test]
@@ -34,8 +22,8 @@ async fn the_allocation_rate_follows_the_tasks_memory_and_stays_still_at_idle() 
          - job_name: consumer\n  static_configs:\n  - targets: ['{target}']\n    labels: {{namespace: surge, pod: consumer-0}}\n"
     );
     let prometheus = Prometheus::start(&client, &config).await;
-    query_until_present(&prometheus, &client, "count_over_time(up{job=\"consumer\"}[5s]) >= 12").await;
-    let idle = query_until_present(&prometheus, &client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
+    prometheus.value_once_present(&client, "count_over_time(up{job=\"consumer\"}[5s]) >= 12").await;
+    let idle = prometheus.value_once_present(&client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
 
     let started = Instant::now();
     let mut memory_bytes = 0.0;
@@ -51,7 +39,7 @@ async fn the_allocation_rate_follows_the_tasks_memory_and_stays_still_at_idle() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let task_rate = memory_bytes / started.elapsed().as_secs_f64();
-    let loaded = query_until_present(&prometheus, &client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
+    let loaded = prometheus.value_once_present(&client, "sum(rate(allocator_allocated_bytes_total[3s]))").await;
     println!(
         "allocation rate idle {:.2} MiB/s, loaded {:.1} MiB/s; the tasks allocated {:.1} MiB/s",
         idle / MIB,

@@ -21,6 +21,18 @@ impl Prometheus {
         Self { address: server.url(), _server: server }
     }
 
+    /// The value of a single-series instant query, once it has one (polling for up to 30 s).
+    pub async fn value_once_present(&self, client: &reqwest::Client, promql: &str) -> f64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(value) = self.query(client, promql).await.first().and_then(|s| s["value"][1].as_str()) {
+                return value.parse().expect("sample value");
+            }
+            assert!(std::time::Instant::now() < deadline, "no result for {promql}");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// The result vector of an instant query.
     pub async fn query(&self, client: &reqwest::Client, promql: &str) -> Vec<Value> {
         let answer: Value = client
