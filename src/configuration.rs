@@ -126,7 +126,9 @@ impl Settings {
     /// The task registry's limits, queue and CPU mode.
     pub fn registry_config(&self) -> std::io::Result<RegistryConfig> {
         if self.node_share_file.is_some() && self.cpu_work != CpuWork::Simulate {
-            return Err(std::io::Error::other("NODE_SHARE_FILE needs CPU_WORK=simulate: burning work is shared by the kernel"));
+            return Err(std::io::Error::other(
+                "NODE_SHARE_FILE needs CPU_WORK=simulate: burning work is shared by the kernel",
+            ));
         }
         Ok(RegistryConfig {
             limits: Limits {
