@@ -76,6 +76,7 @@ pub(crate) fn others_requests(objects: &[Value]) -> f64 {
 }
 
 /// One replica on the node: where it answers, where its share is written, its request and limit.
+#[derive(Clone)]
 pub(crate) struct NodePod {
     pub(crate) port: u16,
     pub(crate) share_file: PathBuf,
@@ -85,7 +86,7 @@ pub(crate) struct NodePod {
 
 /// The node, following its replicas' demand on a thread of its own until dropped.
 pub(crate) struct Node {
-    pub(crate) pods: Arc<Mutex<Vec<NodePod>>>,
+    pods: Arc<Mutex<Vec<NodePod>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -99,7 +100,9 @@ impl Node {
             let (pods, stop) = (Arc::clone(&pods), Arc::clone(&stop));
             move || {
                 while !stop.load(Ordering::Relaxed) {
-                    share_out(cores, others, &pods.lock().unwrap_or_else(PoisonError::into_inner));
+                    // A copy: a replica starting meanwhile need not wait for the sweep's HTTP rounds.
+                    let on_node = pods.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    share_out(cores, others, &on_node);
                     std::thread::sleep(EVERY);
                 }
             }

@@ -39,12 +39,12 @@ pub(crate) fn report(
     generator: &Value,
 ) -> Value {
     let peak = rows.iter().map(|r| r.desired).max().unwrap_or(min);
-    let peak_row = rows.iter().find(|r| r.desired == peak);
+    let reached = rows.iter().position(|r| r.desired == peak);
+    let peak_row = reached.map(|i| &rows[i]);
     let first_up = rows.iter().find(|r| r.desired > min).map(|r| r.t);
     // The first stretch at the peak: from the sync that reached it to the first that asked for fewer.
-    let reached = rows.iter().position(|r| r.desired == peak);
     let left_peak = reached.and_then(|i| rows[i..].iter().find(|r| r.desired < peak)).map(|r| r.t);
-    let peak_held = reached.zip(left_peak).map(|(i, left)| left - rows[i].t);
+    let peak_held = peak_row.zip(left_peak).map(|(row, left)| left - row.t);
     let back_at_min = rows.iter().rev().take_while(|r| r.current == min && r.desired == min).last().map(|r| r.t);
     let drivers: Vec<String> = {
         let mut names: Vec<String> = rows.iter().filter_map(|r| r.driving.clone()).collect();
