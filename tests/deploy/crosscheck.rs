@@ -119,6 +119,16 @@ fn every_job_is_accepted_by_the_real_generator_and_every_profile_has_one() {
             (&false.into(), &true.into(), &true.into())
         );
         let profile = plan["runs"][0]["profile"].as_str().expect("profile").to_owned();
+        // The deadline outlasts the load, the following of its accepted tasks to their end (on a small node they
+        // finish up to the follow timeout after it) and two minutes of waiting for the consumer: a Job killed at its
+        // deadline shows Failed, though it sent everything.
+        let run = &plan["runs"][0];
+        let load: f64 = run["stages"].as_array().expect("stages").iter().filter_map(|s| s["duration"].as_f64()).sum();
+        let follows = run["path"].as_str().expect("path").contains("async_mode=true");
+        let needed =
+            load + if follows { plan["follow_timeout"].as_f64().expect("follow timeout") } else { 0.0 } + 120.0;
+        let deadline = job["spec"]["activeDeadlineSeconds"].as_f64().expect("deadline");
+        assert!(deadline >= needed, "{file}: activeDeadlineSeconds {deadline} under the {needed} s the run may take");
         if indexed {
             let parallelism = job["spec"]["parallelism"].as_u64().expect("parallelism");
             assert_eq!(parallelism, 4, "{file}");
