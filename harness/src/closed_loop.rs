@@ -23,12 +23,13 @@ use crate::prometheus::start_prometheus;
 use crate::redis::RedisServer;
 use crate::service::Service;
 use crate::standins::{cluster_metrics, serve_state};
+use crate::startup::StartupPath;
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
 
 /// The HPA's sync period (and the monitoring component's scrape interval), before compression.
 const SYNC_SECONDS: f64 = HPA_SYNC_SECONDS;
 /// How long after the load a run may take to come back to the minimum before it is reported as stuck (HPA seconds).
-const SETTLE_LIMIT_SECONDS: f64 = 1200.0;
+const SETTLE_LIMIT_SECONDS: f64 = 3600.0;
 
 #[derive(Debug, Parser)]
 #[command(name = "cluster", about = "Closed-loop harness: replicas, Service, Prometheus and autoscaler on one machine")]
@@ -185,6 +186,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Some(capacity) = container_arg(container, "--queue-capacity") {
         consumer_args.push(format!("--queue-capacity={capacity}"));
     }
+    // How many replicas the node has room for by request, with --node-cores.
+    let mut node_fit = None;
     let node = match args.node_cores {
         Some(_) if args.cpu_work == CpuWork::Burn => {
             return Err("--node-cores models a node for simulated work; burning work shares this machine's".into())
@@ -195,15 +198,18 @@ pub fn run(args: &Args) -> Result<(), String> {
             let request = cpu_cores(&container["resources"]["requests"]["cpu"])
                 .map_err(|e| format!("the consumer's resources.requests.cpu: {e}"))?;
             // The scheduler places by request, whatever the others use.
-            let fit = ((node_cores - requested) / request).floor().max(0.0);
+            let room = node_cores - requested;
+            let fit = (room / request + 1e-9).floor().max(0.0);
             println!(
                 "cluster: a node of {node_cores} cores; its other pods request {requested:.2} and use \
-                 {others:.2}; each replica requests {request} and may use {cores}: {fit} fit by request"
+                 {others:.2}; each replica requests {request} and may use {cores}: {fit} fit by request, the rest \
+                 stay Pending"
             );
-            if fit < f64::from(so.scaling.max) {
-                eprintln!("cluster: past {fit} replicas a real scheduler would leave pods Pending (not modelled)");
+            if fit < f64::from(so.scaling.min.max(1)) {
+                return Err(format!("a node of {node_cores} cores has room for no replica of {request} cores"));
             }
-            Some(OnNode { node: Node::start(node_cores, others), request, limit: cores })
+            node_fit = Some(fit);
+            Some(OnNode { node: Node::start(node_cores, others), room, request, limit: cores })
         }
         None => None,
     };
@@ -222,12 +228,24 @@ pub fn run(args: &Args) -> Result<(), String> {
         time_scale: factor,
         cgroup_limits,
         node,
+        startup: StartupPath::from_container(container),
     };
     for _ in 0..so.scaling.min {
         pods.add()?;
     }
     pods.publish()?;
-    wait_until(Duration::from_secs(30), || pods.ready() == so.scaling.min)?;
+    let mut stuck = None;
+    wait_until(Duration::from_secs(30), || match pods.advance() {
+        // The load starts once the first replicas answer through the Service.
+        Ok(()) => pods.ready() == so.scaling.min && pods.serving() == so.scaling.min,
+        Err(e) => {
+            stuck = Some(e);
+            true
+        }
+    })?;
+    if let Some(e) = stuck {
+        return Err(e);
+    }
     let prometheus = Prom::new("127.0.0.1", prometheus_port);
     wait_until(Duration::from_secs(30), || prometheus.value("count(up == 1)").is_ok_and(|v| v >= 1.0))?;
     // What the first pod took for its capacity and budget: from its cgroups, or from the flags.
@@ -263,6 +281,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         .args(["--url", &service_url, "--test", &args.profile])
         .args(["--metrics-port", &generator_port.to_string()])
         .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])
+        // Every accepted task followed to its end for as long as the run may take to settle (a Job follows 10 min).
+        .args(["--follow-timeout", &format!("{SETTLE_LIMIT_SECONDS}s")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -395,6 +415,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             current,
             desired,
             ready,
+            unscheduled: pods.unscheduled(),
             offered_per_s: rate(""),
             served_per_s: rate(", status=\"2xx\""),
             driving,
@@ -441,7 +462,11 @@ pub fn run(args: &Args) -> Result<(), String> {
             overruns.push(json!({"at_s": hpa_now().round(), "late_ms": late.as_millis()}));
             eprintln!("cluster: the sync at {:.0} s overran its period by {} ms", hpa_now(), late.as_millis());
         }
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        // Pods keep their own way to serving between syncs: their start-up takes less than a sync.
+        while Instant::now() < next {
+            pods.advance()?;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)));
+        }
     }
     let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
     // Every async task's accepted → finished over the whole run: a range as long as the run also holds the series of
@@ -474,6 +499,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["pod_defaults"] = pod_defaults;
     report["outline"]["cpu_work"] = args.cpu_work.as_str().into();
     report["outline"]["node_cores"] = args.node_cores.map_or(Value::Null, Value::from);
+    report["outline"]["node_room_replicas"] = node_fit.map_or(Value::Null, Value::from);
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
     report["outline"]["sync_overruns"] = overruns.into();

@@ -17,12 +17,13 @@
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
 //! - `compose`: a kustomization of the repository's pieces, rendered (a tests' fixture).
 //! - `cgroup`: each replica's CPU and memory limits as real cgroups, seen where the consumer looks (where allowed).
-//! - `node`: one node's cores shared by its pods as CFS shares them (`--node-cores`).
+//! - `node`: one node's cores shared by its pods as CFS shares them, its room by request (`--node-cores`).
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
 //! - `service`: HAProxy as the Service (also the generator tests' fixture).
 //! - `standins`: kube-state-metrics' and KEDA's series for this run.
+//! - `startup`: a replica's way from created to serving: container start, probes, endpoints.
 //! - `trajectory`: the table printed every sync and the outline at the end.
 //! - `dashboards`: every dashboard query checked against the run.
 //!
@@ -39,6 +40,7 @@ pub mod redis;
 mod replicaset;
 pub mod service;
 mod standins;
+mod startup;
 mod trajectory;
 
 pub use closed_loop::{run, Args};

@@ -15,6 +15,7 @@ use surge_generator::prometheus::http_get;
 use crate::cgroup::PodCgroup;
 use crate::replicaset::{deletion_order, Candidate};
 use crate::service::Service;
+use crate::startup::StartupPath;
 
 /// The consumer container's `--shutdown-timeout-secs`, in seconds.
 pub(crate) fn shutdown_timeout(container: &Value) -> Result<f64, String> {
@@ -83,16 +84,45 @@ impl PodMeta {
 
 pub(crate) struct Pod {
     pub(crate) index: usize,
-    pub(crate) child: Owned,
     pub(crate) draining: bool,
     created: Instant,
-    /// Since when its `/ready` has answered 200, as its Ready condition's last transition.
+    /// Where it is on its way to serving.
+    stage: Stage,
+    /// Since when it has been Ready (its probes passed and its `/ready` answers 200), as its Ready condition's last
+    /// transition.
     ready_since: Option<Instant>,
     uid: u64,
-    /// Reads the pod's log until it exits.
-    pub(crate) log: Option<std::thread::JoinHandle<()>>,
-    /// Its limits as real cgroups, held for their removal on drop (after `child`'s: once the process is gone).
+    /// Its limits as real cgroups, held for their removal on drop (after its process's: once the process is gone).
     _cgroup: Option<PodCgroup>,
+}
+
+/// A pod's way from created to serving (`startup`), in wall-clock instants.
+enum Stage {
+    /// No node has room for its request: it waits for the scheduler, counted in the Deployment's replicas.
+    Unscheduled,
+    /// Bound to the node; its container starts at this instant.
+    Bound(Instant),
+    /// Its process runs.
+    Started(Started),
+}
+
+struct Started {
+    child: Owned,
+    /// Reads the pod's log until it exits.
+    log: Option<std::thread::JoinHandle<()>>,
+    /// When its probes first pass: before it the kubelet does not call it Ready, whatever `/ready` says.
+    ready_at: Instant,
+    /// When the endpoints include it, so the Service sends it connections; `None` once it does.
+    serving_at: Option<Instant>,
+}
+
+impl Pod {
+    fn started(&self) -> Option<&Started> {
+        match &self.stage {
+            Stage::Started(started) => Some(started),
+            _ => None,
+        }
+    }
 }
 
 /// The Deployment's pods: started and drained as the autoscaler decides, published to HAProxy and Prometheus.
@@ -118,26 +148,46 @@ pub(crate) struct Pods {
     pub(crate) cgroup_limits: Option<(f64, u64)>,
     /// The node the replicas share (`--node-cores`), with the container's CPU request and limit.
     pub(crate) node: Option<OnNode>,
+    /// The container's probes: when a started pod is Ready.
+    pub(crate) startup: StartupPath,
 }
 
-/// Replicas on a modelled node: each told the share of its cores the node gives it.
+/// Replicas on a modelled node: placed while their requests fit beside the other pods', each told the share of its
+/// cores the node gives it.
 pub(crate) struct OnNode {
     pub(crate) node: crate::node::Node,
+    /// The node's allocatable cores less what its other pods request: what the scheduler can give the replicas.
+    pub(crate) room: f64,
     pub(crate) request: f64,
     pub(crate) limit: f64,
 }
 
 impl Pods {
+    /// The Deployment's replicas: every pod not terminating, Pending ones included.
     pub(crate) fn replicas(&self) -> u32 {
         self.list.iter().filter(|p| !p.draining).count() as u32
     }
 
-    /// Probes every serving pod's `/ready`, keeping when each became ready; how many are.
+    /// Pods no node has room for.
+    pub(crate) fn unscheduled(&self) -> u32 {
+        self.list.iter().filter(|p| !p.draining && matches!(p.stage, Stage::Unscheduled)).count() as u32
+    }
+
+    /// Pods the Service sends connections to.
+    pub(crate) fn serving(&self) -> u32 {
+        let serving = |p: &&Pod| p.started().is_some_and(|s| s.serving_at.is_none());
+        self.list.iter().filter(|p| !p.draining).filter(serving).count() as u32
+    }
+
+    /// Probes every started pod's `/ready` once its probes have passed, keeping when each became ready; how many are.
     pub(crate) fn ready(&mut self) -> u32 {
         let now = Instant::now();
         let mut ready = 0;
         for pod in self.list.iter_mut().filter(|p| !p.draining) {
-            if http_get("127.0.0.1", self.ports[pod.index], "/ready").is_ok_and(|(s, _)| s == 200) {
+            let answers = pod.started().is_some_and(|s| {
+                now >= s.ready_at && http_get("127.0.0.1", self.ports[pod.index], "/ready").is_ok_and(|(c, _)| c == 200)
+            });
+            if answers {
                 pod.ready_since = pod.ready_since.or(Some(now));
                 ready += 1;
             } else {
@@ -151,16 +201,76 @@ impl Pods {
     pub(crate) fn statuses(&self) -> Vec<Value> {
         self.list
             .iter()
-            .filter(|p| !p.draining)
+            .filter(|p| !p.draining && p.started().is_some())
             .filter_map(|p| http_get("127.0.0.1", self.ports[p.index], "/process/status").ok())
             .filter(|(status, _)| *status == 200)
             .filter_map(|(_, body)| serde_json::from_str(&body).ok())
             .collect()
     }
 
+    /// A new pod of the Deployment in a free slot: Pending until `advance` binds and starts it.
     pub(crate) fn add(&mut self) -> Result<(), String> {
         let index =
             (0..self.ports.len()).find(|i| self.list.iter().all(|p| p.index != *i)).ok_or("no free pod slot")?;
+        let uid = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), index);
+        let created = Instant::now();
+        self.list.push(Pod {
+            index,
+            draining: false,
+            created,
+            stage: Stage::Unscheduled,
+            ready_since: None,
+            uid,
+            _cgroup: None,
+        });
+        Ok(())
+    }
+
+    /// Moves every pod along its way to serving, as far as the time and the node allow: the scheduler binds Pending
+    /// pods in the order they were created while their requests fit (a terminating pod holds its request until it
+    /// has exited), the kubelet starts bound ones' containers, and Ready ones join the Service after the endpoints
+    /// update. Called often between syncs, so the start-up path keeps its own times.
+    pub(crate) fn advance(&mut self) -> Result<(), String> {
+        let now = Instant::now();
+        let container_start = Duration::from_secs_f64(crate::startup::CONTAINER_START_SECONDS / self.time_scale);
+        let mut bound = self.list.iter().filter(|p| !matches!(p.stage, Stage::Unscheduled)).count() as f64;
+        let mut order: Vec<usize> = (0..self.list.len()).collect();
+        order.sort_by_key(|&i| self.list[i].created);
+        let mut published = false;
+        for i in order {
+            if self.list[i].draining {
+                continue;
+            }
+            if matches!(self.list[i].stage, Stage::Unscheduled) {
+                let fits = self.node.as_ref().is_none_or(|on| (bound + 1.0) * on.request <= on.room + 1e-9);
+                if !fits {
+                    continue;
+                }
+                bound += 1.0;
+                self.list[i].stage = Stage::Bound(now + container_start);
+            }
+            if matches!(self.list[i].stage, Stage::Bound(at) if now >= at) {
+                let started = self.start(self.list[i].index)?;
+                self.list[i]._cgroup = started.1;
+                self.list[i].stage = Stage::Started(started.0);
+                published = true;
+            }
+            let index = self.list[i].index;
+            if let Stage::Started(started) = &mut self.list[i].stage {
+                if started.serving_at.is_some_and(|at| now >= at) {
+                    started.serving_at = None;
+                    self.service.enable(index)?;
+                }
+            }
+        }
+        if published {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// Starts slot `index`'s container: its process (in its cgroups, on the node), then when its probes pass.
+    fn start(&mut self, index: usize) -> Result<(Started, Option<PodCgroup>), String> {
         let cgroup = match self.cgroup_limits {
             Some((cores, memory)) => {
                 Some(PodCgroup::create(&format!("surge-harness-{}-{index}", std::process::id()), cores, memory)?)
@@ -174,6 +284,7 @@ impl Pods {
             let port = self.ports[index];
             on.node.admit(crate::node::NodePod { port, share_file, request: on.request, limit: on.limit })?;
         }
+        let spawned = Instant::now();
         let child = command
             .args(&self.args)
             .args(["--port", &self.ports[index].to_string()])
@@ -191,6 +302,10 @@ impl Pods {
                 break;
             }
         }
+        let listening = spawned.elapsed().as_secs_f64() * self.time_scale;
+        let ready_after = self.startup.ready_after(listening) / self.time_scale;
+        let ready_at = spawned + Duration::from_secs_f64(ready_after);
+        let serving_at = ready_at + Duration::from_secs_f64(crate::startup::ENDPOINTS_SECONDS / self.time_scale);
         // Counts the tasks that ended cancelled (a drain ends a pod's background work): work lost to a scale-down.
         let cancelled = Arc::clone(&self.cancelled);
         let completed_async = Arc::clone(&self.completed_async);
@@ -206,25 +321,14 @@ impl Pods {
                 }
             }
         });
-        let uid = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), index);
-        let (created, ready_since) = (Instant::now(), None);
-        self.list.push(Pod {
-            index,
-            child,
-            draining: false,
-            created,
-            ready_since,
-            uid,
-            log: Some(log),
-            _cgroup: cgroup,
-        });
-        self.service.enable(index)
+        Ok((Started { child, log: Some(log), ready_at, serving_at: Some(serving_at) }, cgroup))
     }
 
-    /// Takes the pods the ReplicaSet would delete first out of the Service and sends them SIGTERM, as a scale-down
-    /// does.
+    /// Deletes the pods the ReplicaSet would delete first: one not yet started is simply gone; a started one is taken
+    /// out of the Service and sent SIGTERM, as a scale-down does.
     pub(crate) fn drain(&mut self, count: usize) -> Result<(), String> {
-        // As the ReplicaSet picks: unready first, then the most recently ready, in the cluster's time.
+        // As the ReplicaSet picks: unscheduled, then not started, then unready, then the most recently ready, in the
+        // cluster's time.
         let now = Instant::now();
         let cluster_seconds = |since: Instant| now.duration_since(since).as_secs_f64() * self.time_scale;
         let candidates = self
@@ -233,18 +337,23 @@ impl Pods {
             .filter(|p| !p.draining)
             .map(|p| Candidate {
                 index: p.index,
+                assigned: !matches!(p.stage, Stage::Unscheduled),
+                running: p.started().is_some(),
                 ready_for: p.ready_since.map(cluster_seconds),
                 age: cluster_seconds(p.created),
                 uid: p.uid,
             })
             .collect();
         for index in deletion_order(candidates).into_iter().take(count) {
+            let Some(position) = self.list.iter().position(|p| p.index == index) else { continue };
+            let Some(started) = self.list[position].started() else {
+                self.list.remove(position);
+                continue;
+            };
             self.service.disable(index)?;
-            if let Some(pod) = self.list.iter_mut().find(|p| p.index == index) {
-                pod.draining = true;
-                // SAFETY: kill only sends a signal to our own child's pid.
-                unsafe { libc::kill(pod.child.0.id() as i32, libc::SIGTERM) };
-            }
+            // SAFETY: kill only sends a signal to our own child's pid.
+            unsafe { libc::kill(started.child.0.id() as i32, libc::SIGTERM) };
+            self.list[position].draining = true;
         }
         Ok(())
     }
@@ -255,7 +364,7 @@ impl Pods {
             for _ in current..desired {
                 self.add()?;
             }
-            self.publish()?;
+            self.advance()?;
         } else if desired < current {
             self.drain((current - desired) as usize)?;
         }
@@ -264,11 +373,12 @@ impl Pods {
 
     /// Stops every pod and reads its log to the end, so the counts taken from the logs are complete.
     pub(crate) fn stop(mut self) {
-        for mut pod in std::mem::take(&mut self.list) {
-            let log = pod.log.take();
-            drop(pod);
-            if let Some(log) = log {
-                let _ = log.join();
+        for pod in std::mem::take(&mut self.list) {
+            if let Stage::Started(Started { child, mut log, .. }) = pod.stage {
+                drop(child);
+                if let Some(log) = log.take() {
+                    let _ = log.join();
+                }
             }
         }
     }
@@ -278,11 +388,17 @@ impl Pods {
         let before = self.list.len();
         let mut gone = Vec::new();
         for mut pod in std::mem::take(&mut self.list) {
-            if pod.draining && pod.child.0.try_wait().ok().flatten().is_some() {
+            let exited = match &mut pod.stage {
+                Stage::Started(started) => pod.draining && started.child.0.try_wait().ok().flatten().is_some(),
+                _ => false,
+            };
+            if exited {
                 if let Some(on) = &self.node {
                     on.node.remove(self.ports[pod.index]);
                 }
-                gone.extend(pod.log.take());
+                if let Stage::Started(started) = &mut pod.stage {
+                    gone.extend(started.log.take());
+                }
             } else {
                 self.list.push(pod);
             }
@@ -297,13 +413,14 @@ impl Pods {
         Ok(())
     }
 
-    /// Writes the discovery file: every pod that still exists, draining ones too (Prometheus scrapes them until gone).
+    /// Writes the discovery file: every pod whose container has started, draining ones too (Prometheus scrapes them
+    /// until gone); a Pending pod has no address to scrape.
     pub(crate) fn publish(&self) -> Result<(), String> {
         let targets: Vec<Value> = self
             .extra
             .iter()
             .cloned()
-            .chain(self.list.iter().filter(|_| !self.hidden).map(|p| {
+            .chain(self.list.iter().filter(|p| !self.hidden && p.started().is_some()).map(|p| {
                 let mut labels = self.meta.labels.clone();
                 labels.insert("__meta_kubernetes_pod_name".into(), format!("consumer-{}", p.index).into());
                 labels.insert(

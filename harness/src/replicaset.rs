@@ -8,6 +8,10 @@ use std::cmp::Ordering;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Candidate {
     pub(crate) index: usize,
+    /// Bound to a node (no `spec.nodeName` while the scheduler finds no room: Pending).
+    pub(crate) assigned: bool,
+    /// Its container has started (phase Running rather than Pending).
+    pub(crate) running: bool,
     /// How long it has been ready; `None` while it is not.
     pub(crate) ready_for: Option<f64>,
     /// How long ago it was created.
@@ -33,6 +37,11 @@ fn by_rank(x: f64, y: f64, a: u64, b: u64) -> Ordering {
 
 /// The pod to delete first sorts first.
 fn compare(a: &Candidate, b: &Candidate) -> Ordering {
+    // 1. Unassigned < assigned; 2. PodPending < PodRunning (false sorts first).
+    let phase = a.assigned.cmp(&b.assigned).then(a.running.cmp(&b.running));
+    if phase != Ordering::Equal {
+        return phase;
+    }
     match (a.ready_for, b.ready_for) {
         // 3. Not ready < ready.
         (None, Some(_)) => return Ordering::Less,
@@ -59,7 +68,11 @@ mod tests {
     use super::*;
 
     fn pod(index: usize, ready_for: Option<f64>, age: f64, uid: u64) -> Candidate {
-        Candidate { index, ready_for, age, uid }
+        Candidate { index, assigned: true, running: true, ready_for, age, uid }
+    }
+
+    fn waiting(index: usize, assigned: bool, age: f64) -> Candidate {
+        Candidate { index, assigned, running: false, ready_for: None, age, uid: 0 }
     }
 
     /// controller_utils.go `ActivePodsWithRanks.Less`, rule by rule. The harness used to stop the highest slot
@@ -88,6 +101,16 @@ mod tests {
                 vec![2, 1],
             ),
             ("both unready: the newer first", vec![pod(0, None, 500.0, 1), pod(4, None, 5.0, 2)], vec![4, 0]),
+            (
+                "1. unassigned (Pending, no node had room) first, even older than an unready one",
+                vec![pod(1, None, 5.0, 1), waiting(2, false, 400.0), pod(3, Some(60.0), 90.0, 2)],
+                vec![2, 1, 3],
+            ),
+            (
+                "2. a bound pod whose container has not started (phase Pending) before a running one",
+                vec![pod(1, None, 5.0, 1), waiting(4, true, 30.0), waiting(6, false, 1.0)],
+                vec![6, 4, 1],
+            ),
         ];
         for (case, pods, expected) in cases {
             assert_eq!(deletion_order(pods), expected, "{case}");

@@ -125,6 +125,7 @@ mod tests {
             current: 3,
             desired: 4,
             ready: 3,
+            unscheduled: 0,
             offered_per_s: 1.0,
             served_per_s: 1.0,
             driving: None,

@@ -23,6 +23,8 @@ pub(crate) struct Row {
     pub(crate) current: u32,
     pub(crate) desired: u32,
     pub(crate) ready: u32,
+    /// Pods no node had room for (Pending), counted in `current`.
+    pub(crate) unscheduled: u32,
     pub(crate) offered_per_s: f64,
     pub(crate) served_per_s: f64,
     pub(crate) driving: Option<String>,
@@ -57,6 +59,8 @@ pub(crate) fn report(
             "profile": profile,
             "time_scale": factor,
             "peak_replicas": peak,
+            "peak_ready": rows.iter().map(|r| r.ready).max(),
+            "most_unscheduled": rows.iter().map(|r| r.unscheduled).max(),
             "peak_at_s": peak_row.map(|r| r.t),
             "peak_driven_by": peak_row.and_then(|r| r.driving.clone()),
             "peak_held_s": peak_held,
@@ -80,7 +84,16 @@ pub(crate) fn report(
 pub(crate) fn print_header(so: &ScaledObject) {
     let names: Vec<String> =
         so.triggers.iter().map(|t| format!("{:>24}", format!("{} ({})", t.name, t.threshold))).collect();
-    println!("{:>7} {:>4} {:>5} {:>8} {:>8}  {}", "t(s)", "want", "ready", "offer/s", "served/s", names.join(" "));
+    println!(
+        "{:>7} {:>4} {:>5} {:>7} {:>8} {:>8}  {}",
+        "t(s)",
+        "want",
+        "ready",
+        "pending",
+        "offer/s",
+        "served/s",
+        names.join(" ")
+    );
 }
 
 pub(crate) fn print_row(row: &Row) {
@@ -94,10 +107,11 @@ pub(crate) fn print_row(row: &Row) {
         })
         .collect();
     println!(
-        "{:>7.0} {:>4} {:>5} {:>8.2} {:>8.2}  {}",
+        "{:>7.0} {:>4} {:>5} {:>7} {:>8.2} {:>8.2}  {}",
         row.t,
         row.desired,
         row.ready,
+        row.unscheduled,
         row.offered_per_s,
         row.served_per_s,
         cells.join(" ")
@@ -114,6 +128,7 @@ mod tests {
             current: desired,
             desired,
             ready: desired,
+            unscheduled: 0,
             offered_per_s: 0.0,
             served_per_s: 0.0,
             driving: None,
