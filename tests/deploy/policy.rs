@@ -159,7 +159,7 @@ fn the_scaled_object_has_the_five_named_triggers_and_a_safe_fallback() {
     let expected = [
         ("backlog", "AverageValue", "4"),
         ("cpu-demand", "AverageValue", "0.8"),
-        ("task-stretch-p95", "Value", "1"),
+        ("task-stretch-p95", "Value", "1.5"),
         ("request-rate", "AverageValue", "1"),
         ("allocator-pressure", "AverageValue", "32"),
     ];

@@ -42,7 +42,7 @@ fn the_table_shows_every_trigger_of_the_scaled_object_as_keda_reads_it() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     let header = stderr.lines().find(|l| l.starts_with("autoscaling  t(s)")).expect("a header");
     for trigger in
-        ["backlog (2)", "cpu-demand (0.8)", "task-stretch-p95 (1)", "request-rate (1)", "allocator-pressure (32)"]
+        ["backlog (2)", "cpu-demand (0.8)", "task-stretch-p95 (1.5)", "request-rate (1)", "allocator-pressure (32)"]
     {
         assert!(header.contains(trigger), "{header}");
     }

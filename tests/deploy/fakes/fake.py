@@ -59,12 +59,43 @@ def load():
         return state
 
 
+# kind's control plane and add-ons with their CPU requests: kubeadm's static pods (kube-apiserver 250m,
+# kube-controller-manager 200m, kube-scheduler 100m, etcd 100m), two CoreDNS (100m each) and kindnet (100m).
+KIND_SYSTEM_PODS = [("kube-apiserver", "250m"), ("kube-controller-manager", "200m"), ("kube-scheduler", "100m"),
+                    ("etcd", "100m"), ("coredns-0", "100m"), ("coredns-1", "100m"), ("kindnet", "100m")]
+
+
 def seed_cluster(state, node):
-    """What every new cluster has: its built-in namespaces and a node with FAKE_NODE_CPU allocatable cores."""
+    """What every new cluster has: its built-in namespaces, a node with FAKE_NODE_CPU allocatable cores, and kind's
+    system pods on it."""
     for obj in [{"kind": "Namespace", "metadata": {"name": ns}} for ns in ("default", "kube-system")] + [
             {"kind": "Node", "metadata": {"name": node},
              "status": {"allocatable": {"cpu": os.environ.get("FAKE_NODE_CPU", "4")}}}]:
         state["objects"][key(obj["kind"], None, obj["metadata"]["name"])] = obj
+    for name, cpu in KIND_SYSTEM_PODS:
+        pod = {"kind": "Pod", "metadata": {"name": name, "namespace": "kube-system"},
+               "spec": {"nodeName": node, "containers": [{"name": name, "resources": {"requests": {"cpu": cpu}}}]}}
+        state["objects"][key("Pod", "kube-system", name)] = pod
+
+
+def controller_pods(state):
+    """The pods the controllers keep for each stored Deployment, StatefulSet and DaemonSet that has a pod template
+    (the release fixtures' objects have none): its replicas (a DaemonSet one, on the one node), with the template's
+    labels and spec."""
+    pods = []
+    for obj in list(state["objects"].values()):
+        template = obj.get("spec", {}).get("template") if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet") \
+            else None
+        if not template:
+            continue
+        replicas = 1 if obj["kind"] == "DaemonSet" else obj["spec"].get("replicas", 1)
+        for i in range(replicas):
+            pods.append({"kind": "Pod",
+                         "metadata": {"name": f'{obj["metadata"]["name"]}-{i}',
+                                      "namespace": obj["metadata"].get("namespace"),
+                                      "labels": template.get("metadata", {}).get("labels") or {}},
+                         "spec": template.get("spec", {})})
+    return pods
 
 
 def save(state):
@@ -365,8 +396,11 @@ def get(state, args, namespace):
         save(state)
         result = obj
     else:
-        items = [o for o in state["objects"].values()
-                 if o["kind"] == kind and o["metadata"].get("namespace") == ns and labels_match(o, selector)]
+        every_namespace = "-A" in args or "--all-namespaces" in args
+        stored = list(state["objects"].values()) + (controller_pods(state) if kind == "Pod" else [])
+        items = [o for o in stored
+                 if o["kind"] == kind and (every_namespace or o["metadata"].get("namespace") == ns)
+                 and labels_match(o, selector)]
         if field:
             k, v = field.split("=", 1)
             items = [o for o in items if o.get(k) == v]
