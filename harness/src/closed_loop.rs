@@ -208,7 +208,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             if fit < f64::from(so.scaling.min.max(1)) {
                 return Err(format!("a node of {node_cores} cores has room for no replica of {request} cores"));
             }
-            node_fit = Some(fit);
+            node_fit = Some(fit as u64);
             Some(OnNode { node: Node::start(node_cores, others), room, request, limit: cores })
         }
         None => None,

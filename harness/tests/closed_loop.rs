@@ -517,7 +517,7 @@ fn a_time_scale_that_changes_the_work_is_refused() {
 
 /// What the development overlay's request prevents (a core requested for the core the capacity model counts on): the
 /// same replica requesting 100m is placed on a node that cannot give it its core. On a node whose other pods use all
-/// but a fifth of a core (`--node-cores 1.7 --node-others 1.5`) the scheduler has room for one such replica; light,
+/// but a fifth of a core (`--node-cores 1.8 --node-others 1.6`) the scheduler has room for one such replica; light,
 /// which stays at one replica with a core to itself, stretches its tasks there, the stretch or the CPU asked for
 /// scales it out, and the new replicas stay Pending. None of its requests or tasks is lost.
 #[test]
@@ -528,12 +528,12 @@ fn light_scales_out_on_a_node_packed_by_a_request_below_the_core() {
     assert_eq!(text.matches(requested).count(), 1, "the consumer's request in the render: {requested}");
     let manifests = dir.path().join("packed.yaml");
     std::fs::write(&manifests, text.replace(requested, &requested.replace("\"1\"", "100m"))).expect("write");
-    let flags = ["--node-cores", "1.7", "--node-others", "1.5", "--stop-at-load-end"];
+    let flags = ["--node-cores", "1.8", "--node-others", "1.6", "--stop-at-load-end"];
     let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
     let report = cluster("light", 5.0, &manifests, &flags);
     let outline = &report["outline"];
     println!("light on a packed node: {outline}");
-    assert_eq!((outline["node_cores"].as_f64(), outline["node_room_replicas"].as_u64()), (Some(1.7), Some(1)));
+    assert_eq!((outline["node_cores"].as_f64(), outline["node_room_replicas"].as_u64()), (Some(1.8), Some(1)));
     let peak = outline["peak_replicas"].as_u64().expect("peak");
     let driver = outline["peak_driven_by"].as_str().unwrap_or("none");
     assert!(peak > 1 && ["task-stretch-p95", "cpu-demand"].contains(&driver), "peak {peak} driven by {driver}");
