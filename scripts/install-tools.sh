@@ -43,6 +43,12 @@ if [ ! -d scripts/keda-schema/node_modules/@kubernetes-models/keda ]; then
   npm ci --prefix scripts/keda-schema --no-audit --no-fund --loglevel=error
 fi
 
+# Grafana's LogQL grammar for tests/process (the dashboards' Loki queries), pinned by package-lock.json.
+if [ ! -d scripts/logql/node_modules/@grafana/lezer-logql ]; then
+  echo "installing Grafana's LogQL grammar (npm)"
+  npm ci --prefix scripts/logql --no-audit --no-fund --loglevel=error
+fi
+
 for tool in kubectl node; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool is required by make test and is not installed" >&2; exit 1; }
 done

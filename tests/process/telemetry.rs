@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::consumer::ConsumerProcess;
-use crate::receivers::{black_hole, LokiReceiver, OtlpReceiver};
+use crate::receivers::{black_hole, LokiLine, LokiReceiver, OtlpReceiver};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
@@ -209,5 +209,101 @@ async fn the_generators_client_spans_parent_the_consumers_request_spans() {
         assert_eq!(parent.name, "GET");
         assert!(parent.start_time_unix_nano <= span.start_time_unix_nano, "the client span encloses the request");
         assert!(parent.end_time_unix_nano >= span.end_time_unix_nano);
+    }
+}
+
+/// The dashboards' Loki panel queries, with Grafana's template variables filled in.
+fn dashboard_loki_queries() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/dashboards");
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("grafana/dashboards") {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.expect("entry").path()).expect("read")).expect("JSON");
+        let top = dashboard["panels"].as_array().cloned().unwrap_or_default();
+        let nested: Vec<Value> = top.iter().flat_map(|p| p["panels"].as_array().cloned().unwrap_or_default()).collect();
+        for panel in top.iter().chain(&nested).filter(|p| p["datasource"]["type"] == "loki") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("a Loki target's expr");
+                queries.push(expr.replace("$namespace", "surge").replace("$deployment", "consumer"));
+            }
+        }
+    }
+    queries
+}
+
+/// Each query as Grafana's own LogQL grammar parses it (`scripts/logql/parse.mjs`, `@grafana/lezer-logql`, the Loki
+/// query editor's parser): its errors and what it names.
+fn logql(queries: &[String]) -> Vec<Value> {
+    use std::io::Write;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/logql/parse.mjs");
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (scripts/install-tools.sh installs the LogQL grammar)");
+    child.stdin.take().expect("stdin").write_all(&serde_json::to_vec(queries).expect("JSON")).expect("write");
+    let output = child.wait_with_output().expect("node");
+    assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
+}
+
+/// The label names of a pushed stream, `{service="x",namespace="y",...}`.
+fn stream_label_names(labels: &str) -> Vec<String> {
+    labels.trim_matches(['{', '}']).split("\",").filter_map(|p| p.split_once('=')).map(|(k, _)| k.to_owned()).collect()
+}
+
+/// The Loki panels' queries are LogQL (Grafana's own grammar parses them, and rejects what is not), and what each
+/// names is in what a real consumer pushes: its stream selector's labels, its line filters' text, and the fields its
+/// json parser's label filters compare. A panel naming a label or a field the consumer does not send shows nothing.
+#[tokio::test]
+async fn the_dashboards_loki_queries_parse_and_name_what_the_consumer_pushes() {
+    let (loki, loki_addr) = LokiReceiver::start();
+    let consumer = ConsumerProcess::start_with_env(
+        &[],
+        &[("LOKI_URL", format!("http://{loki_addr}")), ("POD_NAMESPACE", "surge".into())],
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/process?cpu_intensity=1&memory_size=2&duration=1", consumer.address))
+        .send()
+        .await
+        .expect("process");
+    assert_eq!(response.status(), StatusCode::OK);
+    let pushed = eventually("a finished task's line in Loki", || {
+        let lines = loki.lines();
+        lines.iter().any(|l| l.line.contains("task finished")).then_some(lines)
+    })
+    .await;
+
+    let queries = dashboard_loki_queries();
+    assert_eq!(queries.len(), 3, "the Loki panels' queries: {queries:?}");
+    assert!(queries.iter().all(|q| !q.contains('$')), "every template variable filled in: {queries:?}");
+    let broken: Vec<String> =
+        [r#"{namespace="surge""#, r#"{namespace="surge"} | json | slowdown >"#, "{} |= x"].map(str::to_owned).to_vec();
+    for not_logql in logql(&broken) {
+        assert_ne!(not_logql["errors"], serde_json::json!([]), "the grammar rejects what is not LogQL: {not_logql}");
+    }
+    for query in logql(&queries) {
+        assert_eq!(query["errors"], serde_json::json!([]), "not LogQL: {query}");
+        let names = |key: &str| -> Vec<String> {
+            query[key].as_array().expect(key).iter().map(|v| v.as_str().expect("a name").to_owned()).collect()
+        };
+        let selected: Vec<&LokiLine> = pushed
+            .iter()
+            .filter(|l| names("selector_labels").iter().all(|n| stream_label_names(&l.labels).contains(n)))
+            .collect();
+        assert!(!selected.is_empty(), "no pushed stream has the labels {:?}: {query}", names("selector_labels"));
+        let kept: Vec<&&LokiLine> =
+            selected.iter().filter(|l| names("line_filters").iter().all(|f| l.line.contains(f.as_str()))).collect();
+        assert!(!kept.is_empty(), "no pushed line passes the line filters: {query}");
+        if names("parsers").contains(&"json".to_owned()) {
+            for line in &kept {
+                let fields: Value = serde_json::from_str(&line.line).expect("a JSON line");
+                for label in names("filter_labels") {
+                    assert!(!fields[label.as_str()].is_null(), "the field {label} is not in {}: {query}", line.line);
+                }
+            }
+        }
     }
 }
