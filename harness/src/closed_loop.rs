@@ -1,10 +1,8 @@
 //! The closed loop: the generator's load through HAProxy into the replicas, Prometheus scraping them, and once per
 //! sync the ScaledObject evaluated (`surge_keda::evaluate`) and the HPA's behaviour applied, the pods scaled to match.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +15,7 @@ use surge_keda::scaled_object::{cpu_cores, documents, find, limits, Source};
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
+use crate::load::Load;
 use crate::node::{others_requests, Node, OUTSIDE_THE_MANIFESTS};
 use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, OnNode, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
@@ -80,6 +79,9 @@ pub struct Args {
     /// Stop when the load ends instead of waiting for the minimum (the accepted tasks are still followed to their end)
     #[arg(long)]
     stop_at_load_end: bool,
+    /// Split the profile over this many generators (`--shard INDEX/COUNT`), as job-distributed.yaml's pods split it
+    #[arg(long, default_value_t = 1, conflicts_with = "report")]
+    shards: u32,
 }
 
 /// The consumer's `--cpu-work`.
@@ -265,52 +267,29 @@ pub fn run(args: &Args) -> Result<(), String> {
 
     let state = Arc::new(std::sync::Mutex::new(String::new()));
     let state_port = serve_state(Arc::clone(&state))?;
-    let generator_port = free_port()?;
-    pods.extra = vec![
-        scraped_as(&namespace, "kube-state-metrics", "kube-state-metrics-0", state_port),
-        scraped_as(&namespace, "load-generator", &format!("load-{}-0", args.profile), generator_port),
-    ];
-    pods.publish()?;
-    let mut generator = Command::new(&generator_bin);
-    if let Some(report) = &args.report {
-        generator.arg("--report").arg(report).arg("--scaled-object").arg(&args.manifests);
-        generator.args(["--prometheus", &format!("http://127.0.0.1:{prometheus_port}")]);
-        generator.args(["--monitor-interval", &format!("{}ms", (SYNC_SECONDS * 1000.0 / factor).round())]);
+    // One generator per shard, as an Indexed Job's pods split the profile (job-distributed.yaml).
+    let generator_ports: Vec<u16> = (0..args.shards.max(1)).map(|_| free_port()).collect::<Result<_, _>>()?;
+    pods.extra = vec![scraped_as(&namespace, "kube-state-metrics", "kube-state-metrics-0", state_port)];
+    for (index, port) in generator_ports.iter().enumerate() {
+        pods.extra.push(scraped_as(&namespace, "load-generator", &format!("load-{}-{index}", args.profile), *port));
     }
-    let mut generator = generator
-        .args(["--url", &service_url, "--test", &args.profile])
-        .args(["--metrics-port", &generator_port.to_string()])
-        .args(["--time-scale", &factor.to_string(), "--no-connection-reuse", "--output", "json", "--probes", "1"])
-        // Every accepted task followed to its end for as long as the run may take to settle (a Job follows 10 min).
-        .args(["--follow-timeout", &format!("{SETTLE_LIMIT_SECONDS}s")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", generator_bin.display()))?;
-    let mut generator_out = generator.stdout.take().ok_or("generator stdout")?;
-    // The load ends when the generator says it follows the accepted tasks to their end, or prints its summary (no
+    pods.publish()?;
+    let mut generator_args: Vec<String> = Vec::new();
+    if let Some(report) = &args.report {
+        generator_args.extend(["--report".to_owned(), report.display().to_string()]);
+        generator_args.extend(["--scaled-object".to_owned(), args.manifests.display().to_string()]);
+        generator_args.extend(["--prometheus".to_owned(), format!("http://127.0.0.1:{prometheus_port}")]);
+        generator_args
+            .extend(["--monitor-interval".to_owned(), format!("{}ms", (SYNC_SECONDS * 1000.0 / factor).round())]);
+    }
+    let common = ["--url", &service_url, "--test", &args.profile, "--time-scale", &factor.to_string()];
+    generator_args.extend(common.map(str::to_owned));
+    generator_args.extend(["--no-connection-reuse", "--output", "json", "--probes", "1"].map(str::to_owned));
+    // Every accepted task followed to its end for as long as the run may take to settle (a Job follows 10 min).
+    generator_args.extend(["--follow-timeout".to_owned(), format!("{SETTLE_LIMIT_SECONDS}s")]);
+    // The load ends when every generator says it follows the accepted tasks to their end, or prints its summary (no
     // task left to follow); the process then serves its metrics a few seconds more.
-    let sending_ended = Arc::new(AtomicBool::new(false));
-    let generator_err = BufReader::new(generator.stderr.take().ok_or("generator stderr")?);
-    let following = Arc::clone(&sending_ended);
-    std::thread::spawn(move || {
-        for line in generator_err.lines().map_while(Result::ok) {
-            if line.starts_with("following ") {
-                following.store(true, Ordering::Relaxed);
-            }
-        }
-    });
-    let printed = Arc::clone(&sending_ended);
-    let reader = std::thread::spawn(move || {
-        let (mut text, mut chunk) = (String::new(), [0u8; 4096]);
-        while let Ok(n @ 1..) = generator_out.read(&mut chunk) {
-            text.push_str(&String::from_utf8_lossy(&chunk[..n]));
-            if serde_json::from_str::<Value>(&text).is_ok() {
-                printed.store(true, Ordering::Relaxed);
-            }
-        }
-        text
-    });
+    let mut load = Load::start(&generator_bin, &generator_args, &generator_ports)?;
     let started = Instant::now();
     let hpa_now = || started.elapsed().as_secs_f64() * factor;
     let sync = Duration::from_secs_f64(SYNC_SECONDS / factor);
@@ -331,8 +310,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     print_header(&so);
     loop {
         let next = Instant::now() + sync;
-        let exited = generator.try_wait().map_err(|e| e.to_string())?.is_some();
-        if load_ended_at.is_none() && (sending_ended.load(Ordering::Relaxed) || exited) {
+        if load_ended_at.is_none() && load.sent_all()? {
             load_ended_at = Some(hpa_now());
         }
         let blind = Window::holds(args.lose_targets, hpa_now());
@@ -468,7 +446,7 @@ pub fn run(args: &Args) -> Result<(), String> {
             std::thread::sleep(next.saturating_duration_since(Instant::now()).min(Duration::from_millis(20)));
         }
     }
-    let summary: Value = serde_json::from_str(&reader.join().unwrap_or_default()).unwrap_or(Value::Null);
+    let summary = load.summary();
     // Every async task's accepted → finished over the whole run: a range as long as the run also holds the series of
     // pods drained before its end. In the autoscaler's seconds (the tasks ran compressed).
     let run_seconds = started.elapsed().as_secs_f64().ceil();

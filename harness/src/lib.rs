@@ -17,6 +17,7 @@
 //! - `pods`: the replicas as processes, HAProxy as the Service, their discovery labels.
 //! - `compose`: a kustomization of the repository's pieces, rendered (a tests' fixture).
 //! - `cgroup`: each replica's CPU and memory limits as real cgroups, seen where the consumer looks (where allowed).
+//! - `load`: the load Job's generators, one per shard, and their summaries added up.
 //! - `node`: one node's cores shared by its pods as CFS shares them, its room by request (`--node-cores`).
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
@@ -33,6 +34,7 @@ pub mod cgroup;
 mod closed_loop;
 pub mod compose;
 mod dashboards;
+mod load;
 mod node;
 mod pods;
 pub mod prometheus;

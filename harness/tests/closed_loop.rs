@@ -501,6 +501,24 @@ fn sustained_on_a_4_core_node() {
     run_on("sustained", SHARED_ON_4, &[]);
 }
 
+/// job-distributed.yaml: a profile split over an Indexed Job's generator pods is the same load, so it follows that
+/// profile's row on the 8-core node, and the pods' summaries add up to every request answered and task completed.
+#[test]
+fn job_distributed_follows_its_profiles_row() {
+    let file = repo().join("kubernetes-manifests/components/load-generator/job-distributed.yaml");
+    let job: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(file).expect("job-distributed.yaml")).expect("YAML");
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let profile = args.iter().find_map(|a| a.strip_prefix("--test=")).expect("the Job's profile");
+    let env = container["env"].as_array().expect("env");
+    let shards = env.iter().find(|e| e["name"] == "GENERATOR_SHARDS").expect("GENERATOR_SHARDS")["value"].clone();
+    let shards = shards.as_str().expect("a string");
+    assert_eq!(job["spec"]["parallelism"].as_u64().map(|p| p.to_string()).as_deref(), Some(shards), "a pod per shard");
+    let report = run_on(profile, SHARED, &["--shards", shards]);
+    assert_eq!(report["generator"]["shards"].to_string(), shards, "every shard's summary added up");
+}
+
 #[test]
 fn a_time_scale_that_changes_the_work_is_refused() {
     let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
