@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -110,10 +110,20 @@ struct Started {
     child: Owned,
     /// Reads the pod's log until it exits.
     log: Option<std::thread::JoinHandle<()>>,
-    /// When its probes first pass: before it the kubelet does not call it Ready, whatever `/ready` says.
-    ready_at: Instant,
-    /// When the endpoints include it, so the Service sends it connections; `None` once it does.
-    serving_at: Option<Instant>,
+    spawned: Instant,
+    /// When its log said it listens (set by the log's reader: the sync loop never waits for a container to start).
+    listening: Arc<OnceLock<Instant>>,
+    /// The endpoints include it, so the Service sends it connections.
+    in_service: bool,
+}
+
+impl Started {
+    /// When its probes first pass (before it the kubelet does not call it Ready, whatever `/ready` says); `None`
+    /// while it does not listen yet.
+    fn ready_at(&self, startup: &StartupPath, time_scale: f64) -> Option<Instant> {
+        let listening = self.listening.get()?.duration_since(self.spawned).as_secs_f64() * time_scale;
+        Some(self.spawned + Duration::from_secs_f64(startup.ready_after(listening) / time_scale))
+    }
 }
 
 impl Pod {
@@ -175,7 +185,7 @@ impl Pods {
 
     /// Pods the Service sends connections to.
     pub(crate) fn serving(&self) -> u32 {
-        let serving = |p: &&Pod| p.started().is_some_and(|s| s.serving_at.is_none());
+        let serving = |p: &&Pod| p.started().is_some_and(|s| s.in_service);
         self.list.iter().filter(|p| !p.draining).filter(serving).count() as u32
     }
 
@@ -184,9 +194,10 @@ impl Pods {
         let now = Instant::now();
         let mut ready = 0;
         for pod in self.list.iter_mut().filter(|p| !p.draining) {
-            let answers = pod.started().is_some_and(|s| {
-                now >= s.ready_at && http_get("127.0.0.1", self.ports[pod.index], "/ready").is_ok_and(|(c, _)| c == 200)
-            });
+            let probes_passed =
+                pod.started().and_then(|s| s.ready_at(&self.startup, self.time_scale)).is_some_and(|at| now >= at);
+            let answers =
+                probes_passed && http_get("127.0.0.1", self.ports[pod.index], "/ready").is_ok_and(|(c, _)| c == 200);
             if answers {
                 pod.ready_since = pod.ready_since.or(Some(now));
                 ready += 1;
@@ -256,9 +267,11 @@ impl Pods {
                 published = true;
             }
             let index = self.list[i].index;
+            let endpoints = Duration::from_secs_f64(crate::startup::ENDPOINTS_SECONDS / self.time_scale);
             if let Stage::Started(started) = &mut self.list[i].stage {
-                if started.serving_at.is_some_and(|at| now >= at) {
-                    started.serving_at = None;
+                let ready_at = started.ready_at(&self.startup, self.time_scale);
+                if !started.in_service && ready_at.is_some_and(|at| now >= at + endpoints) {
+                    started.in_service = true;
                     self.service.enable(index)?;
                 }
             }
@@ -294,23 +307,18 @@ impl Pods {
             .spawn()
             .map_err(|e| format!("{}: {e}", self.consumer.display()))?;
         let mut child = Owned(child);
-        // Wait for the listening line, then keep draining stdout so the pod never blocks on a full pipe.
-        let stdout = child.0.stdout.take().ok_or("consumer stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        for line in lines.by_ref() {
-            if line.map_err(|e| e.to_string())?.contains("consumer listening") {
-                break;
-            }
-        }
-        let listening = spawned.elapsed().as_secs_f64() * self.time_scale;
-        let ready_after = self.startup.ready_after(listening) / self.time_scale;
-        let ready_at = spawned + Duration::from_secs_f64(ready_after);
-        let serving_at = ready_at + Duration::from_secs_f64(crate::startup::ENDPOINTS_SECONDS / self.time_scale);
-        // Counts the tasks that ended cancelled (a drain ends a pod's background work): work lost to a scale-down.
+        // Its log read to its end on a thread of its own, so the pod never blocks on a full pipe: when it listens, and
+        // the tasks that ended cancelled (a drain ends a pod's background work: work lost to a scale-down).
+        let lines = BufReader::new(child.0.stdout.take().ok_or("consumer stdout")?).lines();
+        let listening: Arc<OnceLock<Instant>> = Arc::default();
+        let heard = Arc::clone(&listening);
         let cancelled = Arc::clone(&self.cancelled);
         let completed_async = Arc::clone(&self.completed_async);
         let log = std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
+                if heard.get().is_none() && line.contains("consumer listening") {
+                    let _ = heard.set(Instant::now());
+                }
                 if !line.contains(r#""message":"task finished""#) {
                     continue;
                 }
@@ -321,7 +329,7 @@ impl Pods {
                 }
             }
         });
-        Ok((Started { child, log: Some(log), ready_at, serving_at: Some(serving_at) }, cgroup))
+        Ok((Started { child, log: Some(log), spawned, listening, in_service: false }, cgroup))
     }
 
     /// Deletes the pods the ReplicaSet would delete first: one not yet started is simply gone; a started one is taken
