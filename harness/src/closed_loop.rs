@@ -188,8 +188,6 @@ pub fn run(args: &Args) -> Result<(), String> {
     if let Some(capacity) = container_arg(container, "--queue-capacity") {
         consumer_args.push(format!("--queue-capacity={capacity}"));
     }
-    // How many replicas the node has room for by request, with --node-cores.
-    let mut node_fit = None;
     let node = match args.node_cores {
         Some(_) if args.cpu_work == CpuWork::Burn => {
             return Err("--node-cores models a node for simulated work; burning work shares this machine's".into())
@@ -201,17 +199,16 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .map_err(|e| format!("the consumer's resources.requests.cpu: {e}"))?;
             // The scheduler places by request, whatever the others use.
             let room = node_cores - requested;
-            let fit = (room / request + 1e-9).floor().max(0.0);
+            let fit = (room / request + 1e-9).floor().max(0.0) as u32;
             println!(
                 "cluster: a node of {node_cores} cores; its other pods request {requested:.2} and use \
                  {others:.2}; each replica requests {request} and may use {cores}: {fit} fit by request, the rest \
                  stay Pending"
             );
-            if fit < f64::from(so.scaling.min.max(1)) {
+            if fit < so.scaling.min.max(1) {
                 return Err(format!("a node of {node_cores} cores has room for no replica of {request} cores"));
             }
-            node_fit = Some(fit as u64);
-            Some(OnNode { node: Node::start(node_cores, others), room, request, limit: cores })
+            Some(OnNode { node: Node::start(node_cores, others), fit, request, limit: cores })
         }
         None => None,
     };
@@ -464,6 +461,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         None => None,
     };
     let (cancelled, completed_async) = (Arc::clone(&pods.cancelled), Arc::clone(&pods.completed_async));
+    let node_fit = pods.node.as_ref().map(|on| on.fit);
     pods.stop();
     let mut report = report(&args.profile, factor, &rows, load_ended_at, so.min_replica_count, &summary);
     if let Some(dashboards) = dashboards {

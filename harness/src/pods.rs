@@ -166,8 +166,9 @@ pub(crate) struct Pods {
 /// cores the node gives it.
 pub(crate) struct OnNode {
     pub(crate) node: crate::node::Node,
-    /// The node's allocatable cores less what its other pods request: what the scheduler can give the replicas.
-    pub(crate) room: f64,
+    /// How many replicas the scheduler has room for: the node's allocatable cores less what its other pods request,
+    /// in whole requests.
+    pub(crate) fit: u32,
     pub(crate) request: f64,
     pub(crate) limit: f64,
 }
@@ -244,7 +245,7 @@ impl Pods {
     pub(crate) fn advance(&mut self) -> Result<(), String> {
         let now = Instant::now();
         let container_start = Duration::from_secs_f64(crate::startup::CONTAINER_START_SECONDS / self.time_scale);
-        let mut bound = self.list.iter().filter(|p| !matches!(p.stage, Stage::Unscheduled)).count() as f64;
+        let mut bound = self.list.iter().filter(|p| !matches!(p.stage, Stage::Unscheduled)).count() as u32;
         let mut order: Vec<usize> = (0..self.list.len()).collect();
         order.sort_by_key(|&i| self.list[i].created);
         let mut published = false;
@@ -253,11 +254,11 @@ impl Pods {
                 continue;
             }
             if matches!(self.list[i].stage, Stage::Unscheduled) {
-                let fits = self.node.as_ref().is_none_or(|on| (bound + 1.0) * on.request <= on.room + 1e-9);
+                let fits = self.node.as_ref().is_none_or(|on| bound < on.fit);
                 if !fits {
                     continue;
                 }
-                bound += 1.0;
+                bound += 1;
                 self.list[i].stage = Stage::Bound(now + container_start);
             }
             if matches!(self.list[i].stage, Stage::Bound(at) if now >= at) {
