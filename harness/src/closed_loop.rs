@@ -23,6 +23,7 @@ use crate::redis::RedisServer;
 use crate::service::Service;
 use crate::standins::{cluster_metrics, serve_state};
 use crate::startup::StartupPath;
+use crate::syncs::Syncs;
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
 
 /// The HPA's sync period (and the monitoring component's scrape interval), before compression.
@@ -288,8 +289,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     // task left to follow); the process then serves its metrics a few seconds more.
     let mut load = Load::start(&generator_bin, &generator_args, &generator_ports)?;
     let started = Instant::now();
-    let hpa_now = || started.elapsed().as_secs_f64() * factor;
-    let sync = Duration::from_secs_f64(SYNC_SECONDS / factor);
+    let mut syncs = Syncs::new(started, SYNC_SECONDS, factor);
     // Seeded with the replicas at the first sync, as the HPA seeds a new one's recommendations.
     let mut history: Option<History> = None;
     let mut failures = Failures::default();
@@ -303,35 +303,30 @@ pub fn run(args: &Args) -> Result<(), String> {
     let task_cores = profile.map_or(1.0, |p| f64::from(p.cpu_intensity) / 10.0);
     let task_bytes = profile.map_or(0.0, |p| f64::from(p.memory_mib) * 1024.0 * 1024.0);
     let mut waiting = WaitingWork { task_cores, task_bytes, ..WaitingWork::default() };
-    let mut overruns: Vec<Value> = Vec::new();
     print_header(&so);
     loop {
-        let next = Instant::now() + sync;
+        let at = syncs.begin(Instant::now());
         if load_ended_at.is_none() && load.sent_all()? {
-            load_ended_at = Some(hpa_now());
+            load_ended_at = Some(at);
         }
-        let blind = Window::holds(args.lose_targets, hpa_now());
+        let blind = Window::holds(args.lose_targets, at);
         if blind != pods.hidden {
             pods.hidden = blind;
             pods.publish()?;
             eprintln!(
                 "cluster: at {:.0} s Prometheus {} the consumer's targets",
-                hpa_now(),
+                at,
                 ["finds", "loses"][usize::from(blind)]
             );
         }
-        let down = Window::holds(args.stop_prometheus, hpa_now());
+        let down = Window::holds(args.stop_prometheus, at);
         if down != server.is_stopped() {
             if down {
                 server.stop();
             } else {
                 server.resume()?;
             }
-            eprintln!(
-                "cluster: at {:.0} s Prometheus is {}",
-                hpa_now(),
-                ["started again", "stopped"][usize::from(down)]
-            );
+            eprintln!("cluster: at {:.0} s Prometheus is {}", at, ["started again", "stopped"][usize::from(down)]);
         }
         pods.reap()?;
         let current = pods.replicas();
@@ -361,14 +356,14 @@ pub fn run(args: &Args) -> Result<(), String> {
                 asks: ask.replicas(),
             })
             .collect();
-        let history = history.get_or_insert_with(|| History::seeded(hpa_now(), current));
+        let history = history.get_or_insert_with(|| History::seeded(at, current));
         // No proposal: the HPA returns before stabilising, keeps the replicas and records nothing. At 0 replicas
         // it does nothing at all ("scaling is disabled"); KEDA's own executor takes replicas to and from 0.
         let desired = match decision.proposal {
-            Some(proposal) if current > 0 => so.scaling.decide(history, hpa_now(), current, proposal),
+            Some(proposal) if current > 0 => so.scaling.decide(history, at, current, proposal),
             _ => current,
         };
-        let desired = activity.request_scale(&so, &values, current, hpa_now()).unwrap_or(desired);
+        let desired = activity.request_scale(&so, &values, current, at).unwrap_or(desired);
         // The trigger asking for the most replicas, when any asks for more than the minimum; a failed trigger's
         // fallback count drives nothing.
         let driving = readings
@@ -386,7 +381,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .map_or(0.0, |v| v / factor)
         };
         let row = Row {
-            t: hpa_now(),
+            t: at,
             current,
             desired,
             ready,
@@ -426,17 +421,12 @@ pub fn run(args: &Args) -> Result<(), String> {
             if current == floor && desired == floor && idle {
                 break;
             }
-            if hpa_now() - ended > SETTLE_LIMIT_SECONDS {
+            if at - ended > SETTLE_LIMIT_SECONDS {
                 eprintln!("cluster: not back at the minimum {SETTLE_LIMIT_SECONDS} s after the load; stopping");
                 break;
             }
         }
-        // A sync whose work outlasted its period: the autoscaler's clock ran on while it decided.
-        let late = Instant::now().saturating_duration_since(next);
-        if !late.is_zero() {
-            overruns.push(json!({"at_s": hpa_now().round(), "late_ms": late.as_millis()}));
-            eprintln!("cluster: the sync at {:.0} s overran its period by {} ms", hpa_now(), late.as_millis());
-        }
+        let next = syncs.end(Instant::now());
         // Pods keep their own way to serving between syncs: their start-up takes less than a sync.
         while Instant::now() < next {
             pods.advance()?;
@@ -478,7 +468,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["node_room_replicas"] = node_fit.map_or(Value::Null, Value::from);
     report["outline"]["sojourn_p95_s"] = sojourn_p95.map_or(Value::Null, |v| v.round().into());
     report["outline"]["waiting_replica_seconds"] = waiting.replica_seconds.round().into();
-    report["outline"]["sync_overruns"] = overruns.into();
+    report["outline"]["syncs"] = syncs.outline();
     report["outline"]["idle_while_waiting_percent"] =
         waiting.idle_fraction().map_or(Value::Null, |f| ((f * 1000.0).round() / 10.0).into());
     println!("{}", serde_json::to_string_pretty(&report["outline"]).unwrap_or_default());

@@ -9,8 +9,10 @@
 //! and errors) is served with their metric names and labels and scraped like them, so the dashboards read it.
 //!
 //! `--time-scale F` compresses time by F: scrape and sync intervals, the queries' rate windows and the profile shrink
-//! by F, while the HPA's clock runs F times faster so its windows and policy periods keep their manifest values.
-//! Rate-valued triggers are divided by F (the same requests arrive F times faster). Times printed are HPA seconds.
+//! by F, while the HPA's clock advances a whole sync period (15 s) per sync, so its windows and policy periods keep
+//! their manifest values and a stalled machine cannot stretch them; syncs are due every 15/F s of wall time, and how
+//! late each began is reported. Rate-valued triggers are divided by F (the same requests arrive F times faster).
+//! Times printed are HPA seconds.
 
 //!
 //! - `closed_loop`: the flags and the loop, one sync at a time.
@@ -25,6 +27,7 @@
 //! - `service`: HAProxy as the Service (also the generator tests' fixture).
 //! - `standins`: kube-state-metrics' and KEDA's series for this run.
 //! - `startup`: a replica's way from created to serving: container start, probes, endpoints.
+//! - `syncs`: the autoscaler's clock, a sync period per sync, and how late the machine let each sync be.
 //! - `trajectory`: the table printed every sync and the outline at the end.
 //! - `dashboards`: every dashboard query checked against the run.
 //!
@@ -43,6 +46,7 @@ mod replicaset;
 pub mod service;
 mod standins;
 mod startup;
+mod syncs;
 mod trajectory;
 
 pub use closed_loop::{run, Args};

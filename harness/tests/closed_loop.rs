@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 
@@ -157,10 +157,48 @@ fn run_on(profile: &str, table: &str, faults: &[&str]) -> Value {
     run_rendered(profile, table, if table == MEMORY { rendered_memory() } else { rendered() }, faults)
 }
 
-/// The `cluster` harness's report of `profile` on `manifests` at `time_scale`, with these flags besides.
+/// The runs sharing the machine at once: one unless `CLOSED_LOOP_AT_ONCE` says more. Alone, a run has both cores and
+/// the timing the table was measured with; every run is checked for a late sync whatever this says.
+fn at_once() -> u32 {
+    std::env::var("CLOSED_LOOP_AT_ONCE").ok().and_then(|n| n.parse().ok()).filter(|n| *n > 0).unwrap_or(1)
+}
+
+/// A place among the runs allowed at once, held for the run and given back when dropped.
+struct Turn;
+
+/// Runs in progress, and the condition a run waits on for a turn.
+static TURNS: (Mutex<u32>, Condvar) = (Mutex::new(0), Condvar::new());
+
+impl Turn {
+    fn wait() -> Self {
+        let (running, freed) = &TURNS;
+        let mut running = running.lock().unwrap_or_else(PoisonError::into_inner);
+        while *running >= at_once() {
+            running = freed.wait(running).unwrap_or_else(PoisonError::into_inner);
+        }
+        *running += 1;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (running, freed) = &TURNS;
+        *running.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        freed.notify_one();
+    }
+}
+
+/// The latest a sync may begin after it was due, in the HPA's seconds: a fifteenth of its period. Later, the machine
+/// (other runs, other tests) has moved the autoscaler's readings off their times and the run is not the table's.
+const LATEST_SYNC_START_SECONDS: f64 = 1.0;
+
+/// The `cluster` harness's report of `profile` on `manifests` at `time_scale`, with these flags besides, run in its
+/// turn; every sync began on time and none outlasted its period.
 fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String]) -> Value {
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
+    let turn = Turn::wait();
     let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
         .arg("--manifests")
         .arg(manifests)
@@ -169,9 +207,18 @@ fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String]) -
         .args(flags)
         .output()
         .expect("run the cluster harness");
+    drop(turn);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON")
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
+    let syncs = &report["outline"]["syncs"];
+    println!("{profile}: syncs {syncs}");
+    let latest = syncs["latest_start_s"].as_f64().expect("the latest sync start");
+    assert!(
+        latest <= LATEST_SYNC_START_SECONDS && syncs["overruns"] == serde_json::json!([]),
+        "a sync began {latest} s after it was due (at most {LATEST_SYNC_START_SECONDS}), or overran: {syncs}"
+    );
+    report
 }
 
 /// `run_on`, with the rendered `manifests` given.
