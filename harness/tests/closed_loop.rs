@@ -13,7 +13,7 @@ use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use serde_json::Value;
 
 /// One row of the README's trajectory table.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct Promise {
     profile: String,
     peak_low: u32,
@@ -31,7 +31,7 @@ struct Promise {
     at_maximum: Option<AtMaximum>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 struct AtMaximum {
     held: (f64, f64),
     leaves_after_load: (f64, f64),
@@ -452,7 +452,7 @@ fn light() {
     let report = run_on("light", SHARED_ON_4, &[]);
     let eight = promises(SHARED).into_iter().find(|p| p.profile == "light").expect("light on 8 cores");
     let four = promises(SHARED_ON_4).into_iter().find(|p| p.profile == "light").expect("light on 4 cores");
-    assert_eq!(format!("{eight:?}"), format!("{four:?}"), "light's rows differ: run it on each node");
+    assert_eq!(eight, four, "light's rows differ: run it on each node");
     assert_eq!(report["outline"]["peak_replicas"], 1);
 }
 

@@ -17,3 +17,5 @@ mod releases;
 mod renovate;
 mod schema;
 mod scraping;
+#[path = "../support/stdin.rs"]
+mod stdin;

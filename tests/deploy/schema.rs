@@ -1,19 +1,13 @@
 //! Every rendered object against the Kubernetes 1.30 schemas (kubernetes-validate --strict) and, for KEDA's
 //! kinds, against KEDA's CRD schema from the `@kubernetes-models/keda` registry package.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::manifests::{self, find};
+use crate::stdin::run_with_stdin;
 
 /// Kinds kubernetes-validate has no schema for, each validated against its own CRD schema below.
 const CRD_KINDS: [&str; 2] = ["ScaledObject", "TriggerAuthentication"];
-
-fn run_with_stdin(command: &mut Command, input: &[u8]) -> std::process::Output {
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
 
 #[test]
 fn every_rendering_passes_kubernetes_validate_strict() {

@@ -17,4 +17,6 @@ mod queue;
 #[path = "../support/receivers.rs"]
 #[allow(dead_code)] // Shared with tests/isolated, which uses the slow and refusing sinks.
 mod receivers;
+#[path = "../support/stdin.rs"]
+mod stdin;
 mod telemetry;

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::consumer::ConsumerProcess;
 use crate::receivers::{black_hole, LokiLine, LokiReceiver, OtlpReceiver};
+use crate::stdin::run_with_stdin;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
@@ -234,17 +235,10 @@ fn dashboard_loki_queries() -> Vec<String> {
 /// Each query as Grafana's own LogQL grammar parses it (`scripts/logql/parse.mjs`, `@grafana/lezer-logql`, the Loki
 /// query editor's parser): its errors and what it names.
 fn logql(queries: &[String]) -> Vec<Value> {
-    use std::io::Write;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/logql/parse.mjs");
-    let mut child = std::process::Command::new("node")
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("node (scripts/install-tools.sh installs the LogQL grammar)");
-    child.stdin.take().expect("stdin").write_all(&serde_json::to_vec(queries).expect("JSON")).expect("write");
-    let output = child.wait_with_output().expect("node");
+    // node is there whenever the grammar is: scripts/install-tools.sh installs both.
+    let output =
+        run_with_stdin(std::process::Command::new("node").arg(&script), &serde_json::to_vec(queries).expect("JSON"));
     assert!(output.status.success(), "{}: {}", script.display(), String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("the parser's JSON")
 }
