@@ -305,6 +305,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut waiting = WaitingWork { task_cores, task_bytes, ..WaitingWork::default() };
     print_header(&so);
     loop {
+        // This sync's time on the autoscaler's clock: whole periods since the first, however late it began.
         let at = syncs.begin(Instant::now());
         if load_ended_at.is_none() && load.sent_all()? {
             load_ended_at = Some(at);
