@@ -212,7 +212,6 @@ fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String]) -
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
     let syncs = &report["outline"]["syncs"];
-    println!("{profile}: syncs {syncs}");
     let latest = syncs["latest_start_s"].as_f64().expect("the latest sync start");
     assert!(
         latest <= LATEST_SYNC_START_SECONDS && syncs["overruns"] == serde_json::json!([]),
