@@ -71,7 +71,8 @@ pub struct Settings {
     #[arg(long, env = "QUEUE_KEY", default_value = "surge")]
     pub queue_key: String,
 
-    /// Seconds `GET /process/{task_id}` can find an async task after it was accepted.
+    /// Seconds `GET /process/{task_id}` can find an async task after it ended (the shared backlog keeps a record as long
+    /// as its task is in the stream; the memory queue counts from acceptance, and keeps at most 100,000).
     #[arg(long, env = "RESULT_RETENTION_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub result_retention_secs: u64,
 
@@ -79,10 +80,11 @@ pub struct Settings {
     #[arg(long, env = "MAX_DELIVERIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_deliveries: u32,
 
-    /// A task held by a pod is claimed by another after its duration × the CPU overcommit plus this many seconds
-    /// without an acknowledgement: its holder is taken to be dead.
-    #[arg(long, env = "CLAIM_MARGIN_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub claim_margin_secs: u64,
+    /// Seconds of lease on a task taken from the shared backlog. Its holder renews it every fifth of this, however
+    /// long the task runs or stretches; a task renewed by nobody for this long (its process killed, paused or cut off
+    /// from Redis) is claimed by any replica, a restarted container of the same pod included.
+    #[arg(long, env = "LEASE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease_secs: u64,
 
     /// Seconds the listener keeps serving after SIGTERM, so endpoints controllers remove the pod first.
     #[arg(long, env = "DRAIN_DELAY_SECS", default_value_t = 5)]

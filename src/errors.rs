@@ -55,12 +55,16 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("task failed: {0}")]
     TaskFailed(String),
+    #[error("this Idempotency-Key was first sent with other parameters, for task {task_id}")]
+    IdempotencyConflict { task_id: uuid::Uuid },
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation { .. } | Self::LargerThanBudget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation { .. } | Self::LargerThanBudget { .. } | Self::IdempotencyConflict { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) | Self::UnknownTask(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -91,6 +95,13 @@ impl ResponseError for ApiError {
                     ..ErrorBody::message(overload.message.clone())
                 }
             }
+            Self::IdempotencyConflict { task_id } => ErrorBody {
+                field: Some("Idempotency-Key"),
+                allowed: Some(Cow::Owned(format!(
+                    "the parameters it was first sent with (task {task_id}), or a new key"
+                ))),
+                ..ErrorBody::message(self.to_string())
+            },
             Self::MethodNotAllowed(allow) => {
                 response.insert_header((header::ALLOW, *allow));
                 ErrorBody { allowed: Some(Cow::Borrowed(allow)), ..ErrorBody::message("method not allowed") }

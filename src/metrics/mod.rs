@@ -49,7 +49,14 @@ pub mod names {
     pub const QUEUE_DEAD_LETTERS_TOTAL: &str = "consumer_queue_dead_letters_total";
     pub const QUEUE_DUPLICATES_TOTAL: &str = "consumer_queue_duplicates_total";
     pub const QUEUE_ERRORS_TOTAL: &str = "consumer_queue_errors_total";
+    pub const QUEUE_OLDEST_TASK_AGE_SECONDS: &str = "consumer_queue_oldest_task_age_seconds";
+    pub const QUEUE_RENEWALS_FAILED_TOTAL: &str = "consumer_queue_renewals_failed_total";
+    pub const QUEUE_LEASES_LOST_TOTAL: &str = "consumer_queue_leases_lost_total";
 }
+
+/// Why a replica claimed a task: its holder was another pod's process, or an earlier process of this pod (a container
+/// restarted in place).
+pub const CLAIM_REASONS: [&str; 2] = ["lease_lapsed", "restart"];
 
 /// Latency buckets from 1 ms to 60 s, dense around the 2 s latency trigger, so p50/p95/p99 interpolate well.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -92,15 +99,30 @@ pub enum QueueKind {
 /// Shared-backlog metrics: registered (at 0) in both modes, moved only by the Redis backlog.
 #[derive(Clone)]
 pub struct QueueMetrics {
-    /// Tasks in the stream: waiting plus handed out and not yet acknowledged. The same number on every replica.
-    pub backlog: IntGauge,
+    /// Tasks in the stream: waiting plus handed out and not yet acknowledged. The same number on every replica; NaN
+    /// while this replica cannot read it.
+    pub backlog: GaugeMetric,
+    /// Seconds since the oldest task in the stream was accepted (0 when empty; NaN while unreadable).
+    pub oldest_age: GaugeMetric,
     pub deliveries: IntCounter,
-    pub claims: IntCounter,
+    /// Indexed as `CLAIM_REASONS`.
+    claims: [IntCounter; 2],
     pub dead_letters: IntCounter,
-    /// By `when`: `skipped` (redelivered after it had completed) or `ran_twice` (a claimed copy finished as well).
+    /// By `when`: `skipped` (redelivered after it had completed), `ran_twice` (a run started while an earlier run of
+    /// the task had started and never ended), `finished_stale` (a holder finished a task claimed from it meanwhile).
     pub duplicates_skipped: IntCounter,
     pub duplicates_ran_twice: IntCounter,
+    pub duplicates_finished_stale: IntCounter,
+    pub renewals_failed: IntCounter,
+    pub leases_lost: IntCounter,
     pub errors: IntCounter,
+}
+
+impl QueueMetrics {
+    /// The claims counter for one of `CLAIM_REASONS` (the first for any other).
+    pub fn claims(&self, reason: &str) -> &IntCounter {
+        &self.claims[CLAIM_REASONS.iter().position(|r| *r == reason).unwrap_or(0)]
+    }
 }
 
 /// Work metrics, pre-resolved so tasks update them without label lookups. Also what `/process/status` reads.
@@ -219,18 +241,33 @@ impl Metrics {
             .buckets(QUEUE_WAIT_BUCKETS.to_vec()),
             &["queue"],
         )?;
-        let backlog = IntGauge::new(
+        let backlog = GaugeMetric::new(
             names::QUEUE_BACKLOG,
-            "Shared backlog (redis queue): tasks waiting in the stream plus handed out and unacknowledged; every replica reports the same number, so query it with max().",
+            "Shared backlog (redis queue): tasks waiting in the stream plus handed out and unacknowledged; every replica reports the same number, so query it with max(); NaN while this replica cannot reach Redis.",
+        )?;
+        let oldest_age = GaugeMetric::new(
+            names::QUEUE_OLDEST_TASK_AGE_SECONDS,
+            "Shared backlog (redis queue): seconds since the oldest task in the stream was accepted, waiting or running (0 when empty; NaN while Redis cannot be reached).",
         )?;
         let counter = |name: &str, help: &str| IntCounter::new(name, help);
         let deliveries = counter(
             names::QUEUE_DELIVERIES_TOTAL,
             "Tasks this replica took from the shared backlog (claims included).",
         )?;
-        let claims = counter(
-            names::QUEUE_CLAIMS_TOTAL,
-            "Tasks this replica claimed from a replica that held them past their expected run time (a crash).",
+        let claims = IntCounterVec::new(
+            Opts::new(
+                names::QUEUE_CLAIMS_TOTAL,
+                "Tasks this replica claimed because their holder's lease lapsed, by reason: lease_lapsed (another pod's process: killed, paused or cut off) or restart (an earlier process of this pod, restarted in place).",
+            ),
+            &["reason"],
+        )?;
+        let renewals_failed = counter(
+            names::QUEUE_RENEWALS_FAILED_TOTAL,
+            "Lease renewals of held tasks that could not reach Redis (four in a row may fail before a lease lapses).",
+        )?;
+        let leases_lost = counter(
+            names::QUEUE_LEASES_LOST_TOTAL,
+            "Tasks this replica stopped because another replica had claimed them (its lease had lapsed).",
         )?;
         let dead_letters = counter(
             names::QUEUE_DEAD_LETTERS_TOTAL,
@@ -239,7 +276,7 @@ impl Metrics {
         let duplicates = IntCounterVec::new(
             Opts::new(
                 names::QUEUE_DUPLICATES_TOTAL,
-                "Redelivered tasks: skipped (already completed) or ran_twice (a claimed copy and its first holder both finished).",
+                "Duplicate deliveries, by when: skipped (already completed, not run), ran_twice (a run started while an earlier run had started and never ended), finished_stale (a holder finished a task claimed from it meanwhile; its result left to the new holder).",
             ),
             &["when"],
         )?;
@@ -275,11 +312,15 @@ impl Metrics {
         };
         let queue = QueueMetrics {
             backlog: backlog.clone(),
+            oldest_age: oldest_age.clone(),
             deliveries: deliveries.clone(),
-            claims: claims.clone(),
+            claims: CLAIM_REASONS.map(|reason| claims.with_label_values(&[reason])),
             dead_letters: dead_letters.clone(),
             duplicates_skipped: duplicates.with_label_values(&["skipped"]),
             duplicates_ran_twice: duplicates.with_label_values(&["ran_twice"]),
+            duplicates_finished_stale: duplicates.with_label_values(&["finished_stale"]),
+            renewals_failed: renewals_failed.clone(),
+            leases_lost: leases_lost.clone(),
             errors: errors.clone(),
         };
         for sink in ["otlp", "loki", "stdout"] {
@@ -303,8 +344,11 @@ impl Metrics {
             Box::new(telemetry_dropped.clone()),
             Box::new(sojourn),
             Box::new(backlog),
+            Box::new(oldest_age),
             Box::new(deliveries),
             Box::new(claims),
+            Box::new(renewals_failed),
+            Box::new(leases_lost),
             Box::new(dead_letters),
             Box::new(duplicates),
             Box::new(errors),

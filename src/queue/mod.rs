@@ -2,7 +2,7 @@
 //! pulls from (`redis`), so that work outlives the pod that accepted it. Sync work always runs where it arrived.
 //!
 //! - `redis`: the stream, the records and the scripts for each step of a task's life.
-//! - `puller`: the replica's loop that takes, runs, acknowledges, hands back and claims.
+//! - `puller`: the replica's loop that takes, runs under a renewed lease, acknowledges, hands back and claims.
 
 mod puller;
 mod redis;
@@ -15,17 +15,18 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use self::redis::SharedStatus;
-use self::redis::{Enqueued, RedisBacklog, RedisConfig};
+use self::redis::{Enqueued, Idempotency, RedisBacklog, RedisConfig};
 use crate::configuration::{QueueUrl, Settings};
 use crate::metrics::QueueMetrics;
 use crate::telemetry::LogRateLimit;
-use crate::work::records::TaskRecord;
+use crate::work::records::{RecordStatus, TaskRecord};
 use crate::work::tasks::{
     Accepted, Overload, OverloadReason, Refusal, TaskAccepted, TaskRegistry, TaskStatus, WorkSpec,
 };
 
 /// Retry-After while Redis cannot be reached: the client reconnect backoff's ceiling.
 const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
+const MIB: u64 = 1024 * 1024;
 /// Error lines a minute while Redis is away.
 const ERROR_LINES_PER_MINUTE: u64 = 1;
 
@@ -40,6 +41,8 @@ pub enum AsyncAccepted {
     Local(Accepted),
     /// In the shared backlog, for whichever replica has room first.
     Shared(TaskAccepted),
+    /// Its `Idempotency-Key` was accepted before with the same parameters: that task, nothing added.
+    Repeated { task_id: Uuid, status: RecordStatus },
 }
 
 impl Backlog {
@@ -58,14 +61,15 @@ impl Backlog {
             capacity: settings.queue_capacity as usize,
             retention: Duration::from_secs(settings.result_retention_secs),
             max_deliveries: settings.max_deliveries,
-            consumer: pod_name.to_owned(),
-            overcommit: settings.cpu_overcommit,
-            claim_margin: Duration::from_secs(settings.claim_margin_secs),
+            pod: pod_name.to_owned(),
+            // A restarted container keeps its pod's name: the incarnation keeps two processes' leases apart.
+            consumer: format!("{pod_name}/{}", &Uuid::new_v4().simple().to_string()[..8]),
+            lease: Duration::from_secs(settings.lease_secs),
         })
         .map_err(std::io::Error::other)?;
-        let shared =
-            Arc::new(puller::Shared { backlog, metrics, errors_logged: LogRateLimit::new(ERROR_LINES_PER_MINUTE, 60) });
+        let shared = Arc::new(puller::Shared::new(backlog, metrics, LogRateLimit::new(ERROR_LINES_PER_MINUTE, 60)));
         tokio::spawn(Arc::clone(&shared).refresh_backlog(stop.clone()));
+        tokio::spawn(Arc::clone(&shared).renew_leases(stop.clone()));
         let puller = puller::Puller { shared: Arc::clone(&shared), registry: Arc::clone(registry), stop };
         tokio::spawn(puller.run());
         Ok(Self::Redis(shared))
@@ -78,15 +82,34 @@ impl Backlog {
         }
     }
 
-    /// Accepts an async task: into this pod's registry, or durably into the stream (200 only once it is there).
-    pub async fn submit(&self, registry: &Arc<TaskRegistry>, spec: WorkSpec) -> Result<AsyncAccepted, Refusal> {
+    /// Accepts an async task: into this pod's registry, or durably into the stream (200 only once it is there). With
+    /// the shared backlog an `idempotency_key` seen before answers its first task instead (the memory queue keeps no
+    /// keys: a retry to another pod could not find them).
+    pub async fn submit(
+        &self,
+        registry: &Arc<TaskRegistry>,
+        spec: WorkSpec,
+        idempotency_key: Option<&str>,
+    ) -> Result<AsyncAccepted, Refusal> {
         let Self::Redis(shared) = self else { return registry.submit(spec).map(AsyncAccepted::Local) };
         let task_id = Uuid::new_v4();
         let now = Utc::now();
         let refuse = |reason, message: String, retry_after| {
             Refusal::Overloaded(registry.refuse(&spec, reason, message, retry_after))
         };
-        match shared.backlog.enqueue(task_id, &spec, now).await {
+        let idempotency = idempotency_key.map(|key| Idempotency {
+            key,
+            fingerprint: format!(
+                "{}:{}:{}:{}",
+                spec.cpu_intensity,
+                spec.memory_bytes / MIB,
+                spec.duration.as_secs(),
+                spec.retain
+            ),
+        });
+        match shared.backlog.enqueue(task_id, &spec, now, idempotency.as_ref()).await {
+            Ok(Enqueued::Repeated { task_id, status }) => Ok(AsyncAccepted::Repeated { task_id, status }),
+            Ok(Enqueued::Conflict { task_id }) => Err(Refusal::IdempotencyConflict { task_id }),
             Ok(Enqueued::Added { ahead }) => {
                 let limits = registry.limits();
                 // As if this replica alone drained what is ahead at its CPU capacity, each task like this one.

@@ -10,7 +10,7 @@ use crate::errors::{ApiError, ErrorBody};
 use crate::peer::{client_closed_request, PeerSocket};
 use crate::queue::{AsyncAccepted, SharedStatus};
 use crate::state::AppState;
-use crate::work::records::TaskRecord;
+use crate::work::records::{RecordStatus, TaskRecord};
 use crate::work::tasks::{CleanupReport, Mode, Refusal, StatusSnapshot, TaskAccepted, TaskReport, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
@@ -40,6 +40,9 @@ const CPU_INTENSITY: IntParam = int_param!("cpu_intensity", 1..=10, default 5);
 const MEMORY_SIZE: IntParam = int_param!("memory_size", 0..=500, default 50);
 const DURATION: IntParam = int_param!("duration", 1..=60, default 10);
 const BOOL_ALLOWED: &str = "true or false";
+/// The header a client repeats on its retries of one async request.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const IDEMPOTENCY_KEY_ALLOWED: &str = "1 to 255 visible ASCII characters";
 
 /// The 200 body of `POST /process`: one of two shapes, by mode.
 #[derive(Serialize, ToSchema)]
@@ -49,6 +52,18 @@ pub enum ProcessAnswer {
     Report(TaskReport),
     /// Async: accepted, started or queued.
     Accepted(TaskAccepted),
+    /// Async with an `Idempotency-Key` accepted before with the same parameters: that task, nothing added.
+    Repeated(RepeatedTask),
+}
+
+/// The task an `Idempotency-Key` was first accepted for, as it is now.
+#[derive(Serialize, ToSchema)]
+pub struct RepeatedTask {
+    pub task_id: uuid::Uuid,
+    pub status: RecordStatus,
+    /// Always true: this answer adds nothing.
+    pub idempotent_replay: bool,
+    pub message: String,
 }
 
 /// Does CPU and memory work. Sync work that cannot start now waits in the pod's backlog, and answers 200 with the
@@ -63,15 +78,18 @@ pub enum ProcessAnswer {
         ("duration" = Option<u8>, Query, minimum = 1, maximum = 60, description = "Seconds of work on a pod with room (default 10)"),
         ("async_mode" = Option<bool>, Query, description = "Answer at once and work in the background (default false)"),
         ("retain" = Option<bool>, Query, description = "Keep the memory until DELETE /process/cleanup (default false)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Async with the shared backlog (redis): the same key within the result retention answers the first task and adds nothing; with other parameters, 422. 1 to 255 visible ASCII characters. The memory queue keeps no keys"),
     ),
     responses(
         (status = 200, body = ProcessAnswer, description = "Sync: the task's report once it has run. Async: accepted, started or queued, with estimates"),
-        (status = 422, body = ErrorBody, description = "A parameter is out of range or malformed, or memory_size exceeds the pod's whole budget"),
+        (status = 422, body = ErrorBody, description = "A parameter is out of range or malformed, memory_size exceeds the pod's whole budget, or the Idempotency-Key was first sent with other parameters"),
         (status = 503, body = ErrorBody, description = "The backlog (or the shared backlog) is full, retained memory leaves no room, the pod is draining, or the shared backlog cannot be reached (`queue_unavailable`); see Retry-After"),
     ))]
 pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let spec = parse_spec(req.query_string())?;
+    let idempotency_key = idempotency_key(&req)?;
     let refused = |refusal| match refusal {
+        Refusal::IdempotencyConflict { task_id } => ApiError::IdempotencyConflict { task_id },
         Refusal::Overloaded(overload) => ApiError::Overloaded(overload),
         Refusal::LargerThanBudget { budget_bytes } => {
             ApiError::LargerThanBudget { requested_mib: spec.memory_bytes / MIB, budget_mib: budget_bytes / MIB }
@@ -101,13 +119,36 @@ pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
             if spec.memory_bytes > state.registry.limits().budget_bytes {
                 return Err(refused(Refusal::LargerThanBudget { budget_bytes: state.registry.limits().budget_bytes }));
             }
-            let answer = match state.backlog.submit(&state.registry, spec).await.map_err(refused)? {
+            let answer = match state.backlog.submit(&state.registry, spec, idempotency_key).await.map_err(refused)? {
                 AsyncAccepted::Local(accepted) => accepted.answer,
                 AsyncAccepted::Shared(answer) => answer,
+                AsyncAccepted::Repeated { task_id, status } => {
+                    return Ok(HttpResponse::Ok().json(ProcessAnswer::Repeated(RepeatedTask {
+                        task_id,
+                        status,
+                        idempotent_replay: true,
+                        message: format!("{IDEMPOTENCY_KEY} seen before: task {task_id}, nothing added"),
+                    })));
+                }
             };
             Ok(HttpResponse::Ok().json(ProcessAnswer::Accepted(answer)))
         }
     }
+}
+
+/// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let invalid = || ApiError::Validation {
+        field: IDEMPOTENCY_KEY,
+        allowed: IDEMPOTENCY_KEY_ALLOWED,
+        received: String::from_utf8_lossy(value.as_bytes()).chars().take(64).collect(),
+    };
+    let key = value.to_str().map_err(|_| invalid())?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    Ok(Some(key))
 }
 
 /// The `/process/status` body: this pod's work, and the shared backlog when there is one.

@@ -66,6 +66,10 @@ pub struct TaskRecord {
     /// Times a pod started it (Redis queue): more than 1 after a crash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deliveries: Option<u32>,
+    /// Runs started while an earlier run had started and never ended (its holder killed, paused or cut off past its
+    /// lease): each a duplicate run (Redis queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reruns: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -89,6 +93,7 @@ impl TaskRecord {
             wall_seconds: None,
             slowdown: None,
             deliveries: None,
+            reruns: None,
             error: None,
         }
     }

@@ -178,6 +178,8 @@ pub enum Refusal {
     Overloaded(Overload),
     /// 422: its memory is larger than the whole budget, so it could never run on this pod.
     LargerThanBudget { budget_bytes: u64 },
+    /// 422: its `Idempotency-Key` was first sent with other parameters, for this task.
+    IdempotencyConflict { task_id: Uuid },
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -359,6 +361,11 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// Stops the task, queued or running (a shared task whose lease was lost).
+    pub fn canceller(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
     /// Awaits the end of a sync task; dropping this future cancels it, queued or running. (actix drops a handler's
     /// future on some client disconnects only: actix-web issues 1313 and 3462.)
     pub async fn finish(self) -> Result<Finished, tokio::task::JoinError> {
@@ -645,11 +652,18 @@ impl TaskRegistry {
 
     fn finish(&self, spec: &WorkSpec, report: TaskReport, origin: Origin) -> TaskReport {
         let ids = current_trace_ids();
+        let outcome = match (report.status, origin) {
+            (TaskStatus::Cancelled, Origin::Shared { .. }) => Outcome::HandedBack,
+            (TaskStatus::Cancelled, Origin::Request) => Outcome::Cancelled,
+            _ => Outcome::Completed,
+        };
+        // A shared task stopped here goes on elsewhere: the log says so, as the outcome label does.
+        let status = if outcome == Outcome::HandedBack { "handed_back" } else { report.status.as_str() };
         tracing::info!(
             task_id = %report.task_id,
             trace_id = ids.trace_id.as_deref(),
             span_id = ids.span_id.as_deref(),
-            status = report.status.as_str(),
+            status,
             mode = report.mode.as_str(),
             queue_wait_seconds = report.queue_wait_seconds,
             wall_seconds = report.wall_seconds,
@@ -659,11 +673,6 @@ impl TaskRegistry {
             retained = report.retained,
             "task finished"
         );
-        let outcome = match (report.status, origin) {
-            (TaskStatus::Cancelled, Origin::Shared { .. }) => Outcome::HandedBack,
-            (TaskStatus::Cancelled, Origin::Request) => Outcome::Cancelled,
-            _ => Outcome::Completed,
-        };
         self.count_kinds(spec, outcome);
         if spec.mode == Mode::Async && outcome == Outcome::Completed {
             let queue = match origin {
