@@ -43,6 +43,11 @@ check: lint ## The fast inner loop: lint, every unit test, the manifest policy a
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) test --test deploy -- policy:: manifests:: devscript::
 
+.PHONY: chaos
+chaos: ## The shared backlog's fault campaign: SEED (1), DURATION of faults in seconds (600), REPLICAS (3); make test runs 150 s of seed 1
+	CHAOS_SEED=$(or $(SEED),1) CHAOS_SECONDS=$(or $(DURATION),600) CHAOS_REPLICAS=$(or $(REPLICAS),3) \
+		$(CARGO) test --test chaos -- --nocapture
+
 .PHONY: fuzz-api
 fuzz-api: ## schemathesis (every check) against the real consumer's OpenAPI spec; FUZZ_EXAMPLES, SCHEMATHESIS_SEED
 	scripts/fuzz-api.sh

@@ -105,8 +105,14 @@ impl Client {
         method: &Method,
         uri: &Uri,
         traceparent: Option<HeaderValue>,
+        idempotency_key: Option<&str>,
     ) -> Result<Reply, Failure> {
-        let request = self.request(method, uri, traceparent.as_ref(), !self.reuse, None);
+        let mut request = self.request(method, uri, traceparent.as_ref(), !self.reuse, None);
+        if let Some(key) = idempotency_key {
+            // Before the blank line that ends the head (no body: the header block is the request's tail).
+            let at = request.len() - 2;
+            request.splice(at..at, format!("Idempotency-Key: {key}\r\n").into_bytes());
+        }
         let attempt = async {
             let kept = connection.take().filter(|_| self.reuse);
             let reused = kept.is_some();
@@ -449,19 +455,19 @@ mod tests {
         let uri: Uri = "/".parse().expect("uri");
         let mut connection = None;
         let first = client
-            .exchange(&mut connection, &Method::GET, &uri, None)
+            .exchange(&mut connection, &Method::GET, &uri, None, None)
             .await
             .unwrap_or_else(|f| panic!("chunked reply: {}", f.key()));
         assert_eq!(&first.body[..], b"hello, world");
         assert!(connection.is_some(), "a complete chunked response leaves the connection reusable");
         tokio::time::sleep(Duration::from_millis(100)).await;
         let second = client
-            .exchange(&mut connection, &Method::GET, &uri, None)
+            .exchange(&mut connection, &Method::GET, &uri, None, None)
             .await
             .unwrap_or_else(|f| panic!("resent: {}", f.key()));
         assert_eq!((second.status, &second.body[..]), (StatusCode::OK, &b"ok"[..]));
         let third = client
-            .exchange(&mut connection, &Method::GET, &uri, None)
+            .exchange(&mut connection, &Method::GET, &uri, None, None)
             .await
             .unwrap_or_else(|f| panic!("kept: {}", f.key()));
         assert_eq!((third.status, third.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(Duration::from_secs(3))));
@@ -475,11 +481,11 @@ mod tests {
         let client = Client::new(&target, Duration::from_secs(5), true).await.expect("client");
         let uri: Uri = "/".parse().expect("uri");
         let mut connection = None;
-        let cut = client.exchange(&mut connection, &Method::GET, &uri, None).await;
+        let cut = client.exchange(&mut connection, &Method::GET, &uri, None, None).await;
         assert!(matches!(cut, Err(Failure::Io)), "a body cut short");
         assert!(connection.is_none());
         // The second scripted connection closes at once: a fresh connection that answers nothing is not resent.
-        let closed = client.exchange(&mut connection, &Method::GET, &uri, None).await;
+        let closed = client.exchange(&mut connection, &Method::GET, &uri, None, None).await;
         assert!(matches!(closed, Err(Failure::Io)));
         assert_eq!(server.await.expect("server"), 2);
     }

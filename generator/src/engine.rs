@@ -42,6 +42,9 @@ pub struct Job {
     pub max_retries: u32,
     /// Takes the async tasks accepted, to follow them to their end.
     pub follower: Follower,
+    /// Async submissions carry an `Idempotency-Key`, the same on each retry, so a retry after a lost answer adds
+    /// nothing to the shared backlog.
+    pub idempotent: bool,
 }
 
 impl Job {
@@ -51,6 +54,7 @@ impl Job {
         self.recorder.sent();
         let send_lag = intended.elapsed();
         let mut retries = 0;
+        let idempotency_key = self.idempotent.then(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)));
         loop {
             let (span, traceparent) = match &self.tracing {
                 Tracing::Off => (None, None),
@@ -62,7 +66,10 @@ impl Job {
                     (Some(span), Some(header))
                 }
             };
-            let result = self.client.exchange(connection, &self.method, &self.uri, traceparent).await;
+            let result = self
+                .client
+                .exchange(connection, &self.method, &self.uri, traceparent, idempotency_key.as_deref())
+                .await;
             if let Some(span) = span {
                 span.end(result.as_ref().map(|reply| reply.status).map_err(|failure| failure.key()));
             }

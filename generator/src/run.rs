@@ -292,6 +292,7 @@ async fn execute(
         tracing,
         max_retries: plan.max_retries,
         follower: Follower::default(),
+        idempotent: run.method == Method::POST && run.uri.query().is_some_and(|q| q.contains("async_mode=true")),
     });
     if let Some(exposition) = exposition {
         exposition.started(&run.profile, Arc::clone(&job), &run.model);

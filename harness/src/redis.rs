@@ -74,10 +74,19 @@ impl RedisServer {
 
     /// SIGTERM, as a restart sends; waits for the exit.
     pub fn stop(&mut self) {
+        self.signal_and_wait(libc::SIGTERM);
+    }
+
+    /// SIGKILL, as an OOM kill or a lost node: no shutdown, only what the append-only file already holds survives.
+    pub fn kill(&mut self) {
+        self.signal_and_wait(libc::SIGKILL);
+    }
+
+    fn signal_and_wait(&mut self, signal: libc::c_int) {
         if let Some(mut child) = self.child.take() {
             if let Ok(pid) = i32::try_from(child.id()) {
                 // SAFETY: kill(2) with a pid this process spawned and has not yet waited for.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
+                unsafe { libc::kill(pid, signal) };
             }
             let _ = child.wait();
         }

@@ -337,8 +337,8 @@ impl Shared {
         let consumer = self.backlog.consumer();
         match (settle, settled) {
             (Settle::Finish { .. }, Settled::Done) => {}
-            (Settle::HandBack { .. }, Settled::Done) => {
-                tracing::info!(task_id = %entry.task_id, "handed an unfinished task back to the shared backlog");
+            (Settle::HandBack { started }, Settled::Done) => {
+                tracing::info!(task_id = %entry.task_id, consumer, started, "handed an unfinished task back to the shared backlog");
             }
             (Settle::Finish { .. }, Settled::Stale { now_held_by }) => {
                 self.metrics.duplicates_finished_stale.inc();
