@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use surge_keda::redis_streams::{Count, RedisStreams};
 
+/// How the queue component's Redis writes its append-only file (tests/deploy checks the manifest says the same):
+/// every write synced before it is answered, so an answered enqueue survives a crash of Redis's node.
+pub const APPEND_FSYNC: &str = "always";
+
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
@@ -54,7 +58,7 @@ impl RedisServer {
         }
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", if self.append_only { "yes" } else { "no" }, "--appendfsync", "always"])
+            .args(["--appendonly", if self.append_only { "yes" } else { "no" }, "--appendfsync", APPEND_FSYNC])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -404,3 +404,14 @@ fn every_path_a_read_only_container_writes_is_a_writable_volume() {
         }
     }
 }
+
+/// The tests' Redis (harness/src/redis.rs) runs as the queue component's does: append-only, synced as it is.
+#[test]
+fn the_tests_run_redis_with_the_queue_components_durability() {
+    let development = manifests::overlay("development").objects;
+    let redis = &find(&development, "Deployment", "redis").expect("redis")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = redis["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let after = |flag: &str| args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).copied();
+    assert_eq!(after("--appendonly"), Some("yes"), "{args:?}");
+    assert_eq!(after("--appendfsync"), Some(surge_harness::redis::APPEND_FSYNC), "{args:?}");
+}
