@@ -475,3 +475,63 @@ async fn an_idempotency_key_answers_its_first_task_on_every_replica_and_adds_not
         + metric(&client, &b.address, "consumer_queue_deliveries_total").await;
     assert_eq!(deliveries, 1.0, "one task, run once");
 }
+
+/// The queue ScaledObject's backlog query, read from the component, against a real Prometheus scraping two real
+/// replicas: a value while Redis answers; once Redis is gone every replica's gauge is NaN, so the query is NaN, which
+/// KEDA (`ignoreNullValues: "false"`) turns into an error and its fallback holds the replicas: never a stale value,
+/// never a 0 through `or vector(0)`.
+#[tokio::test]
+async fn with_redis_gone_the_scaled_objects_backlog_query_is_an_error_for_keda_not_a_value() {
+    use surge_keda::scaled_object::{documents, keda_value, ScaledObject, Source};
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("kubernetes-manifests/components/queue/scaledobject.yaml"),
+    )
+    .expect("the queue component's ScaledObject");
+    let object = documents(&manifest).expect("yaml").into_iter().next().expect("one object");
+    let scaled = ScaledObject::from_manifest(&object).expect("a ScaledObject");
+    let backlog = scaled.triggers.iter().find(|t| t.name == "backlog").expect("the backlog trigger");
+    let Source::Prometheus { query, ignore_null_values } = &backlog.source else { panic!("a prometheus trigger") };
+
+    let mut redis = RedisServer::start().expect("redis starts");
+    let (a, b) = (replica(&redis, "a", &[]), replica(&redis, "b", &[]));
+    let client = client();
+    let targets: Vec<String> =
+        [&a, &b].iter().map(|r| format!("'{}'", r.address.trim_start_matches("http://"))).collect();
+    let config = format!(
+        "global: {{scrape_interval: 250ms, scrape_timeout: 250ms, evaluation_interval: 250ms}}\n\
+         scrape_configs:\n\
+         - job_name: consumer\n  static_configs:\n  - targets: [{}]\n    \
+         labels: {{namespace: surge, app_kubernetes_io_name: consumer}}\n",
+        targets.join(", ")
+    );
+    let prometheus = crate::prometheus_server::Prometheus::start(&client, &config).await;
+    for _ in 0..4 {
+        accept(&client, &a.address, &format!("{TASK}&duration=20")).await;
+    }
+    let read = |series: Vec<Value>| -> Vec<f64> {
+        series.iter().filter_map(|s| s["value"][1].as_str()).map(|v| v.parse().expect("a sample")).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let up = loop {
+        let values = read(prometheus.query(&client, query).await);
+        if values == [4.0] {
+            break values;
+        }
+        assert!(Instant::now() < deadline, "the backlog query never read the 4 tasks: {values:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(keda_value(&up, *ignore_null_values), Ok(4.0));
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let down = loop {
+        let values = read(prometheus.query(&client, query).await);
+        if values.iter().all(|v| v.is_nan()) && !values.is_empty() {
+            break values;
+        }
+        assert!(Instant::now() < deadline, "the backlog query kept a value with Redis gone: {values:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(!*ignore_null_values, "the trigger must not read NaN as 0");
+    assert!(keda_value(&down, *ignore_null_values).is_err(), "KEDA reads {down:?} as an error, so its fallback holds");
+}
