@@ -65,6 +65,10 @@ pub struct Args {
     /// Prometheus is stopped (connections refused) over this window, `FROM..TO`, then started on its own data again
     #[arg(long, value_parser = Window::parse)]
     stop_prometheus: Option<Window>,
+    /// The shared backlog's Redis is stopped over this window, `FROM..TO`, then started again from its append-only
+    /// file (the run's Redis keeps one only with this flag)
+    #[arg(long, value_parser = Window::parse)]
+    stop_redis: Option<Window>,
     /// How the replicas do their CPU work: `simulate` (each runs as if it had its CPU limit to itself) or `burn`
     /// (real work on this machine's cores, each replica held to its limit by its cgroup: a node of this machine's size)
     #[arg(long, value_enum, default_value_t = CpuWork::Simulate)]
@@ -161,7 +165,11 @@ pub fn run(args: &Args) -> Result<(), String> {
 
     // The queue component sets QUEUE_URL on the consumer: then the pods share a real Redis, as they would there.
     let shared_queue = container["env"].as_array().into_iter().flatten().any(|e| e["name"] == "QUEUE_URL");
-    let redis = if shared_queue { Some(RedisServer::ephemeral()?) } else { None };
+    let mut redis = match (shared_queue, args.stop_redis) {
+        (true, Some(_)) => Some(RedisServer::start()?),
+        (true, None) => Some(RedisServer::ephemeral()?),
+        (false, _) => None,
+    };
     // Each pod in real cgroups with the container's limits where the machine allows it: the consumer then takes its
     // capacity and budget from them, as in a pod. Elsewhere the same values are given as flags.
     let cgroup_limits = crate::cgroup::available().then_some((cores, memory));
@@ -328,6 +336,17 @@ pub fn run(args: &Args) -> Result<(), String> {
                 server.resume()?;
             }
             eprintln!("cluster: at {:.0} s Prometheus is {}", at, ["started again", "stopped"][usize::from(down)]);
+        }
+        if let Some(redis) = redis.as_mut() {
+            let down = Window::holds(args.stop_redis, at);
+            if down != redis.is_stopped() {
+                if down {
+                    redis.stop();
+                } else {
+                    redis.resume()?;
+                }
+                eprintln!("cluster: at {:.0} s Redis is {}", at, ["started again", "stopped"][usize::from(down)]);
+            }
         }
         pods.reap()?;
         let current = pods.replicas();

@@ -76,6 +76,11 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Whether it was stopped (or never started) and not started again.
+    pub fn is_stopped(&self) -> bool {
+        self.child.is_none()
+    }
+
     /// SIGTERM, as a restart sends; waits for the exit.
     pub fn stop(&mut self) {
         self.signal_and_wait(libc::SIGTERM);

@@ -500,6 +500,49 @@ fn sustained() {
     assert!(rows.iter().any(|r| at(r) > stopped.1 && !failing(r)), "Prometheus never came back");
 }
 
+/// The shared backlog's Redis stopped for a minute of the autoscaler's time at heavy's peak: every replica's backlog
+/// gauge turns NaN, so the backlog trigger's query fails (never a stale value, never a 0 through `or vector(0)`) and
+/// KEDA's fallback asks for the replicas there are; the other triggers go on reading. Then Redis comes back from its
+/// append-only file and the trigger reads again.
+#[test]
+fn heavy_with_redis_stopped_for_a_minute_holds_its_replicas() {
+    let promise = promises(SHARED).into_iter().find(|p| p.profile == "heavy").expect("heavy's row");
+    let stopped = (300.0, 360.0);
+    let flags: Vec<String> = [
+        "--node-cores".to_owned(),
+        node_cores(SHARED).to_string(),
+        format!("--stop-redis={}..{}", stopped.0, stopped.1),
+        "--stop-at-load-end".to_owned(),
+    ]
+    .into();
+    let report = cluster("heavy", promise.time_scale, rendered(), &flags);
+    let rows = report["rows"].as_array().expect("rows");
+    let at = |r: &Value| r["t"].as_f64().expect("t");
+    let backlog = |r: &Value| {
+        r["triggers"].as_array().expect("triggers").iter().find(|t| t["name"] == "backlog").cloned().expect("backlog")
+    };
+    let during: Vec<&Value> = rows.iter().filter(|r| (stopped.0..stopped.1).contains(&at(r))).collect();
+    let trajectory: Vec<String> =
+        during.iter().map(|r| format!("{:.0}s:{}:{}", at(r), r["desired"], backlog(r)["value"])).collect();
+    println!("heavy with Redis stopped {stopped:?}: {trajectory:?}");
+    let before = during.first().expect("syncs while Redis was stopped")["current"].as_u64().expect("current");
+    assert!(during.iter().all(|r| r["desired"].as_u64() >= Some(before)), "{before} replicas, then {trajectory:?}");
+    let failing: Vec<&&Value> = during.iter().filter(|r| backlog(r)["value"].is_null()).collect();
+    assert!(
+        failing.len() * 2 >= during.len(),
+        "the backlog trigger failed at {} of {} syncs: {trajectory:?}",
+        failing.len(),
+        during.len()
+    );
+    for row in &failing {
+        assert_eq!(backlog(row)["asks"], row["current"], "the fallback holds the replicas there are: {row}");
+    }
+    assert!(
+        rows.iter().any(|r| at(r) > stopped.1 + 30.0 && backlog(r)["value"].is_number()),
+        "the backlog never read again after Redis came back"
+    );
+}
+
 #[test]
 fn memory_stress() {
     run("memory_stress");

@@ -27,6 +27,8 @@ use crate::work::tasks::{
 /// Retry-After while Redis cannot be reached: the client reconnect backoff's ceiling.
 const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
 const MIB: u64 = 1024 * 1024;
+/// Longest `/process/status` waits for the shared backlog's figures.
+const STATUS_WAIT: Duration = Duration::from_millis(250);
 /// Error lines a minute while Redis is away.
 const ERROR_LINES_PER_MINUTE: u64 = 1;
 
@@ -164,10 +166,21 @@ impl Backlog {
         Ok(found)
     }
 
-    /// The shared backlog's shape (`None` in memory mode or while Redis is away).
+    /// The shared backlog's shape (`None` in memory mode, or while Redis is away: the status page answers at once,
+    /// not after the client's reconnect attempts, and not at all in the second after a failed call).
     pub async fn status(&self) -> Option<SharedStatus> {
         let Self::Redis(shared) = self else { return None };
-        shared.backlog.status().await.map_err(|error| shared.failed("reading the backlog's status", &error)).ok()
+        if shared.failed_within(STATUS_WAIT * 4) {
+            return None;
+        }
+        match tokio::time::timeout(STATUS_WAIT, shared.backlog.status()).await {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(error)) => {
+                shared.failed("reading the backlog's status", &error);
+                None
+            }
+            Err(_) => None,
+        }
     }
 }
 

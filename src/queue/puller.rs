@@ -85,8 +85,13 @@ impl Shared {
 
     /// Whether a lease has passed since the last failed call, so every holder has had its chance to renew.
     fn may_claim(&self) -> bool {
+        !self.failed_within(self.backlog.lease())
+    }
+
+    /// Whether a call to Redis failed within `window`.
+    pub fn failed_within(&self, window: Duration) -> bool {
         let last = *self.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
-        last.is_none_or(|at| at.elapsed() >= self.backlog.lease())
+        last.is_some_and(|at| at.elapsed() < window)
     }
 }
 
