@@ -67,6 +67,11 @@ pub struct Settings {
     #[arg(long = "queue", env = "QUEUE_URL", default_value = "memory", value_parser = parse_queue)]
     pub queue: QueueUrl,
 
+    /// PEM certificates of the authority that signed a `rediss://` server's certificate, trusted instead of the
+    /// system's roots (a private CA, a managed Redis's own).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Prefix of the shared backlog's Redis keys (`<prefix>:tasks`, `<prefix>:dead`, `<prefix>:task:<id>`).
     #[arg(long, env = "QUEUE_KEY", default_value = "surge")]
     pub queue_key: String,
@@ -166,10 +171,10 @@ fn parse_queue(raw: &str) -> Result<QueueUrl, String> {
     if raw == "memory" {
         return Ok(QueueUrl::Memory);
     }
-    if raw.starts_with("redis://") {
+    if raw.starts_with("redis://") || raw.starts_with("rediss://") {
         return redis::Client::open(raw).map(|_| QueueUrl::Redis(raw.to_owned())).map_err(|e| e.to_string());
     }
-    Err(format!("expected `memory` or a redis:// URL, got {raw:?}"))
+    Err(format!("expected `memory`, a redis:// or a rediss:// (TLS) URL, got {raw:?}"))
 }
 
 /// Where the container's cgroup is mounted.

@@ -17,6 +17,10 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     append_only: bool,
+    /// Configuration lines besides the command line's (TLS, ACL users), written to a file Redis reads first.
+    config: String,
+    /// The TLS port, when `config` opens one.
+    pub tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -43,7 +47,37 @@ impl RedisServer {
             .map(|a| a.port())
             .map_err(|e| format!("a free port: {e}"))?;
         let dir = tempfile::tempdir().map_err(|e| format!("a directory for redis: {e}"))?;
-        Ok(Self { child: None, port, dir, append_only: true })
+        Ok(Self { child: None, port, dir, append_only: true, config: String::new(), tls_port: None })
+    }
+
+    /// A managed Redis's shape: TLS on a port of its own (`cert`, `key` and the `ca` that signed them, PEM files;
+    /// clients need no certificate) beside the plain port this type's `cli` uses, and `users` as ACL lines (`user
+    /// NAME on >PASSWORD ~KEYS +COMMANDS`). Append-only, as `start`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        ca: &std::path::Path,
+        users: &[&str],
+    ) -> Result<Self, String> {
+        let mut server = Self::unstarted()?;
+        let tls_port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("a free port: {e}"))?;
+        let mut config = format!(
+            "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\n",
+            cert.display(),
+            key.display(),
+            ca.display()
+        );
+        for user in users {
+            config.push_str(user);
+            config.push('\n');
+        }
+        server.config = config;
+        server.tls_port = Some(tls_port);
+        server.resume()?;
+        Ok(server)
     }
 
     pub fn url(&self) -> String {
@@ -56,7 +90,10 @@ impl RedisServer {
         if self.child.is_some() {
             return Err("redis is already running".into());
         }
+        let config = self.dir.path().join("redis.conf");
+        std::fs::write(&config, &self.config).map_err(|e| format!("write {}: {e}", config.display()))?;
         let child = Command::new("redis-server")
+            .arg(&config)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", if self.append_only { "yes" } else { "no" }, "--appendfsync", APPEND_FSYNC])
             .arg("--dir")

@@ -57,8 +57,19 @@ impl Backlog {
         stop: CancellationToken,
     ) -> std::io::Result<Self> {
         let QueueUrl::Redis(url) = &settings.queue else { return Ok(Self::Memory) };
+        let ca = match &settings.redis_ca_file {
+            Some(_) if !url.starts_with("rediss://") => {
+                return Err(std::io::Error::other("REDIS_CA_FILE is for a rediss:// (TLS) QUEUE_URL"));
+            }
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| std::io::Error::other(format!("REDIS_CA_FILE {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
         let backlog = RedisBacklog::new(RedisConfig {
             url: url.clone(),
+            ca,
             key_prefix: settings.queue_key.clone(),
             capacity: settings.queue_capacity as usize,
             retention: Duration::from_secs(settings.result_retention_secs),

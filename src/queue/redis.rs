@@ -204,6 +204,8 @@ return {backlog, math.max(0, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub url: String,
+    /// PEM roots for a `rediss://` server, instead of the system's.
+    pub ca: Option<Vec<u8>>,
     pub key_prefix: String,
     /// Most tasks in the stream (waiting plus handed out).
     pub capacity: usize,
@@ -320,7 +322,13 @@ pub struct RedisBacklog {
 impl RedisBacklog {
     /// Connects lazily: the pod starts, and serves sync work, while Redis is away.
     pub fn new(config: RedisConfig) -> RedisResult<Self> {
-        let client = redis::Client::open(config.url.as_str())?;
+        let client = match &config.ca {
+            Some(ca) => redis::Client::build_with_tls(
+                config.url.as_str(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) },
+            )?,
+            None => redis::Client::open(config.url.as_str())?,
+        };
         let manager = |response: Duration| {
             ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -400,7 +408,8 @@ impl RedisBacklog {
         idempotency: Option<&Idempotency<'_>>,
     ) -> RedisResult<Enqueued> {
         let prefix = &self.config.key_prefix;
-        let idempotency_key = idempotency.map_or_else(String::new, |i| format!("{prefix}:idempotency:{}", i.key));
+        // Declared even when there is none (the script then never touches it), under the prefix an ACL user may use.
+        let idempotency_key = format!("{prefix}:idempotency:{}", idempotency.map_or("", |i| i.key));
         let reply: Vec<String> = self
             .enqueue
             .key(&self.stream)

@@ -320,6 +320,11 @@ async fn a_task_costs_four_round_trips_and_these_commands() {
     // and once-a-second claim scans add a few over the run.
     let scripts = count("evalsha") + count("eval");
     assert!((3 * TASKS..=3 * TASKS + 40).contains(&scripts), "{scripts} script calls");
+    // The managed-Redis ACL allows every command the consumer sent, its scripts' included.
+    let allowed: Vec<&str> = CONSUMER_ACL.split_whitespace().filter_map(|rule| rule.strip_prefix('+')).collect();
+    for name in calls.keys().filter(|name| *name != "config|resetstat") {
+        assert!(allowed.contains(&name.as_str()), "{name} is missing from the consumer's ACL: {allowed:?}");
+    }
 }
 
 /// What KEDA's redis-streams scaler reads with no consumer group (XLEN, surge_keda::redis_streams) is the backlog the
@@ -534,4 +539,101 @@ async fn with_redis_gone_the_scaled_objects_backlog_query_is_an_error_for_keda_n
     };
     assert!(!*ignore_null_values, "the trigger must not read NaN as 0");
     assert!(keda_value(&down, *ignore_null_values).is_err(), "KEDA reads {down:?} as an error, so its fallback holds");
+}
+
+/// The ACL a managed Redis's user for the consumer needs, and no more (README, "Managed Redis"): the keys under the
+/// prefix; the commands it sends and those its scripts call.
+const CONSUMER_ACL: &str = "on >consumer-secret resetchannels ~surge:* -@all +xgroup|create \
+    +xreadgroup +evalsha +script|load +hgetall +xlen +xpending +xgroup|delconsumer +xinfo|consumers +hmget +hget \
+    +hset +hincrby +expire +xadd +xrange +xack +xdel +xclaim +time";
+
+/// A CA, and a server certificate it signed for 127.0.0.1, made with openssl in `dir`: (cert, key, ca).
+fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1"]
+            .into_iter()
+            .chain(["-subj", "/CN=surge test CA"])
+            .collect::<Vec<_>>(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=redis",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write the extension");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+    (dir.join("server.pem"), dir.join("server.key"), dir.join("ca.pem"))
+}
+
+/// A managed Redis: TLS only for the consumer (`rediss://`, the server's certificate checked against a CA file) and an
+/// ACL user with the fewest commands the consumer needs. Work is accepted, run, settled and read back through it, a
+/// crash's leftovers claimed; a wrong CA is refused.
+#[tokio::test]
+async fn a_managed_redis_over_tls_with_an_acl_user_of_the_fewest_commands_runs_the_shared_backlog() {
+    let certs = tempfile::tempdir().expect("a directory for certificates");
+    let (cert, key, ca) = certificates(certs.path());
+    let user = format!("user consumer {CONSUMER_ACL}");
+    let redis = RedisServer::start_tls(&cert, &key, &ca, &[&user]).expect("redis with TLS starts");
+    let url = format!("rediss://consumer:consumer-secret@127.0.0.1:{}", redis.tls_port.expect("a TLS port"));
+    let tls = |name: &str, ca: &std::path::Path| {
+        let env = [
+            ("QUEUE_URL", url.clone()),
+            ("REDIS_CA_FILE", ca.display().to_string()),
+            ("POD_NAME", name.to_owned()),
+            ("CPU_WORK", "simulate".to_owned()),
+            ("CPU_CAPACITY", "1".to_owned()),
+            ("MEMORY_BUDGET_MB", "384".to_owned()),
+            ("LEASE_SECS", "2".to_owned()),
+        ];
+        ConsumerProcess::start_with_env(&[], &env)
+    };
+    let mut a = tls("a", &ca);
+    let client = client();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
+    }
+    running(&client, &a.address, 2).await;
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    a.wait_exit(Duration::from_secs(5)).expect("killed");
+    let b = tls("b", &ca);
+    let records = all_completed(&client, &b.address, &ids, Duration::from_secs(40)).await;
+    assert_eq!(records.iter().filter(|r| r["reruns"] == 1).count(), 2, "{records:?}");
+    assert_eq!(metric(&client, &b.address, "consumer_queue_errors_total").await, 0.0, "no command was refused");
+    assert_eq!(status(&client, &b.address).await["shared"]["dead_letters"], 0);
+
+    // Another CA's roots do not trust this server: async is refused as unreachable, never sent in clear.
+    let other = tempfile::tempdir().expect("another directory");
+    let (_, _, other_ca) = certificates(other.path());
+    let c = tls("c", &other_ca);
+    let refused = client.post(format!("{}/process?{TASK}&duration=1", c.address)).send().await.expect("post");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.json::<Value>().await.expect("json")["reason"], "queue_unavailable");
 }
