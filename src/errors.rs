@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::work::tasks::Overload;
+use crate::work::answers::Overload;
 
 /// The body of every 4xx and 5xx response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,7 +21,7 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<crate::work::tasks::OverloadReason>,
+    pub reason: Option<crate::work::answers::OverloadReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
 }

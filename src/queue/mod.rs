@@ -19,10 +19,10 @@ use self::redis::{Enqueued, Idempotency, RedisBacklog, RedisConfig};
 use crate::configuration::{QueueUrl, Settings};
 use crate::metrics::QueueMetrics;
 use crate::telemetry::LogRateLimit;
+use crate::work::answers::{Overload, OverloadReason, Refusal, TaskAccepted};
 use crate::work::records::{RecordStatus, TaskRecord};
-use crate::work::tasks::{
-    Accepted, Overload, OverloadReason, Refusal, TaskAccepted, TaskRegistry, TaskStatus, WorkSpec,
-};
+use crate::work::spec::{TaskStatus, WorkSpec};
+use crate::work::tasks::{Accepted, TaskRegistry};
 
 /// Retry-After while Redis cannot be reached: the client reconnect backoff's ceiling.
 const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);

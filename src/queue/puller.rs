@@ -22,7 +22,8 @@ use super::redis::{Claimed, Entry, RedisBacklog, Settled, Start};
 use crate::metrics::QueueMetrics;
 use crate::telemetry::LogRateLimit;
 use crate::work::capacity::Demand;
-use crate::work::tasks::{TaskRegistry, TaskStatus};
+use crate::work::spec::TaskStatus;
+use crate::work::tasks::TaskRegistry;
 
 /// How often a replica with room looks for entries whose lease lapsed, and every replica refreshes the gauges.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);

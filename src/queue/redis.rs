@@ -22,7 +22,7 @@ use redis::{RedisResult, Script};
 use uuid::Uuid;
 
 use crate::work::records::{RecordStatus, TaskRecord};
-use crate::work::tasks::{Mode, WorkSpec};
+use crate::work::spec::{Mode, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
 /// The consumer group every replica reads through.

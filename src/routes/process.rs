@@ -10,8 +10,9 @@ use crate::errors::{ApiError, ErrorBody};
 use crate::peer::{client_closed_request, PeerSocket};
 use crate::queue::{AsyncAccepted, SharedStatus};
 use crate::state::AppState;
+use crate::work::answers::{CleanupReport, Refusal, StatusSnapshot, TaskAccepted, TaskReport};
 use crate::work::records::{RecordStatus, TaskRecord};
-use crate::work::tasks::{CleanupReport, Mode, Refusal, StatusSnapshot, TaskAccepted, TaskReport, WorkSpec};
+use crate::work::spec::{Mode, WorkSpec};
 
 const MIB: u64 = 1024 * 1024;
 

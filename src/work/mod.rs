@@ -1,9 +1,12 @@
 //! The work `/process` does: the capacity model, CPU work, resident memory, and the registry that queues, starts and
-//! tracks tasks, the records of async tasks, and the node's share for simulated work.
+//! tracks tasks (`tasks`), in the vocabulary of `spec`, answering in the shapes of `answers`; the records of async
+//! tasks, and the node's share for simulated work.
 
+pub mod answers;
 pub mod capacity;
 pub mod cpu;
 pub mod memory;
 pub mod node;
 pub mod records;
+pub mod spec;
 pub mod tasks;

@@ -1,5 +1,5 @@
 //! The task registry: admission into a bounded FIFO backlog, starts under the pod's capacity, fair CPU sharing among
-//! running tasks, retained memory and history.
+//! running tasks, retained memory and history. Its vocabulary is in `spec`, what it answers in `answers`.
 //!
 //! A task starts when a slot is free, its memory fits the budget and the CPU asked for stays within the overcommit of
 //! the capacity (`capacity::can_start`); otherwise it waits in the queue, holding no memory. Every task runs on the
@@ -12,20 +12,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::answers::{
+    CleanupReport, CpuStatus, LegacyCurrentStatus, LegacyStatistics, Overload, OverloadReason, QueueStatus, Refusal,
+    RunningByKind, StatusSnapshot, TaskAccepted, TaskReport, Totals,
+};
 use super::capacity::{self, Demand, Forecast, Limits};
 use super::cpu::{CpuJob, CpuWork, Progress, ShareLevel};
 use super::memory::MemoryBlock;
 use super::records::{RecordStatus, RecordStore, TaskRecord};
+use super::spec::{Mode, TaskStatus, WorkSpec};
 use crate::metrics::{Outcome, QueueKind, TaskMetrics, WorkKind};
 use crate::telemetry::{current_trace_ids, LogRateLimit};
 
@@ -42,219 +45,6 @@ const MIB: u64 = 1024 * 1024;
 const REJECTION_LINES_PER_SECOND: u64 = 10;
 /// Most task records the memory queue keeps (about 300 bytes each), whatever the retention.
 const RECORDS_KEPT: usize = 100_000;
-
-/// Validated parameters of one `/process` call.
-#[derive(Debug, Clone, Copy)]
-pub struct WorkSpec {
-    pub cpu_intensity: u8,
-    pub memory_bytes: u64,
-    pub duration: Duration,
-    pub mode: Mode,
-    pub retain: bool,
-}
-
-impl WorkSpec {
-    /// Cores the task asks for: intensity N is N/10 of a core.
-    fn cores(&self) -> f64 {
-        f64::from(self.cpu_intensity.min(10)) / 10.0
-    }
-
-    pub fn demand(&self) -> Demand {
-        Demand {
-            cores: self.cores(),
-            work: self.cores() * self.duration.as_secs_f64(),
-            memory_bytes: self.memory_bytes,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Sync,
-    Async,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sync => "sync",
-            Self::Async => "async",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskStatus {
-    Queued,
-    Started,
-    Completed,
-    Cancelled,
-}
-
-impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Started => "started",
-            Self::Completed => "completed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// The report of a finished task: the sync response body and an entry of `recent`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TaskReport {
-    pub task_id: Uuid,
-    pub status: TaskStatus,
-    pub mode: Mode,
-    pub cpu_intensity: u8,
-    pub memory_size: u64,
-    /// The duration asked for, in seconds.
-    pub duration: f64,
-    pub retained: bool,
-    /// Accepted → started: time spent in the backlog.
-    pub queue_wait_seconds: f64,
-    /// Started → finished: the actual duration, longer than `duration` when the pod's CPU was shared.
-    pub wall_seconds: f64,
-    /// `wall_seconds` ÷ `duration`: 1 on a pod with room.
-    pub slowdown: f64,
-    /// CPU seconds delivered: the thread's CPU time when burning, the accounted core-seconds when simulating.
-    pub cpu_seconds: f64,
-    pub allocated_bytes: u64,
-    pub finished_at: DateTime<Utc>,
-}
-
-/// The 200 body of an async task: started now or queued, with when it should start and finish.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskAccepted {
-    pub task_id: Uuid,
-    /// `started` or `queued`.
-    pub status: TaskStatus,
-    /// Place in the backlog, 1 = next to start; absent when started.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub queue_position: Option<usize>,
-    pub estimated_start: DateTime<Utc>,
-    pub estimated_completion: DateTime<Utc>,
-    pub message: String,
-}
-
-/// Why a task was refused with 503.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OverloadReason {
-    QueueFull,
-    MemoryBudget,
-    Draining,
-    /// The shared backlog (Redis) cannot be reached.
-    QueueUnavailable,
-}
-
-impl OverloadReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::QueueFull => "queue_full",
-            Self::MemoryBudget => "memory_budget",
-            Self::Draining => "draining",
-            Self::QueueUnavailable => "queue_unavailable",
-        }
-    }
-}
-
-/// A refusal: the caller answers 503 with Retry-After.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Overload {
-    pub reason: OverloadReason,
-    pub message: String,
-    pub retry_after_seconds: u64,
-}
-
-/// Why a task was not accepted.
-#[derive(Debug, Clone)]
-pub enum Refusal {
-    /// 503: come back later.
-    Overloaded(Overload),
-    /// 422: its memory is larger than the whole budget, so it could never run on this pod.
-    LargerThanBudget { budget_bytes: u64 },
-    /// 422: its `Idempotency-Key` was first sent with other parameters, for this task.
-    IdempotencyConflict { task_id: Uuid },
-}
-
-#[derive(Debug, Default, Serialize, ToSchema)]
-pub struct Totals {
-    pub started: u64,
-    pub completed: u64,
-    pub rejected: u64,
-    pub cancelled: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunningByKind {
-    pub cpu: u32,
-    pub memory: u32,
-}
-
-/// The backlog: how many wait and for how long the oldest has.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueStatus {
-    pub length: usize,
-    pub capacity: usize,
-    pub oldest_wait_seconds: f64,
-}
-
-/// The pod's CPU capacity and what the running tasks ask of it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CpuStatus {
-    pub capacity_cores: f64,
-    pub demand_cores: f64,
-    pub overcommit: f64,
-    /// `burn` or `simulate`.
-    pub work: &'static str,
-}
-
-/// Field names the Python service's clients read.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LegacyCurrentStatus {
-    /// Memory blocks held now (running and retained).
-    pub memory_store_objects: u64,
-    pub memory_store_size_estimate_mb: f64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LegacyStatistics {
-    /// Tasks completed.
-    pub total_processed: u64,
-}
-
-/// The `/process/status` body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusSnapshot {
-    pub tasks_running: RunningByKind,
-    pub queue: QueueStatus,
-    pub cpu: CpuStatus,
-    pub retained_bytes: u64,
-    pub budget_bytes: u64,
-    pub reserved_bytes: u64,
-    pub max_tasks: u32,
-    pub totals: Totals,
-    pub recent: Vec<TaskReport>,
-    pub current_status: LegacyCurrentStatus,
-    pub statistics: LegacyStatistics,
-}
-
-/// The `DELETE /process/cleanup` body, with the Python service's field names alongside.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CleanupReport {
-    pub objects_freed: u64,
-    pub bytes_freed: u64,
-    /// Always `cleaned`.
-    pub status: &'static str,
-    pub objects_removed: u64,
-    pub estimated_mb_freed: f64,
-    pub message: String,
-}
 
 /// How the registry is set up.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,70 @@
+//! The shared vocabulary of work: what a `/process` call asks for, its mode, and where a task is in its life. The
+//! registry, the shared backlog and the routes all speak it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::capacity::Demand;
+
+/// Validated parameters of one `/process` call.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkSpec {
+    pub cpu_intensity: u8,
+    pub memory_bytes: u64,
+    pub duration: Duration,
+    pub mode: Mode,
+    pub retain: bool,
+}
+
+impl WorkSpec {
+    /// Cores the task asks for: intensity N is N/10 of a core.
+    fn cores(&self) -> f64 {
+        f64::from(self.cpu_intensity.min(10)) / 10.0
+    }
+
+    pub fn demand(&self) -> Demand {
+        Demand {
+            cores: self.cores(),
+            work: self.cores() * self.duration.as_secs_f64(),
+            memory_bytes: self.memory_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Sync,
+    Async,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Async => "async",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Started,
+    Completed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Started => "started",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
