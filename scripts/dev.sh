@@ -5,6 +5,14 @@
 # Every kubectl call names its context: the kind cluster this script creates (kind-surge), never whatever context
 # happens to be current. Another cluster only with SURGE_CONTEXT=<context> SURGE_ALLOW_CONTEXT=yes (KEDA and
 # metrics-server are installed cluster-wide, and `make undeploy` deletes the namespace).
+
+# Before any bash 4 construct: macOS ships bash 3.2 as /bin/bash (empty arrays under `set -u`, `mapfile` and more
+# fail there), and a shell that is not bash at all reads nothing past this line.
+if [ -z "${BASH_VERSINFO:-}" ] || [ "${BASH_VERSINFO:-0}" -lt 4 ]; then
+  echo "error: scripts/dev.sh needs bash 4 or newer; this is ${BASH_VERSION:-not bash}. On macOS: brew install bash" \
+    "(it goes first on PATH), then run make again" >&2
+  exit 2
+fi
 set -euo pipefail
 
 readonly NAMESPACE=surge
@@ -33,16 +41,52 @@ k() { kubectl --context "$CONTEXT" "$@"; }
 # A read whose answer the script needs: tried three times (one apiserver timeout must not end a run), then the
 # error is printed and the caller decides; never a bare substitution that `set -e` ends silently.
 kq() {
-  local out attempt
+  local out attempt errors
+  errors=$(mktemp)
   for attempt in 1 2 3; do
-    if out=$(k "$@" 2>&1); then
+    if out=$(k "$@" 2>"$errors"); then
+      # A warning on a successful read (a deprecation, a skew) goes to the terminal, never into the value.
+      cat "$errors" >&2
+      rm -f "$errors"
       printf '%s' "$out"
       return 0
     fi
     [ "$attempt" -eq 3 ] || sleep "${KQ_RETRY_SECONDS:-2}"
   done
-  echo "kubectl $*: $out" >&2
+  echo "kubectl $*: $(cat "$errors")" >&2
+  rm -f "$errors"
   return 1
+}
+
+# Every tool `make dev` runs, checked before it changes anything; each missing one named with how to install it.
+preflight() {
+  local missing=()
+  command -v kubectl >/dev/null 2>&1 || missing+=("kubectl (https://kubernetes.io/docs/tasks/tools/)")
+  command -v docker >/dev/null 2>&1 || missing+=("docker (Docker Engine or Docker Desktop)")
+  if command -v docker >/dev/null 2>&1 && ! docker buildx version >/dev/null 2>&1; then
+    missing+=("docker buildx, BuildKit's plugin: the Dockerfiles use RUN --mount (Debian/Ubuntu: docker-buildx-plugin)")
+  fi
+  command -v jq >/dev/null 2>&1 || missing+=("jq (apt-get install jq, brew install jq)")
+  if [ "$CONTEXT" = "$KIND_CONTEXT" ]; then
+    command -v kind >/dev/null 2>&1 || missing+=("kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)")
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    printf 'error: make dev needs these, and changed nothing:\n' >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 1
+  fi
+}
+
+# kubectl supports one minor version either side of the cluster's API server; further apart, stop before applying.
+check_skew() {
+  local versions client server
+  versions=$(kq version -o json) || die "context '$CONTEXT' does not answer kubectl version"
+  client=$(jq -r '.clientVersion.minor // "" | gsub("[^0-9]"; "")' <<<"$versions")
+  server=$(jq -r '.serverVersion.minor // "" | gsub("[^0-9]"; "")' <<<"$versions")
+  if [ -n "$client" ] && [ -n "$server" ] && [ $((client > server ? client - server : server - client)) -gt 1 ]; then
+    die "kubectl is 1.$client and the cluster 1.$server: kubectl supports one minor version either side; install
+       kubectl 1.$server (https://kubernetes.io/releases/version-skew-policy/#kubectl)"
+  fi
 }
 
 # Refuses any context but the kind cluster's unless the user opted in by name.
@@ -232,10 +276,10 @@ create_secrets() {
 
 dev() {
   guard_context
-  need kubectl
-  need docker
+  preflight
   docker info >/dev/null 2>&1 || die "docker is installed but its daemon is not running"
   ensure_cluster
+  check_skew
   say "building images"
   make --no-print-directory images
   content_tag
@@ -322,7 +366,8 @@ load() {
   done
   if [ "$parallelism" -gt 1 ]; then
     # Every pod's log, each line prefixed with its pod (job/<name> would follow one of them).
-    k -n "$NAMESPACE" logs -f -l "batch.kubernetes.io/job-name=$name" -c generator --prefix \
+    # --ignore-errors: the pods start one after another, and a sibling still starting must not end the follow.
+    k -n "$NAMESPACE" logs -f -l "batch.kubernetes.io/job-name=$name" -c generator --prefix --ignore-errors \
       --max-log-requests="$parallelism"
   else
     k -n "$NAMESPACE" logs -f "job/$name" -c generator

@@ -69,6 +69,22 @@ impl Machine {
         self.dir.path().join(name)
     }
 
+    /// A PATH with the fakes first and every other program the machine has, but not `tool` (a laptop without it).
+    fn path_without(&self, tool: &str) -> String {
+        let bin = self.path(&format!("without-{tool}"));
+        std::fs::create_dir_all(&bin).expect("a bin directory");
+        let fakes = self.dir.path().to_path_buf();
+        for dir in std::iter::once(fakes).chain(std::env::split_paths(&std::env::var_os("PATH").expect("PATH"))) {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                if name != tool && !bin.join(&name).exists() {
+                    let _ = std::os::unix::fs::symlink(entry.path(), bin.join(&name));
+                }
+            }
+        }
+        bin.display().to_string()
+    }
+
     fn state(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.path("state.json")).expect("state")).expect("json")
     }
@@ -389,7 +405,8 @@ fn make_e2e_counts_only_this_runs_metric_failures_and_holds_the_peak_on_a_full_n
 #[test]
 fn make_load_distributed_waits_for_any_ready_pod_and_follows_every_pods_log() {
     let machine = after_dev();
-    let load = machine.make("load-distributed", &[]);
+    // Its pods start one after another: following every pod's log must outlast a sibling still starting.
+    let load = machine.make("load-distributed", &[("FAKE_JOB_PODS_STAGGERED", "1")]);
     assert_eq!(load.code, 0, "{}", load.transcript("load-distributed"));
     let kubectl = load.kubectl();
     let delete = kubectl.iter().position(|c| c.contains("delete job load-distributed")).expect("delete");
@@ -397,19 +414,89 @@ fn make_load_distributed_waits_for_any_ready_pod_and_follows_every_pods_log() {
     let logs = kubectl.iter().position(|c| c.contains("logs -f -l batch.kubernetes.io/job-name=load-distributed"));
     let logs = logs.unwrap_or_else(|| panic!("every pod's log: {kubectl:?}"));
     assert!(kubectl[logs].contains("--prefix") && kubectl[logs].contains("--max-log-requests=4"), "{}", kubectl[logs]);
+    assert!(kubectl[logs].contains("--ignore-errors"), "{}", kubectl[logs]);
     assert!(delete < logs);
     // Waited on the Job's own status, never on a pod label an old pod could satisfy.
     assert!(kubectl.iter().any(|c| c.contains("get job load-distributed -o jsonpath={.status.ready}")));
     assert!(!kubectl.iter().any(|c| c.contains("wait") && c.contains("-l ")), "{kubectl:?}");
 }
 
+/// Every tool `make dev` runs is checked before it changes anything (issue 35: without jq it deployed everything, then
+/// failed reading the pods' CPU requests), each missing one named with how to install it.
+#[test]
+fn make_dev_checks_every_tool_before_it_changes_anything() {
+    let nothing_changed = |machine: &Machine, run: &Run| {
+        // No state at all when no fake changed anything.
+        let state: Option<Value> =
+            std::fs::read_to_string(machine.path("state.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+        assert!(state.is_none_or(|s| s["clusters"].as_object().is_none_or(|c| c.is_empty())), "a cluster was made");
+        assert!(
+            !run.called("kind create") && !run.called(" apply ") && !run.called("docker build -f"),
+            "{:?}",
+            run.calls
+        );
+    };
+    let machine = Machine::new();
+    let no_jq = machine.make("dev", &[("PATH", &machine.path_without("jq"))]);
+    assert_eq!(no_jq.code, 2, "{}", no_jq.transcript("dev"));
+    assert!(no_jq.stderr.contains("jq (apt-get install jq, brew install jq)"), "{}", no_jq.stderr);
+    assert!(no_jq.stderr.contains("changed nothing"), "{}", no_jq.stderr);
+    nothing_changed(&machine, &no_jq);
+
+    let no_kind_no_buildx = machine.make("dev", &[("PATH", &machine.path_without("kind")), ("FAKE_NO_BUILDX", "1")]);
+    assert_eq!(no_kind_no_buildx.code, 2, "{}", no_kind_no_buildx.transcript("dev"));
+    for named in ["kind (https://kind.sigs.k8s.io", "docker buildx, BuildKit's plugin"] {
+        assert!(no_kind_no_buildx.stderr.contains(named), "{named}: {}", no_kind_no_buildx.stderr);
+    }
+    nothing_changed(&machine, &no_kind_no_buildx);
+
+    // kubectl two minors from the cluster: stopped once the cluster answers, before anything is applied to it.
+    let skewed = machine.make("dev", &[("FAKE_KUBECTL_MINOR", "32"), ("FAKE_SERVER_MINOR", "35")]);
+    assert_eq!(skewed.code, 2, "{}", skewed.transcript("dev"));
+    assert!(skewed.stderr.contains("kubectl is 1.32 and the cluster 1.35"), "{}", skewed.stderr);
+    assert!(!skewed.called(" apply ") && !skewed.called("docker build -f"), "{:?}", skewed.calls);
+    let adjacent = machine.make("dev", &[("FAKE_KUBECTL_MINOR", "34"), ("FAKE_SERVER_MINOR", "35")]);
+    assert_eq!(adjacent.code, 0, "one minor apart is supported: {}", adjacent.transcript("dev"));
+}
+
+/// A kubectl warning on stderr (a deprecation, a skew) on a read that succeeded never lands in the value read (issue
+/// 35: `kq` captured 2>&1 and parsed the warning as a number or as JSON).
+#[test]
+fn kubectl_warnings_on_a_successful_read_never_land_in_the_value() {
+    let machine = Machine::new();
+    let warning = "Warning: autoscaling/v2beta2 HorizontalPodAutoscaler is deprecated in v1.23+";
+    let dev = machine.make("dev", &[("FAKE_KUBECTL_WARNING", warning)]);
+    assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
+    assert!(dev.stdout.contains("the nodes can allocate 4 cores, their other pods request 1"), "{}", dev.stdout);
+    assert!(dev.stdout.contains(": 2 replicas run at once"), "{}", dev.stdout);
+    assert!(dev.stderr.contains(warning), "the warning still reaches the terminal: {}", dev.stderr);
+}
+
+/// macOS's /bin/bash is 3.2: a shell older than bash 4 (or not bash at all) stops at once, naming the bash to install.
+#[test]
+fn a_shell_older_than_bash_4_stops_at_once_naming_the_bash_to_install() {
+    let machine = Machine::new();
+    // `#!/usr/bin/env bash` finds this first: a POSIX shell with no BASH_VERSINFO, as bash 3.2 has no bash 4 in it.
+    let old_bash = machine.path("bash");
+    std::fs::write(&old_bash, "#!/bin/sh\nexec /bin/sh \"$@\"\n").expect("write the old bash");
+    std::fs::set_permissions(&old_bash, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    for target in ["dev", "e2e", "undeploy"] {
+        let run = machine.make(target, &[]);
+        assert_eq!(run.code, 2, "{}", run.transcript(target));
+        assert!(
+            run.stderr.contains("needs bash 4 or newer") && run.stderr.contains("brew install bash"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.calls.is_empty(), "{target} ran {:?} first", run.calls);
+    }
+}
+
 #[test]
 fn make_undeploy_after_a_make_dev_that_failed_before_keda_deletes_the_cluster() {
     let machine = Machine::new();
-    let failed = machine.make("dev", &[("FAKE_NO_BUILDX", "1")]);
+    let failed = machine.make("dev", &[("FAKE_KUBECTL_MINOR", "30"), ("FAKE_SERVER_MINOR", "32")]);
     assert_eq!(failed.code, 2, "{}", failed.transcript("dev"));
-    // Said before the build, and the build never started (Docker without buildx builds with the legacy builder).
-    assert!(failed.stderr.contains("needs BuildKit") && failed.stderr.contains("buildx"), "{}", failed.stderr);
     assert!(!failed.called("docker build -f"), "{:?}", failed.calls);
     assert!(!machine.state()["clusters"].as_object().expect("clusters").is_empty(), "the cluster was made");
 

@@ -13,6 +13,10 @@ others see, as on a machine with a kind cluster:
   platform; `kind load image-archive` of an archive without one fails under FAKE_DOCKER_STORE=containerd (kind#3795).
 - `kubectl port-forward` serves a Prometheus or Grafana HTTP API on the local port until it is killed, and records its
   PID, so a test can check that nothing is left running.
+- FAKE_KUBECTL_WARNING is printed on stderr by every kubectl call that succeeds (a deprecation or skew warning);
+  `kubectl version -o json` answers FAKE_KUBECTL_MINOR and FAKE_SERVER_MINOR (both 32 by default); with
+  FAKE_JOB_PODS_STAGGERED=1 a Job's pods start one after another, so `logs -f -l` fails on a sibling still starting
+  unless it has --ignore-errors, as the real one does.
 """
 import base64
 import hashlib
@@ -509,8 +513,16 @@ def kubectl(args):
         save(state)
         if state["reads"] % flaky == 0:
             fail("Unable to connect to the server: net/http: TLS handshake timeout")
+    warning = os.environ.get("FAKE_KUBECTL_WARNING")
+    if warning:
+        print(warning, file=sys.stderr)
     if verb == "cluster-info":
         print("Kubernetes control plane is running")
+    elif verb == "version":
+        minor = os.environ.get("FAKE_KUBECTL_MINOR", "32")
+        print(json.dumps({"clientVersion": {"major": "1", "minor": minor, "gitVersion": f"v1.{minor}.0"},
+                          "serverVersion": {"major": "1", "minor": os.environ.get("FAKE_SERVER_MINOR", minor),
+                                            "gitVersion": f"v1.{os.environ.get('FAKE_SERVER_MINOR', minor)}.0"}}))
     elif verb == "apply":
         apply(state, args, namespace)
         save(state)
@@ -536,6 +548,10 @@ def kubectl(args):
         obj = target_object(state, args, namespace)
         print(f'{obj["kind"].lower()}/{obj["metadata"]["name"]} patched')
     elif verb in ("logs", "describe"):
+        following_siblings = verb == "logs" and "-f" in args and any(a.startswith("-l") for a in args)
+        if following_siblings and os.environ.get("FAKE_JOB_PODS_STAGGERED") == "1" and "--ignore-errors" not in args:
+            fail('error: container "generator" in pod "load-distributed-1-x7k2p" is waiting to start: '
+                 'ContainerCreating')
         if verb == "logs" and not any(a.startswith("-l") for a in args):
             target_object(state, [a for a in args if a.startswith("job/") or a.startswith("deployment/")], namespace)
         print(f"fake {verb}: {' '.join(args)}")
