@@ -188,6 +188,27 @@ wait_rollouts() {
   done
 }
 
+# Marks what make dev installed cluster-wide ($1, at version $2), so `make undeploy` removes that and leaves what was
+# there before: a ConfigMap in kube-system per component.
+record_installed() {
+  k apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: surge-installed-$1
+  namespace: kube-system
+  labels:
+    app.kubernetes.io/managed-by: surge-make-dev
+data:
+  version: "$2"
+YAML
+}
+
+# True when make dev installed $1 here (its mark exists).
+installed_by_dev() {
+  [ -n "$(kq -n kube-system get configmap "surge-installed-$1" --ignore-not-found -o jsonpath='{.metadata.name}')" ]
+}
+
 install_keda() {
   local installed
   installed=$(keda_version)
@@ -207,6 +228,7 @@ install_keda() {
     "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
   # The names KEDA's release file gives them (config/ at the tag; the Helm chart names differ), then the external
   # metrics API the HPA reads through, then the webhook that must admit the ScaledObject.
+  [ -n "$installed" ] || record_installed keda "$KEDA_VERSION"
   k -n keda rollout status deployment/keda-operator --timeout=300s
   k -n keda rollout status deployment/keda-metrics-apiserver --timeout=300s
   k -n keda rollout status deployment/keda-admission --timeout=300s
@@ -221,6 +243,7 @@ install_metrics_server() {
   say "installing metrics-server $METRICS_SERVER_VERSION"
   k apply -f \
     "https://github.com/kubernetes-sigs/metrics-server/releases/download/v$METRICS_SERVER_VERSION/components.yaml"
+  record_installed metrics-server "$METRICS_SERVER_VERSION"
   if [ "$CONTEXT" = "$KIND_CONTEXT" ]; then
     # kind's kubelets serve self-signed certificates.
     k -n kube-system patch deployment metrics-server --type=json \
@@ -388,8 +411,8 @@ grafana() {
   k -n "$NAMESPACE" port-forward service/grafana 3000:3000
 }
 
-# Removes what `make dev` applied: the namespace's objects, the Secret, and what it installed cluster-wide (KEDA,
-# metrics-server); then the kind cluster itself when it is the one `make dev` created.
+# Removes what `make dev` applied: the namespace's objects, the Secrets, and what it installed cluster-wide (KEDA,
+# metrics-server: only where it installed them, by their marks); on kind, the cluster itself, which make dev created.
 undeploy() {
   guard_context
   if [ "$CONTEXT" = "$KIND_CONTEXT" ]; then
@@ -414,11 +437,22 @@ undeploy() {
     fi
   fi
   k -n "$NAMESPACE" delete secret grafana-admin redis-auth --ignore-not-found || failed=1
-  k delete --ignore-not-found -f \
-    "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml" || failed=1
-  k delete --ignore-not-found -f \
-    "https://github.com/kubernetes-sigs/metrics-server/releases/download/v$METRICS_SERVER_VERSION/components.yaml" ||
-    failed=1
+  # Cluster-wide components only where make dev installed them: another team's KEDA stays.
+  if installed_by_dev keda; then
+    k delete --ignore-not-found -f \
+      "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml" || failed=1
+    k -n kube-system delete configmap surge-installed-keda --ignore-not-found || failed=1
+  else
+    say "left KEDA: make dev did not install it here"
+  fi
+  if installed_by_dev metrics-server; then
+    k delete --ignore-not-found -f \
+      "https://github.com/kubernetes-sigs/metrics-server/releases/download/v$METRICS_SERVER_VERSION/components.yaml" ||
+      failed=1
+    k -n kube-system delete configmap surge-installed-metrics-server --ignore-not-found || failed=1
+  else
+    say "left metrics-server: make dev did not install it here"
+  fi
   [ "$failed" -eq 0 ] || die "some objects could not be deleted (above); what could be was"
 }
 

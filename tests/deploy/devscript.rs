@@ -492,6 +492,30 @@ fn a_shell_older_than_bash_4_stops_at_once_naming_the_bash_to_install() {
     }
 }
 
+/// On a cluster it does not own, `make undeploy` removes only what `make dev` installed there (issue 35: it deleted a
+/// KEDA another team had installed) and says what it left.
+#[test]
+fn make_undeploy_elsewhere_removes_only_what_make_dev_installed_and_says_what_it_left() {
+    let machine = Machine::new();
+    let minikube = [("SURGE_CONTEXT", "minikube"), ("SURGE_ALLOW_CONTEXT", "yes"), ("FAKE_EXTRA_CONTEXTS", "minikube")];
+    let keda = "https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml";
+    let (code, stderr) = machine.kubectl("minikube", &["--context", "minikube", "apply", "--server-side", "-f", keda]);
+    assert_eq!(code, Some(0), "KEDA there before make dev: {stderr}");
+    let dev = machine.make("dev", &minikube);
+    assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
+    assert!(dev.stdout.contains("KEDA 2.20.2 already installed"), "{}", dev.stdout);
+    assert!(machine.object("ConfigMap", "kube-system", "surge-installed-metrics-server").is_some());
+    assert!(machine.object("ConfigMap", "kube-system", "surge-installed-keda").is_none());
+
+    let undeploy = machine.make("undeploy", &minikube);
+    assert_eq!(undeploy.code, 0, "{}", undeploy.transcript("undeploy"));
+    assert!(undeploy.stdout.contains("left KEDA: make dev did not install it here"), "{}", undeploy.stdout);
+    assert!(machine.object("Deployment", "keda", "keda-operator").is_some(), "the other team's KEDA stays");
+    assert!(machine.object("Deployment", "kube-system", "metrics-server").is_none(), "make dev's metrics-server goes");
+    assert!(machine.object("ConfigMap", "kube-system", "surge-installed-metrics-server").is_none());
+    assert!(machine.object("Deployment", "surge", "consumer").is_none());
+}
+
 #[test]
 fn make_undeploy_after_a_make_dev_that_failed_before_keda_deletes_the_cluster() {
     let machine = Machine::new();

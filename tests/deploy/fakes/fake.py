@@ -394,6 +394,8 @@ def get(state, args, namespace):
     ns = None if kind in CLUSTER_SCOPED else namespace or "default"
     if name is not None:
         obj = state["objects"].get(key(kind, ns, name))
+        if obj is None and "--ignore-not-found" in args:
+            return
         if obj is None:
             not_found(kind, name)
         obj = e2e_scenario(state, obj)
