@@ -264,6 +264,21 @@ node_cores() {
   echo $((total / 1000))
 }
 
+# "yes" when the consumer already runs as many replicas as the nodes have room for (a load filled them), so a rollout's
+# surge pod could not be scheduled; "no" otherwise, or when there is no consumer yet or nothing can be read.
+node_full_for_a_surge() {
+  local replicas cores others request
+  replicas=$(kq -n "$NAMESPACE" get deployment consumer --ignore-not-found -o jsonpath='{.spec.replicas}' 2>/dev/null) ||
+    replicas=""
+  if [ -z "$replicas" ]; then echo no; return; fi
+  if ! { cores=$(node_cores 2>/dev/null) && others=$(others_millicores 2>/dev/null) &&
+    request=$(replica_millicores 2>/dev/null); }; then
+    echo no
+    return
+  fi
+  if [ "$request" -gt 0 ] && [ "$replicas" -ge $(((cores * 1000 - others) / request)) ]; then echo yes; else echo no; fi
+}
+
 # CPU in millicores: the requests of every pod but the consumer's (what the scheduler has already given away), then
 # one consumer replica's request.
 others_millicores() {
@@ -313,8 +328,18 @@ dev() {
   create_secrets "$QUEUE"
   # The load Jobs are left out: re-applying them would suspend a running one and kill its pods. The ScaledObject
   # comes after Prometheus is ready: KEDA polls at once, and each failed poll leaves an hour-long event.
+  local full
+  full=$(node_full_for_a_surge)
   say "applying $MANIFESTS/overlays/$DEV_OVERLAY (all but the load Jobs and the ScaledObject)"
   apply_development 'app.kubernetes.io/component!=load-generator,app.kubernetes.io/component!=autoscaling'
+  if [ "$full" = yes ]; then
+    # A surge pod would wait Pending and, with maxUnavailable 0, no old pod may go: one old pod at a time makes the
+    # room instead. The manifest's strategy comes back with the next apply.
+    say "the node has no room for another consumer replica: rolling out one pod at a time (maxUnavailable 1)$(
+      [ "$QUEUE" = redis ] && echo "; what a replaced pod held goes back to the shared backlog")"
+    k -n "$NAMESPACE" patch deployment consumer --type merge \
+      -p '{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":1}}}}' >/dev/null
+  fi
   wait_rollouts "$QUEUE"
   say "applying the ScaledObject"
   apply_development 'app.kubernetes.io/component=autoscaling'

@@ -494,6 +494,34 @@ fn a_shell_older_than_bash_4_stops_at_once_naming_the_bash_to_install() {
 
 /// On a cluster it does not own, `make undeploy` removes only what `make dev` installed there (issue 35: it deleted a
 /// KEDA another team had installed) and says what it left.
+/// `make dev` again while a load has filled the node (issue 35 item 1): the consumer requests a whole core and the
+/// 4-core node has room for two; with both running, a surge pod would wait Pending and maxUnavailable 0 would let no
+/// old pod go. The new image rolls out one pod at a time instead; with room to spare it keeps the surge.
+#[test]
+fn make_dev_again_on_a_node_the_load_filled_rolls_the_new_image_out() {
+    let machine = after_dev();
+    let mut state = machine.state();
+    state["objects"]["Deployment/surge/consumer"]["spec"]["replicas"] = 2.into();
+    machine.put_state(&state);
+    let again = machine.make("dev", &[("FAKE_BUILD_SALT", "a change")]);
+    assert_eq!(again.code, 0, "{}", again.transcript("dev"));
+    assert!(again.stdout.contains("rolling out one pod at a time (maxUnavailable 1)"), "{}", again.stdout);
+    assert!(again.stdout.contains("goes back to the shared backlog"), "{}", again.stdout);
+    let consumer = machine.object("Deployment", "surge", "consumer").expect("consumer");
+    assert_eq!(consumer["spec"]["replicas"], 2, "the autoscaler's count stays");
+    assert_eq!(consumer_rollouts(&machine).len(), 2, "the new image rolled out: {:?}", consumer_rollouts(&machine));
+
+    // With room for a surge pod, the manifest's strategy stands.
+    let mut state = machine.state();
+    state["objects"]["Deployment/surge/consumer"]["spec"]["replicas"] = 1.into();
+    machine.put_state(&state);
+    let roomy = machine.make("dev", &[("FAKE_BUILD_SALT", "another change")]);
+    assert_eq!(roomy.code, 0, "{}", roomy.transcript("dev"));
+    assert!(!roomy.stdout.contains("one pod at a time"), "{}", roomy.stdout);
+    let consumer = machine.object("Deployment", "surge", "consumer").expect("consumer");
+    assert_eq!(consumer["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0, "{consumer}");
+}
+
 #[test]
 fn make_undeploy_elsewhere_removes_only_what_make_dev_installed_and_says_what_it_left() {
     let machine = Machine::new();

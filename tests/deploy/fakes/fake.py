@@ -17,6 +17,9 @@ others see, as on a machine with a kind cluster:
   `kubectl version -o json` answers FAKE_KUBECTL_MINOR and FAKE_SERVER_MINOR (both 32 by default); with
   FAKE_JOB_PODS_STAGGERED=1 a Job's pods start one after another, so `logs -f -l` fails on a sibling still starting
   unless it has --ignore-errors, as the real one does.
+- A changed Deployment's `rollout status` fails as a stuck rollout does when the node (FAKE_NODE_CPU) has no room for
+  a surge pod beside every other pod's CPU request and its strategy lets no old pod go first (maxUnavailable 0);
+  `patch --type merge` changes the stored object.
 """
 import base64
 import hashlib
@@ -267,10 +270,17 @@ def apply(state, args, namespace):
         old = state["objects"].get(k)
         if doc["kind"] == "Job" and doc["metadata"]["name"] == "e2e-heavy":
             state["e2e_step"] = 0
+        if doc["kind"] == "Deployment" and old is not None and "replicas" in old.get("spec", {}) \
+                and "replicas" not in doc.get("spec", {}):
+            # A count the manifest leaves out (the autoscaler's) stays as it is, as the API server keeps it.
+            doc = dict(doc, spec=dict(doc["spec"], replicas=old["spec"]["replicas"]))
         state["objects"][k] = with_status(doc)
         if doc["kind"] == "Deployment" and "spec" in doc and (old is None or pod_template(old) != pod_template(doc)):
             images = [c["image"] for c in doc["spec"]["template"]["spec"]["containers"]]
             state["rollouts"].append({"deployment": doc["metadata"]["name"], "images": images})
+            if old is not None:
+                # Its pods replaced by new ones: the rollout has to make room for them (rollout status).
+                state.setdefault("rolling", []).append(f"{ns}/{doc['metadata']['name']}")
         if doc["kind"] == "ScaledObject":
             # KEDA creates keda-hpa-<name>, copying the ScaledObject's labels.
             hpa = {"kind": "HorizontalPodAutoscaler",
@@ -424,6 +434,40 @@ def get(state, args, namespace):
         print(yaml.safe_dump(result))
 
 
+def merge(obj, patch):
+    """A JSON merge patch (RFC 7386), in place."""
+    for name, value in patch.items():
+        if value is None:
+            obj.pop(name, None)
+        elif isinstance(value, dict) and isinstance(obj.get(name), dict):
+            merge(obj[name], value)
+        else:
+            obj[name] = value
+
+
+def millicores(cpu):
+    cpu = str(cpu or "0")
+    return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+
+
+def rollout_can_progress(state, deployment):
+    """Whether a rolling update of `deployment` can finish on the node (FAKE_NODE_CPU): a surge pod needs room for
+    its CPU request beside every other pod's; without room, only maxUnavailable of at least one lets an old pod go
+    first, as the Deployment controller does."""
+    strategy = deployment["spec"].get("strategy", {}).get("rollingUpdate", {})
+    if str(strategy.get("maxUnavailable", "25%")) not in ("0", "0%"):
+        return True
+    name = deployment["metadata"]["name"]
+    pods = [p for p in list(state["objects"].values()) + controller_pods(state) if p["kind"] == "Pod"]
+    others = sum(millicores(c.get("resources", {}).get("requests", {}).get("cpu"))
+                 for p in pods if not p["metadata"]["name"].startswith(name + "-")
+                 for c in p["spec"].get("containers", []))
+    request = millicores(deployment["spec"]["template"]["spec"]["containers"][0].get("resources", {})
+                         .get("requests", {}).get("cpu"))
+    free = int(os.environ.get("FAKE_NODE_CPU", "4")) * 1000 - others
+    return request == 0 or deployment["spec"].get("replicas", 1) < free // request
+
+
 def target_object(state, args, namespace):
     words = [a for a in args if not a.startswith("-")]
     kind = kind_of(state, words[0].split("/")[0])
@@ -537,6 +581,10 @@ def kubectl(args):
         create(state, args, namespace)
     elif verb == "rollout" and args[0] == "status":
         obj = target_object(state, args[1:], namespace)
+        rolling = f'{obj["metadata"]["namespace"]}/{obj["metadata"]["name"]}'
+        if rolling in state.get("rolling", []) and not rollout_can_progress(state, obj):
+            fail(f'error: deployment "{obj["metadata"]["name"]}" exceeded its progress deadline')
+        state["rolling"] = [r for r in state.get("rolling", []) if r != rolling]
         state.setdefault("rolled_out", []).append(f'{obj["metadata"]["namespace"]}/{obj["metadata"]["name"]}')
         save(state)
         print(f'deployment "{obj["metadata"]["name"]}" successfully rolled out')
@@ -548,6 +596,9 @@ def kubectl(args):
         wait(state, args, namespace)
     elif verb == "patch":
         obj = target_object(state, args, namespace)
+        if "--type" in args and args[args.index("--type") + 1] == "merge":
+            merge(obj, json.loads(args[args.index("-p") + 1]))
+            save(state)
         print(f'{obj["kind"].lower()}/{obj["metadata"]["name"]} patched')
     elif verb in ("logs", "describe"):
         following_siblings = verb == "logs" and "-f" in args and any(a.startswith("-l") for a in args)
