@@ -170,6 +170,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         (true, None) => Some(RedisServer::ephemeral()?),
         (false, _) => None,
     };
+    let stand_ins = crate::versions::stand_ins(&objects, shared_queue);
+    eprintln!("cluster: {}", crate::versions::line(&stand_ins));
     // Each pod in real cgroups with the container's limits where the machine allows it: the consumer then takes its
     // capacity and budget from them, as in a pod. Elsewhere the same values are given as flags.
     let cgroup_limits = crate::cgroup::available().then_some((cores, memory));
@@ -483,6 +485,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     report["outline"]["queue"] = if shared_queue { "redis" } else { "memory" }.into();
     report["outline"]["max_replicas"] = so.scaling.max.into();
     report["outline"]["pod_defaults"] = pod_defaults;
+    report["outline"]["stand_ins"] = crate::versions::outline(&stand_ins);
     report["outline"]["cpu_work"] = args.cpu_work.as_str().into();
     report["outline"]["node_cores"] = args.node_cores.map_or(Value::Null, Value::from);
     report["outline"]["node_room_replicas"] = node_fit.map_or(Value::Null, Value::from);

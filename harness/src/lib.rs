@@ -29,6 +29,7 @@
 //! - `startup`: a replica's way from created to serving: container start, probes, endpoints.
 //! - `syncs`: the autoscaler's clock, a sync period per sync, and how late the machine let each sync be.
 //! - `trajectory`: the table printed every sync and the outline at the end.
+//! - `versions`: the Prometheus and Redis a run stood on, beside the manifests' pins.
 //! - `dashboards`: every dashboard query checked against the run.
 //!
 //! Not shipped: no image contains it, and nothing shipped depends on it.
@@ -48,6 +49,7 @@ mod standins;
 mod startup;
 mod syncs;
 mod trajectory;
+mod versions;
 
 pub use closed_loop::{run, Args};
 pub use dashboards::{selectors, series_name};

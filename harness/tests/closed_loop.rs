@@ -241,6 +241,15 @@ fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -
     // consumer's own defaults read them (capacity the quota, budget three quarters of the limit).
     let defaults = serde_json::json!({"from": "cgroup", "capacity_cores": 1.0, "budget_mib": 384});
     assert_eq!(outline["pod_defaults"], defaults, "{outline}");
+    // Every run says which Prometheus (and Redis) it stood on beside the manifests' pins.
+    let stand_ins = &outline["stand_ins"];
+    let mut names = vec!["prometheus"];
+    if queue == "redis" {
+        names.push("redis");
+    }
+    for name in names {
+        assert!(stand_ins[name]["ran"].is_string() && stand_ins[name]["deployed"].is_string(), "{name}: {stand_ins}");
+    }
     let trajectory: Vec<String> = report["rows"]
         .as_array()
         .expect("rows")
@@ -317,11 +326,11 @@ fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -
     // own (an `or vector(0)` answers even when its selector matches nothing): the harness publishes what
     // kube-state-metrics and KEDA would (`stand_in_selectors`; their names and labels are checked against the
     // exporters' sources in `harness/src/standins.rs`), and the generator its own metrics. Exact counts, so a query
-    // that stops being checked fails here: 54 Prometheus queries over 49 distinct selectors (Loki's are not run).
+    // that stops being checked fails here: 57 Prometheus queries over 52 distinct selectors (Loki's are not run).
     let dashboards = &report["dashboards"];
     println!("{profile}: dashboard queries with data {}", dashboards["checked"]);
     let counts = serde_json::json!([dashboards["checked"], dashboards["selectors_checked"]]);
-    assert_eq!(counts, serde_json::json!([54, 49]), "queries and selectors checked: {dashboards}");
+    assert_eq!(counts, serde_json::json!([57, 52]), "queries and selectors checked: {dashboards}");
     assert_eq!(dashboards["empty"], serde_json::json!([]), "panels without data during the {profile} run");
     assert_eq!(dashboards["empty_selectors"], serde_json::json!([]), "selectors without series in the {profile} run");
     let ended = outline["load_ended_at_s"].as_f64().expect("the load ended");
