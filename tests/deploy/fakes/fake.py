@@ -787,6 +787,11 @@ def docker(args):
         fail(f"fake docker: {' '.join(args)} is not modelled", 3)
 
 
+def clock():
+    """make e2e's clock (E2E_CLOCK=clock): FAKE_SECONDS_PER_POLL (15) seconds for every poll of its loop so far."""
+    print(load()["e2e_step"] * int(os.environ.get("FAKE_SECONDS_PER_POLL", "15")))
+
+
 def main():
     tool, args = os.path.basename(sys.argv[0]), sys.argv[1:]
     record(tool, args)
@@ -798,6 +803,8 @@ def main():
         docker(args)
     elif tool == "minikube":
         pass
+    elif tool == "clock":
+        clock()
     else:
         fail(f"fake: unknown tool {tool}", 3)
 
