@@ -13,7 +13,7 @@ fi
 
 missing_apt=()
 for pair in prometheus:prometheus promtool:prometheus haproxy:haproxy wrk:wrk shellcheck:shellcheck chromium:chromium \
-  jq:jq curl:curl redis-server:redis-server; do
+  jq:jq curl:curl redis-server:redis-server openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_apt+=("${pair##*:}")
 done
 if [ ${#missing_apt[@]} -gt 0 ]; then
