@@ -166,7 +166,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     // The queue component sets QUEUE_URL on the consumer: then the pods share a real Redis, as they would there.
     let shared_queue = container["env"].as_array().into_iter().flatten().any(|e| e["name"] == "QUEUE_URL");
     let mut redis = match (shared_queue, args.stop_redis) {
-        (true, Some(_)) => Some(RedisServer::start()?),
+        (true, Some(_)) => Some(RedisServer::restartable()?),
         (true, None) => Some(RedisServer::ephemeral()?),
         (false, _) => None,
     };

@@ -514,6 +514,8 @@ fn sustained() {
 /// KEDA's fallback asks for the replicas there are; the other triggers go on reading. Then Redis comes back from its
 /// append-only file and the trigger reads again.
 #[test]
+#[ignore = "run alone: cargo test -p surge-harness --test closed_loop -- --ignored (beside two other runs in make test, \
+            its Redis restart overran their syncs)"]
 fn heavy_with_redis_stopped_for_a_minute_holds_its_replicas() {
     let promise = promises(SHARED).into_iter().find(|p| p.profile == "heavy").expect("heavy's row");
     let stopped = (300.0, 360.0);
