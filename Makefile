@@ -3,8 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 PORT ?= 8000
-# Closed-loop runs sharing the machine in `make test` (the tests' own default is one at a time).
-CLOSED_LOOP_AT_ONCE ?= 3
+# Closed-loop runs sharing the machine in `make test`: one at a time (three at once overran the three burst runs'
+# syncs by up to 2.7 s in a clean-clone run on 2026-12-07; CLOSED_LOOP_AT_ONCE=3 halves the loop's time on a quiet machine).
+CLOSED_LOOP_AT_ONCE ?= 1
 # Image tag: the workspace version, which the manifests pin (tests/deploy checks they agree).
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 export IMAGE_TAG
@@ -33,7 +34,7 @@ tools: ## Install what `make test` drives (Prometheus, HAProxy, wrk, linters, th
 test: tools lint lint-deploy ## Everything CI checks: lints, every test of the workspace (manifests and the closed loop included; what tests print is shown), then fuzz-api
 	$(CARGO) test --workspace --all-targets --exclude surge-harness -- --show-output
 	# The closed loop's runs take turns (CLOSED_LOOP_AT_ONCE, one by default) and each fails if a sync began over 1 s
-	# of the HPA's time late; three at once mostly wait on compressed time and began every sync within 5 ms.
+	# of the HPA's time late or overran.
 	CLOSED_LOOP_AT_ONCE=$(CLOSED_LOOP_AT_ONCE) $(CARGO) test -p surge-harness --all-targets -- --show-output \
 		--test-threads $(CLOSED_LOOP_AT_ONCE)
 	$(MAKE) --no-print-directory fuzz-api
