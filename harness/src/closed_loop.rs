@@ -330,25 +330,9 @@ pub fn run(args: &Args) -> Result<(), String> {
                 ["finds", "loses"][usize::from(blind)]
             );
         }
-        let down = Window::holds(args.stop_prometheus, at);
-        if down != server.is_stopped() {
-            if down {
-                server.stop();
-            } else {
-                server.resume()?;
-            }
-            eprintln!("cluster: at {:.0} s Prometheus is {}", at, ["started again", "stopped"][usize::from(down)]);
-        }
+        stopped_over(&mut server, "Prometheus", args.stop_prometheus, at)?;
         if let Some(redis) = redis.as_mut() {
-            let down = Window::holds(args.stop_redis, at);
-            if down != redis.is_stopped() {
-                if down {
-                    redis.stop();
-                } else {
-                    redis.resume()?;
-                }
-                eprintln!("cluster: at {:.0} s Redis is {}", at, ["started again", "stopped"][usize::from(down)]);
-            }
+            stopped_over(redis, "Redis", args.stop_redis, at)?;
         }
         pods.reap()?;
         let current = pods.replicas();
@@ -541,4 +525,25 @@ impl WaitingWork {
     fn idle_fraction(&self) -> Option<f64> {
         (self.replica_seconds > 0.0).then(|| self.idle_replica_seconds / self.replica_seconds)
     }
+}
+
+/// A server the loop can stop and start again on its own data (Prometheus, Redis).
+pub(crate) trait Restartable {
+    fn is_stopped(&self) -> bool;
+    fn stop(&mut self);
+    fn resume(&mut self) -> Result<(), String>;
+}
+
+/// Stops `server` as the sync at `at` enters `window` and starts it again as one leaves it.
+fn stopped_over(server: &mut impl Restartable, name: &str, window: Option<Window>, at: f64) -> Result<(), String> {
+    let down = Window::holds(window, at);
+    if down != server.is_stopped() {
+        if down {
+            server.stop();
+        } else {
+            server.resume()?;
+        }
+        eprintln!("cluster: at {at:.0} s {name} is {}", ["started again", "stopped"][usize::from(down)]);
+    }
+    Ok(())
 }

@@ -102,3 +102,17 @@ pub(crate) fn start_prometheus(objects: &[Value], targets: &Path, factor: f64) -
     std::fs::write(targets, "[]").map_err(|e| e.to_string())?;
     Server::start(&serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?)
 }
+
+impl crate::closed_loop::Restartable for Server {
+    fn is_stopped(&self) -> bool {
+        Server::is_stopped(self)
+    }
+
+    fn stop(&mut self) {
+        Server::stop(self);
+    }
+
+    fn resume(&mut self) -> Result<(), String> {
+        Server::resume(self)
+    }
+}

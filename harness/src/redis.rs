@@ -241,6 +241,20 @@ impl Drop for RedisServer {
     }
 }
 
+impl crate::closed_loop::Restartable for RedisServer {
+    fn is_stopped(&self) -> bool {
+        RedisServer::is_stopped(self)
+    }
+
+    fn stop(&mut self) {
+        RedisServer::stop(self);
+    }
+
+    fn resume(&mut self) -> Result<(), String> {
+        RedisServer::resume(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,13 @@ use surge_harness::redis::RedisServer;
 const TASK: &str = "async_mode=true&cpu_intensity=9&memory_size=10";
 
 fn replica(redis: &RedisServer, name: &str, env: &[(&str, &str)]) -> ConsumerProcess {
+    replica_on(&redis.url(), name, env)
+}
+
+/// A one-core replica with simulated work on the shared backlog at `url`, named `name` (its pod).
+fn replica_on(url: &str, name: &str, env: &[(&str, &str)]) -> ConsumerProcess {
     let mut vars = vec![
-        ("QUEUE_URL", redis.url()),
+        ("QUEUE_URL", url.to_owned()),
         ("POD_NAME", name.to_owned()),
         ("CPU_WORK", "simulate".to_owned()),
         ("CPU_CAPACITY", "1".to_owned()),
@@ -34,6 +39,15 @@ async fn accept(client: &reqwest::Client, address: &str, query: &str) -> String 
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["status"], "queued", "{body}");
     body["task_id"].as_str().expect("task_id").to_owned()
+}
+
+/// `count` tasks of `query` accepted by the replica at `address`, their ids in order.
+async fn accept_all(client: &reqwest::Client, address: &str, count: usize, query: &str) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        ids.push(accept(client, address, query).await);
+    }
+    ids
 }
 
 async fn record(client: &reqwest::Client, address: &str, id: &str) -> Value {
@@ -107,10 +121,7 @@ async fn work_accepted_by_one_replica_is_run_by_whichever_has_room_and_read_back
     let redis = RedisServer::start().expect("redis starts");
     let (a, b) = (replica(&redis, "a", &[]), replica(&redis, "b", &[]));
     let client = client();
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=1")).await);
-    }
+    let ids = accept_all(&client, &a.address, 8, &format!("{TASK}&duration=1")).await;
     let records = all_completed(&client, &b.address, &ids, Duration::from_secs(30)).await;
     let on_b = records.iter().filter(|r| r["pod"] == "b").count();
     assert!((2..=6).contains(&on_b), "b, never asked, ran {on_b} of 8 accepted by a");
@@ -159,10 +170,7 @@ async fn kill_9_of_a_replica_running_tasks_loses_none_they_finish_on_the_other()
     let env = [("LEASE_SECS", "2")];
     let mut a = replica(&redis, "a", &env);
     let client = client();
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
-    }
+    let ids = accept_all(&client, &a.address, 8, &format!("{TASK}&duration=2")).await;
     // a runs two; start b only once a holds them, so a dies holding work.
     running(&client, &a.address, 2).await;
     let b = replica(&redis, "b", &env);
@@ -187,10 +195,7 @@ async fn sigterm_hands_back_tasks_longer_than_the_shutdown_timeout_and_they_fini
     let redis = RedisServer::start().expect("redis starts");
     let mut a = replica(&redis, "a", &[("SHUTDOWN_TIMEOUT_SECS", "3"), ("DRAIN_DELAY_SECS", "1")]);
     let client = client();
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=4")).await);
-    }
+    let ids = accept_all(&client, &a.address, 2, &format!("{TASK}&duration=4")).await;
     running(&client, &a.address, 2).await;
     let b = replica(&redis, "b", &[]);
     a.signal(nix::sys::signal::Signal::SIGTERM);
@@ -208,10 +213,7 @@ async fn a_redis_restart_loses_no_accepted_task_and_async_is_503_with_retry_afte
     let mut redis = RedisServer::start().expect("redis starts");
     let a = replica(&redis, "a", &[]);
     let client = client();
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
-    }
+    let ids = accept_all(&client, &a.address, 6, &format!("{TASK}&duration=2")).await;
     redis.stop();
     // The backlog cannot be read: NaN, so the ScaledObject's max() fails and KEDA's fallback holds the replicas.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -360,10 +362,7 @@ async fn a_container_restarted_under_the_same_pod_name_takes_back_what_it_held_w
     let redis = RedisServer::start().expect("redis starts");
     let client = client();
     let mut a = replica(&redis, "a", &[]);
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&memory_size=50&duration=5")).await);
-    }
+    let ids = accept_all(&client, &a.address, 20, &format!("{TASK}&memory_size=50&duration=5")).await;
     running(&client, &a.address, 2).await;
     a.signal(nix::sys::signal::Signal::SIGKILL);
     a.wait_exit(Duration::from_secs(5)).expect("a is dead");
@@ -416,10 +415,7 @@ async fn a_holder_paused_past_its_lease_loses_its_tasks_and_stops_them_when_it_r
     let env = [("LEASE_SECS", "2")];
     let a = replica(&redis, "a", &env);
     let client = client();
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=8")).await);
-    }
+    let ids = accept_all(&client, &a.address, 2, &format!("{TASK}&duration=8")).await;
     running(&client, &a.address, 2).await;
     let b = replica(&redis, "b", &env);
     a.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -603,23 +599,11 @@ async fn a_managed_redis_over_tls_with_an_acl_user_of_the_fewest_commands_runs_t
     let redis = RedisServer::start_tls(&cert, &key, &ca, &[&user]).expect("redis with TLS starts");
     let url = format!("rediss://consumer:consumer-secret@127.0.0.1:{}", redis.tls_port.expect("a TLS port"));
     let tls = |name: &str, ca: &std::path::Path| {
-        let env = [
-            ("QUEUE_URL", url.clone()),
-            ("REDIS_CA_FILE", ca.display().to_string()),
-            ("POD_NAME", name.to_owned()),
-            ("CPU_WORK", "simulate".to_owned()),
-            ("CPU_CAPACITY", "1".to_owned()),
-            ("MEMORY_BUDGET_MB", "384".to_owned()),
-            ("LEASE_SECS", "2".to_owned()),
-        ];
-        ConsumerProcess::start_with_env(&[], &env)
+        replica_on(&url, name, &[("REDIS_CA_FILE", &ca.display().to_string()), ("LEASE_SECS", "2")])
     };
     let mut a = tls("a", &ca);
     let client = client();
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        ids.push(accept(&client, &a.address, &format!("{TASK}&duration=2")).await);
-    }
+    let ids = accept_all(&client, &a.address, 4, &format!("{TASK}&duration=2")).await;
     running(&client, &a.address, 2).await;
     a.signal(nix::sys::signal::Signal::SIGKILL);
     a.wait_exit(Duration::from_secs(5)).expect("killed");
