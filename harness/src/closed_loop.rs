@@ -20,6 +20,7 @@ use crate::node::{others_requests, Node, OUTSIDE_THE_MANIFESTS};
 use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, OnNode, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
 use crate::redis::RedisServer;
+use crate::restartable::Restartable;
 use crate::service::Service;
 use crate::standins::{cluster_metrics, serve_state};
 use crate::startup::StartupPath;
@@ -525,13 +526,6 @@ impl WaitingWork {
     fn idle_fraction(&self) -> Option<f64> {
         (self.replica_seconds > 0.0).then(|| self.idle_replica_seconds / self.replica_seconds)
     }
-}
-
-/// A server the loop can stop and start again on its own data (Prometheus, Redis).
-pub(crate) trait Restartable {
-    fn is_stopped(&self) -> bool;
-    fn stop(&mut self);
-    fn resume(&mut self) -> Result<(), String>;
 }
 
 /// Stops `server` as the sync at `at` enters `window` and starts it again as one leaves it.

@@ -24,6 +24,7 @@
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
+//! - `restartable`: a server the loop stops and starts again over a fault window.
 //! - `service`: HAProxy as the Service (also the generator tests' fixture).
 //! - `standins`: kube-state-metrics' and KEDA's series for this run.
 //! - `startup`: a replica's way from created to serving: container start, probes, endpoints.
@@ -44,6 +45,7 @@ mod pods;
 pub mod prometheus;
 pub mod redis;
 mod replicaset;
+mod restartable;
 pub mod service;
 mod standins;
 mod startup;

@@ -103,7 +103,7 @@ pub(crate) fn start_prometheus(objects: &[Value], targets: &Path, factor: f64) -
     Server::start(&serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?)
 }
 
-impl crate::closed_loop::Restartable for Server {
+impl crate::restartable::Restartable for Server {
     fn is_stopped(&self) -> bool {
         Server::is_stopped(self)
     }

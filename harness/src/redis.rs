@@ -241,7 +241,7 @@ impl Drop for RedisServer {
     }
 }
 
-impl crate::closed_loop::Restartable for RedisServer {
+impl crate::restartable::Restartable for RedisServer {
     fn is_stopped(&self) -> bool {
         RedisServer::is_stopped(self)
     }
