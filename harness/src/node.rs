@@ -15,7 +15,7 @@ use surge_keda::scaled_object::cpu_cores;
 /// How often the shares follow the replicas' demand: a twentieth of a sync at x20.
 const EVERY: Duration = Duration::from_millis(200);
 
-/// CPU requests on a kind node outside the rendered manifests, in cores: KEDA v2.20's operator, metrics API server and
+/// CPU requests on a kind node outside the rendered manifests, in cores: KEDA v2.21's operator, metrics API server and
 /// admission webhooks (100m each, `config/manager/manager.yaml`, `config/metrics-server/deployment.yaml`,
 /// `config/webhooks/webhooks.yaml`), metrics-server v0.9.0 (100m, its release `components.yaml`; `make dev` installs
 /// it), and kubeadm's static pods with kind's add-ons: kube-apiserver 250m, kube-controller-manager 200m,

@@ -1,5 +1,5 @@
 //! Which Prometheus and Redis a run stood on, beside the ones the manifests deploy: a trajectory rests on the stand-ins'
-//! semantics (Debian's Prometheus 2 and Redis 7.0 here, where the manifests pin Prometheus 3 and Redis 7.4), so every
+//! semantics (Debian's Prometheus 2 and Redis 7.0 here, where the manifests pin Prometheus 3 and Redis 8), so every
 //! run says which they were, printed at its start and kept in its outline.
 
 use std::process::Command;

@@ -253,7 +253,7 @@ fn a_first_real_run_dev_twice_load_e2e_undeploy() {
     let again = machine.make("dev", &[("FAKE_BUILD_SALT", "a")]);
     transcript += &again.transcript("dev");
     assert_eq!(again.code, 0, "{}", again.transcript("dev"));
-    assert!(again.stdout.contains("KEDA 2.20.2 already installed"), "{}", again.stdout);
+    assert!(again.stdout.contains(&format!("KEDA {} already installed", keda_version())), "{}", again.stdout);
     assert_eq!(consumer_rollouts(&machine), first, "the same code rolls nothing");
 
     let changed = machine.make("dev", &[("FAKE_BUILD_SALT", "b")]);
@@ -553,12 +553,12 @@ fn make_dev_again_on_a_node_the_load_filled_rolls_the_new_image_out() {
 fn make_undeploy_elsewhere_removes_only_what_make_dev_installed_and_says_what_it_left() {
     let machine = Machine::new();
     let minikube = [("SURGE_CONTEXT", "minikube"), ("SURGE_ALLOW_CONTEXT", "yes"), ("FAKE_EXTRA_CONTEXTS", "minikube")];
-    let keda = "https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml";
+    let keda = &keda_release_url();
     let (code, stderr) = machine.kubectl("minikube", &["--context", "minikube", "apply", "--server-side", "-f", keda]);
     assert_eq!(code, Some(0), "KEDA there before make dev: {stderr}");
     let dev = machine.make("dev", &minikube);
     assert_eq!(dev.code, 0, "{}", dev.transcript("dev"));
-    assert!(dev.stdout.contains("KEDA 2.20.2 already installed"), "{}", dev.stdout);
+    assert!(dev.stdout.contains(&format!("KEDA {} already installed", keda_version())), "{}", dev.stdout);
     assert!(machine.object("ConfigMap", "kube-system", "surge-installed-metrics-server").is_some());
     assert!(machine.object("ConfigMap", "kube-system", "surge-installed-keda").is_none());
 
@@ -623,7 +623,7 @@ fn the_fakes_refuse_what_the_real_tools_refuse() {
     let (code, err) = fake(&["--context", "test", "apply", "-k", "kubernetes-manifests/overlays/development"]);
     assert_eq!(code, Some(1));
     assert!(err.contains(r#"no matches for kind "ScaledObject" in version "keda.sh/v1alpha1""#), "{err}");
-    let keda = "https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml";
+    let keda = &keda_release_url();
     assert_eq!(fake(&["--context", "test", "apply", "--server-side", "-f", keda]).0, Some(0));
     let names: BTreeSet<String> = machine.state()["objects"].as_object().expect("objects").keys().cloned().collect();
     assert!(names.contains("Deployment/keda/keda-metrics-apiserver"), "{names:?}");
@@ -647,7 +647,7 @@ fn every_object_dev_sh_waits_on_exists_in_the_release_fixtures() {
     let fixture = |file: &str| {
         std::fs::read_to_string(manifests::repo().join("tests/deploy/fixtures").join(file)).expect("fixture")
     };
-    let (keda, metrics) = (fixture("keda-2.20.2.txt"), fixture("metrics-server-0.9.0.txt"));
+    let (keda, metrics) = (fixture(&format!("keda-{}.txt", keda_version())), fixture("metrics-server-0.9.0.txt"));
     let has = |text: &str, kind: &str, ns: &str, name: &str| {
         text.lines().any(|l| l.starts_with(&format!("{kind} {ns} {name}")))
     };
@@ -668,8 +668,19 @@ fn every_object_dev_sh_waits_on_exists_in_the_release_fixtures() {
         }
     }
     assert!(checked >= 4, "dev.sh's KEDA waits were found ({checked})");
-    assert!(script.contains(&format!("readonly KEDA_VERSION={}", "2.20.2")) && keda.contains("tag v2.20.2"));
+    // Each fixture's header names the release it stands for and where it was read.
+    let header = format!("# The objects KEDA v{0}'s release file (keda-{0}.yaml) creates", keda_version());
+    assert!(keda.starts_with(&header) && keda.contains("# Source: "), "{header}");
     assert!(script.contains("readonly METRICS_SERVER_VERSION=0.9.0") && metrics.contains("tag v0.9.0"));
+}
+
+/// The KEDA release dev.sh installs, and its release file's URL.
+fn keda_version() -> String {
+    script_value("KEDA_VERSION")
+}
+
+fn keda_release_url() -> String {
+    format!("https://github.com/kedacore/keda/releases/download/v{0}/keda-{0}.yaml", keda_version())
 }
 
 fn script_value(name: &str) -> String {
@@ -755,7 +766,8 @@ fn make_deploy_production_needs_keda_the_metrics_api_and_a_pushed_image() {
     let opted = [("SURGE_CONTEXT", "prod-eu-1"), ("SURGE_ALLOW_CONTEXT", "yes"), ("FAKE_EXTRA_CONTEXTS", "prod-eu-1")];
     let without_keda = machine.make("deploy-production", &opted);
     assert_eq!(without_keda.code, 2, "{}", without_keda.transcript("deploy-production"));
-    assert!(without_keda.stderr.contains("needs KEDA 2.20.2") && without_keda.stderr.contains("keda-2.20.2.yaml"));
+    let (needs, file) = (format!("needs KEDA {}", keda_version()), format!("keda-{}.yaml", keda_version()));
+    assert!(without_keda.stderr.contains(&needs) && without_keda.stderr.contains(&file), "{}", without_keda.stderr);
     assert!(!without_keda.called(" apply "), "nothing applied: {:?}", without_keda.calls);
 
     let install = |url: &str| {
@@ -763,7 +775,7 @@ fn make_deploy_production_needs_keda_the_metrics_api_and_a_pushed_image() {
             machine.kubectl("prod-eu-1", &["--context", "prod-eu-1", "apply", "--server-side", "-f", url]);
         assert_eq!(code, Some(0), "{err}");
     };
-    install("https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml");
+    install(&keda_release_url());
     let without_metrics = machine.make("deploy-production", &opted);
     assert_eq!(without_metrics.code, 2, "{}", without_metrics.transcript("deploy-production"));
     assert!(without_metrics.stderr.contains("v1beta1.metrics.k8s.io"), "{}", without_metrics.stderr);
@@ -861,7 +873,14 @@ fn the_e2e_workflow_runs_on_every_input_of_the_images_and_reports_even_when_canc
     let e2e_minutes = e2e_step["timeout-minutes"].as_u64().expect("its timeout");
     assert!(e2e_minutes >= e2e_limit + 5, "make e2e's step {e2e_minutes} min; e2e itself may take {e2e_limit} min");
     // Downloads pinned and checked.
-    assert!(text.contains("KUBECTL_VERSION: v") && text.contains("KIND_VERSION: v0.30.0"));
+    // kind is the release whose default node image the cluster pins, kubectl that node's version (no skew).
+    let env = |name: &str| workflow["env"][name].as_str().unwrap_or_else(|| panic!("{name}")).to_owned();
+    let cluster =
+        std::fs::read_to_string(manifests::repo().join("kubernetes-manifests/kind/cluster.yaml")).expect("kind");
+    let node = cluster.lines().find_map(|l| l.trim().strip_prefix("image: kindest/node:")).expect("node image");
+    let node_version = node.split('@').next().expect("tag");
+    assert!(cluster.contains(&format!("the one kind {} ships with", env("KIND_VERSION"))), "{}", env("KIND_VERSION"));
+    assert_eq!(env("KUBECTL_VERSION"), node_version, "kubectl as the kind node's Kubernetes");
     assert_eq!(text.matches("sha256sum -c").count(), 2, "kind and kubectl checked against their SHA-256");
 }
 

@@ -36,7 +36,7 @@ STATE = os.environ["FAKE_STATE"]
 FIXTURES = os.environ["FAKE_FIXTURES"]
 
 RELEASES = {
-    "https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml": "keda-2.20.2.txt",
+    "https://github.com/kedacore/keda/releases/download/v2.21.0/keda-2.21.0.yaml": "keda-2.21.0.txt",
     "https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.9.0/components.yaml":
         "metrics-server-0.9.0.txt",
 }
