@@ -3,7 +3,9 @@
 
 Servers run pinned to core 0 and every load client to core 1, so they never share a core. Variants alternate
 round by round (drift in the machine hits all of them alike) and each figure is the median of ROUNDS rounds.
-A row whose rounds spread more than NOISY of their median says "noisy" instead of printing a ratio.
+A server's ratio to the bare handler is the median of the rounds' own ratios (the two ran a minute apart at most),
+printed with their range whatever the host's noise; other rows whose rounds spread more than NOISY of their median
+say "noisy" instead of a figure.
 
 1. GET / and /health: the release `consumer` with its defaults (stdout to a file, as a pod's goes to a pipe),
    the consumer with `--access-log all`, a bare actix-web handler (`bare-actix`) and the Python service Surge
@@ -211,12 +213,13 @@ def throughput(table):
         for name in specs:
             rate, spread = median_of(samples[(name, path)], "rate")
             p99, _ = median_of(samples[(name, path)], "p99_ms")
-            # p99 against the bare handler's in the same round: a tail moves with the machine from round to round.
+            # Against the bare handler in the same round: throughput and tails move with the machine round by round.
+            ratios = [mine["rate"] / theirs["rate"] for mine, theirs in zip(samples[(name, path)], bare)]
             p99_ratios = [mine["p99_ms"] / theirs["p99_ms"] for mine, theirs in zip(samples[(name, path)], bare)]
             table.append({
                 "what": f"GET {path}: {name}", "rate": rate, "spread": spread, "p99_ms": p99,
-                "ratio": rate / bare_rate, "p99_ratio": statistics.median(p99_ratios),
-                "p99_range": (min(p99_ratios), max(p99_ratios)),
+                "ratio": statistics.median(ratios), "ratio_range": (min(ratios), max(ratios)),
+                "p99_ratio": statistics.median(p99_ratios), "p99_range": (min(p99_ratios), max(p99_ratios)),
             })
     return peak_rss
 
@@ -347,13 +350,13 @@ def write(server_rows, memory_rows, generator_rows, accept_rows, seconds_taken):
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         "oha": subprocess.run([oha_binary(), "--version"], capture_output=True, text=True).stdout.strip(),
     }
-    servers_table = ["| server, path | req/s | vs bare actix | p99 | p99 vs bare (rounds' range) |",
+    servers_table = ["| server, path | req/s (rounds' spread) | vs bare actix (rounds' range) | p99 | p99 vs bare (rounds' range) |",
                      "|---|---:|---:|---:|---:|"]
     for row in server_rows:
-        rate, ratio = figure(row, f"{row['rate']:,.0f}"), figure(row, f"{row['ratio']:.2f}x")
-        low, high = row["p99_range"]
-        servers_table.append(f"| {row['what']} | {rate} | {ratio} | {row['p99_ms']:.2f} ms | "
-                             f"{row['p99_ratio']:.2f}x ({low:.2f}-{high:.2f}) |")
+        (low, high), (p99_low, p99_high) = row["ratio_range"], row["p99_range"]
+        servers_table.append(f"| {row['what']} | {row['rate']:,.0f} ({row['spread']:.0%}) | "
+                             f"{row['ratio']:.2f}x ({low:.2f}-{high:.2f}) | {row['p99_ms']:.2f} ms | "
+                             f"{row['p99_ratio']:.2f}x ({p99_low:.2f}-{p99_high:.2f}) |")
     memory_table = ["| service | exec to first 200 | idle RSS | peak RSS under load |", "|---|---:|---:|---:|"]
     for row in memory_rows:
         memory_table.append(
@@ -375,10 +378,10 @@ def write(server_rows, memory_rows, generator_rows, accept_rows, seconds_taken):
 Written by `make bench` (`bench/run.py`) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds_taken / 60:.1f} min.
 Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}; {tool_versions['wrk']}; {tool_versions['oha']}.
 Method: servers pinned to core {SERVER_CORE} (`taskset`, so one actix worker each; uvicorn one process), clients to
-core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure, variants alternating within each round, medians shown;
-a figure whose rounds spread more than {NOISY:.0%} of the median says "noisy" instead. p99 against the bare handler is
-the median of each round's ratio (the two ran minutes apart at most), with the rounds' range beside it: a tail this
-short moves with the machine. Release binaries with their defaults, stdout to a file. The Python peer runs as its
+core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure, variants alternating within each round, medians shown.
+A server's throughput and p99 against the bare handler are the medians of each round's ratio (the two ran a minute
+apart at most), with the rounds' range beside them, so a noisy host still gives a figure and shows how far to trust
+it; the other tables say "noisy" for a figure whose rounds spread more than {NOISY:.0%} of the median. Release binaries with their defaults, stdout to a file. The Python peer runs as its
 users run it (`uvicorn app:app`, its access log on).
 
 ## Servers: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s --latency URL`
