@@ -7,10 +7,12 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY capacity ./capacity
 COPY keda ./keda
 COPY generator ./generator
 COPY harness ./harness
 COPY bench ./bench
+COPY sim ./sim
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p surge-consumer --bin consumer \

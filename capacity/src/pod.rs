@@ -26,6 +26,12 @@ pub struct Demand {
     pub memory_bytes: u64,
 }
 
+/// What a `/process` task asks of its pod: intensity N is N/10 of a core (at most a whole one) for its duration.
+pub fn task_demand(cpu_intensity: u8, seconds: f64, memory_bytes: u64) -> Demand {
+    let cores = f64::from(cpu_intensity.min(10)) / 10.0;
+    Demand { cores, work: cores * seconds, memory_bytes }
+}
+
 /// The share level of max-min fairness: each task runs at `min(its demand, level)`. Infinite when all demands fit.
 pub fn share_level(demands: impl IntoIterator<Item = f64>, capacity_cores: f64) -> f64 {
     let mut sorted: Vec<f64> = demands.into_iter().collect();

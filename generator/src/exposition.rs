@@ -9,8 +9,9 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::engine::{self, Job};
+use crate::engine::Job;
 use crate::plan::Model;
+use crate::schedule;
 use crate::stats::{Buckets, Failure, Snapshot};
 
 /// Reads one counter out of a run's snapshot.
@@ -143,7 +144,7 @@ impl Exposition {
                     let rate = if run.finished {
                         0.0
                     } else {
-                        engine::rate_at(*start_rate, stages, run.started.elapsed().as_secs_f64())
+                        schedule::rate_at(*start_rate, stages, run.started.elapsed().as_secs_f64())
                     };
                     let _ = writeln!(out, "generator_target_rate{{profile=\"{}\"}} {rate}", run.profile);
                 }

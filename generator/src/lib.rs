@@ -4,14 +4,16 @@
 //! - `cli`: the flags (each also `GENERATOR_<FLAG>`); `target`: where requests go.
 //! - `profiles`: the named profiles, the one table `--list`, the Jobs and the README come from.
 //! - `plan`: flags and profile into runs (model, stages, this shard's share); `threshold`: `--threshold` checks.
-//! - `engine`: sends on schedule (open model) or as answers return (closed); `client`: HTTP/1.1 by hand.
+//! - `schedule`: a load's arrival times from its stages; `engine`: sends on them (open model) or as answers return
+//!   (closed); `client`: HTTP/1.1 by hand.
 //! - `stats`: the recorder and the summary; `printer`, `report` (HTML), `exposition` (`/metrics`): how it is shown.
 //! - `follow`: accepted async tasks read back to their end, for the end-to-end times.
 //! - `monitor`: progress while it runs; `watch`: what KEDA will decide, asked of Prometheus (`surge_keda::evaluate`).
 //! - `prometheus`: the Prometheus client `watch` asks; `loki`: the summary pushed to Loki; `traces`: OTLP spans.
 //! - `run`: one invocation from parsed flags to exit code.
 //!
-//! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`; nothing else is used outside.
+//! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`, the simulator's tests `profiles` (a profile's
+//! arrival times, from `schedule`); nothing else is used outside.
 
 pub mod cli;
 mod client;
@@ -26,6 +28,7 @@ pub mod profiles;
 pub mod prometheus;
 mod report;
 mod run;
+pub mod schedule;
 mod stats;
 mod target;
 mod threshold;

@@ -6,16 +6,9 @@ use serde::Serialize;
 
 use crate::cli::Cli;
 use crate::profiles::{self, Profile};
+use crate::schedule::{as_secs, Stage};
 use crate::target::Target;
 use crate::threshold::Threshold;
-
-/// One piece of a ramp: move the arrival rate linearly to `target` req/s over `duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Stage {
-    #[serde(serialize_with = "as_secs")]
-    pub duration: Duration,
-    pub target: f64,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "model", rename_all = "snake_case")]
@@ -173,14 +166,7 @@ fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String
         profile.keeps_its_work_at(compress)?;
     }
     let path = profile.path(cli.scale / compress);
-    let stages = profile
-        .steps
-        .iter()
-        .map(|s| Stage {
-            duration: Duration::from_secs(u64::from(s.seconds)).mul_f64(cli.scale / compress),
-            target: s.rate * compress / f64::from(shard.count),
-        })
-        .collect();
+    let stages = profile.stages(cli.scale, compress, shard.count);
     Ok(Run {
         profile: profile.name.to_owned(),
         method: http::Method::POST,
@@ -271,10 +257,6 @@ fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Resul
 
 fn expressions<S: serde::Serializer>(thresholds: &[Threshold], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(thresholds.iter().map(Threshold::expr))
-}
-
-fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
 }
 
 fn opt_as_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

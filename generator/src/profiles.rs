@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::schedule::{Schedule, Stage};
+
 /// One piece of a profile's schedule: move the arrival rate linearly to `rate` tasks/s over `seconds`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Step {
@@ -138,6 +140,23 @@ impl Profile {
             self.name,
             dividing.join(", ")
         ))
+    }
+
+    /// The schedule's stages with durations multiplied by `scale / compress` and rates by `compress / shards`: the
+    /// same tasks `compress` times faster, split among `shards` generators.
+    pub fn stages(&self, scale: f64, compress: f64, shards: u32) -> Vec<Stage> {
+        self.steps
+            .iter()
+            .map(|s| Stage {
+                duration: Duration::from_secs(u64::from(s.seconds)).mul_f64(scale / compress),
+                target: s.rate * compress / f64::from(shards),
+            })
+            .collect()
+    }
+
+    /// When each request is sent at `--scale 1`, real time, one generator: seconds from the first.
+    pub fn arrival_times(&self) -> impl Iterator<Item = f64> {
+        Schedule::new(0.0, &self.stages(1.0, 1.0, 1)).map(|offset| offset.as_secs_f64())
     }
 
     /// How long the schedule sends, at `--scale 1`.

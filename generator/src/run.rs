@@ -18,6 +18,7 @@ use crate::engine::{Job, Tracing};
 use crate::exposition::{self, Exposition};
 use crate::follow::Follower;
 use crate::plan::{Model, Plan, Run};
+use crate::schedule;
 use crate::stats::{Recorder, Summary, Window};
 use crate::target::Target;
 use crate::watch::{Sample, Watch};
@@ -199,7 +200,7 @@ async fn run_plan(
             let intended = match &run.model {
                 Model::Open { start_rate, stages, .. } => (0..windows.len())
                     // At the middle of each window, where the answered count it is compared with averages.
-                    .map(|i| engine::rate_at(*start_rate, stages, (i as f64 + 0.5) * report::WINDOW_SECONDS))
+                    .map(|i| schedule::rate_at(*start_rate, stages, (i as f64 + 0.5) * report::WINDOW_SECONDS))
                     .collect(),
                 Model::Closed { .. } => Vec::new(),
             };
@@ -278,7 +279,7 @@ async fn execute(
     let Context { plan, replicas_seen, cancel, monitor_interval, exposition, keep_timeline } = *context;
     let expected = match &run.model {
         Model::Closed { requests, .. } => *requests,
-        Model::Open { start_rate, stages, .. } => Some(engine::Schedule::new(*start_rate, stages).total()),
+        Model::Open { start_rate, stages, .. } => Some(schedule::Schedule::new(*start_rate, stages).total()),
     };
     let job = Arc::new(Job {
         client,

@@ -11,19 +11,20 @@ use serde_json::{json, Value};
 use surge_generator::prometheus::Prom;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
-use surge_keda::scaled_object::{cpu_cores, documents, find, limits, Source};
+use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
+use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, limits, Source};
+use surge_keda::startup::StartupPath;
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
 use crate::load::Load;
-use crate::node::{others_requests, Node, OUTSIDE_THE_MANIFESTS};
-use crate::pods::{container_arg, free_port, scraped_as, shutdown_timeout, wait_until, OnNode, PodMeta, Pods};
+use crate::node::Node;
+use crate::pods::{free_port, scraped_as, shutdown_timeout, wait_until, OnNode, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
 use crate::redis::RedisServer;
 use crate::restartable::Restartable;
 use crate::service::Service;
 use crate::standins::{cluster_metrics, serve_state};
-use crate::startup::StartupPath;
 use crate::syncs::Syncs;
 use crate::trajectory::{print_header, print_row, report, Reading, Row};
 

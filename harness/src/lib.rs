@@ -22,12 +22,10 @@
 //! - `load`: the load Job's generators, one per shard, and their summaries added up.
 //! - `node`: one node's cores shared by its pods as CFS shares them, its room by request (`--node-cores`).
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
-//! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
 //! - `restartable`: a server the loop stops and starts again over a fault window.
 //! - `service`: HAProxy as the Service (also the generator tests' fixture).
 //! - `standins`: kube-state-metrics' and KEDA's series for this run.
-//! - `startup`: a replica's way from created to serving: container start, probes, endpoints.
 //! - `syncs`: the autoscaler's clock, a sync period per sync, and how late the machine let each sync be.
 //! - `trajectory`: the table printed every sync and the outline at the end.
 //! - `versions`: the Prometheus and Redis a run stood on, beside the manifests' pins.
@@ -44,11 +42,9 @@ mod node;
 mod pods;
 pub mod prometheus;
 pub mod redis;
-mod replicaset;
 mod restartable;
 pub mod service;
 mod standins;
-mod startup;
 mod syncs;
 mod trajectory;
 mod versions;

@@ -11,27 +11,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use surge_generator::prometheus::http_get;
+use surge_keda::replicaset::{deletion_order, Candidate};
+use surge_keda::scaled_object::container_arg;
+use surge_keda::startup::{StartupPath, CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 
 use crate::cgroup::PodCgroup;
-use crate::replicaset::{deletion_order, Candidate};
 use crate::service::Service;
-use crate::startup::StartupPath;
 
 /// The consumer container's `--shutdown-timeout-secs`, in seconds.
 pub(crate) fn shutdown_timeout(container: &Value) -> Result<f64, String> {
     container_arg(container, "--shutdown-timeout-secs")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
-}
-
-/// The value of the container's `--name=value` argument.
-pub(crate) fn container_arg<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
-    container["args"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .find_map(|arg| arg.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
 }
 
 pub(crate) fn free_port() -> Result<u16, String> {
@@ -244,7 +235,7 @@ impl Pods {
     /// update. Called often between syncs, so the start-up path keeps its own times.
     pub(crate) fn advance(&mut self) -> Result<(), String> {
         let now = Instant::now();
-        let container_start = Duration::from_secs_f64(crate::startup::CONTAINER_START_SECONDS / self.time_scale);
+        let container_start = Duration::from_secs_f64(CONTAINER_START_SECONDS / self.time_scale);
         let mut bound = self.list.iter().filter(|p| !matches!(p.stage, Stage::Unscheduled)).count() as u32;
         let mut order: Vec<usize> = (0..self.list.len()).collect();
         order.sort_by_key(|&i| self.list[i].created);
@@ -268,7 +259,7 @@ impl Pods {
                 published = true;
             }
             let index = self.list[i].index;
-            let endpoints = Duration::from_secs_f64(crate::startup::ENDPOINTS_SECONDS / self.time_scale);
+            let endpoints = Duration::from_secs_f64(ENDPOINTS_SECONDS / self.time_scale);
             if let Stage::Started(started) = &mut self.list[i].stage {
                 let ready_at = started.ready_at(&self.startup, self.time_scale);
                 if !started.in_service && ready_at.is_some_and(|at| now >= at + endpoints) {

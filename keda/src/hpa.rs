@@ -28,10 +28,27 @@ pub fn milli(value: f64) -> i64 {
     }
 }
 
-/// `Tolerances.isWithin` (replica_calculator.go, Kubernetes 1.34): `1 - down <= ratio <= 1 + up`, both ends
-/// included, compared as written, not as `|1 - ratio| <= tolerance` (whose float difference moves the edge).
+/// The HPA's tolerances each way (replica_calculator.go `Tolerances`; `behavior.scaleUp.tolerance` and
+/// `scaleDown.tolerance` where the cluster allows them, the controller's 0.1 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerances {
+    pub down: f64,
+    pub up: f64,
+}
+
+impl Tolerances {
+    pub const DEFAULT: Self = Self { down: TOLERANCE, up: TOLERANCE };
+
+    /// `Tolerances.isWithin` (Kubernetes 1.34): `1 - down <= ratio <= 1 + up`, both ends included, compared as
+    /// written, not as `|1 - ratio| <= tolerance` (whose float difference moves the edge).
+    pub fn is_within(self, ratio: f64) -> bool {
+        ((1.0 - self.down)..=(1.0 + self.up)).contains(&ratio)
+    }
+}
+
+/// Within the default tolerance.
 pub fn within_tolerance(ratio: f64) -> bool {
-    ((1.0 - TOLERANCE)..=(1.0 + TOLERANCE)).contains(&ratio)
+    Tolerances::DEFAULT.is_within(ratio)
 }
 
 /// Replicas one External metric asks for (replica_calculator.go: GetExternalPerPodMetricReplicas and

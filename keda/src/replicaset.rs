@@ -6,18 +6,18 @@ use std::cmp::Ordering;
 
 /// One pod as the ReplicaSet ranks it; times in the cluster's seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Candidate {
-    pub(crate) index: usize,
+pub struct Candidate {
+    pub index: usize,
     /// Bound to a node (no `spec.nodeName` while the scheduler finds no room: Pending).
-    pub(crate) assigned: bool,
+    pub assigned: bool,
     /// Its container has started (phase Running rather than Pending).
-    pub(crate) running: bool,
+    pub running: bool,
     /// How long it has been ready; `None` while it is not.
-    pub(crate) ready_for: Option<f64>,
+    pub ready_for: Option<f64>,
     /// How long ago it was created.
-    pub(crate) age: f64,
+    pub age: f64,
     /// Its UID: breaks ties between times of the same logarithmic rank, a pseudorandom order.
-    pub(crate) uid: u64,
+    pub uid: u64,
 }
 
 /// `logarithmicRankDiff`'s rank of a duration: floor(log2) of its nanoseconds, -1 for none.
@@ -58,7 +58,7 @@ fn compare(a: &Candidate, b: &Candidate) -> Ordering {
 }
 
 /// The pods' indexes in the order the ReplicaSet deletes them.
-pub(crate) fn deletion_order(mut pods: Vec<Candidate>) -> Vec<usize> {
+pub fn deletion_order(mut pods: Vec<Candidate>) -> Vec<usize> {
     pods.sort_by(compare);
     pods.into_iter().map(|c| c.index).collect()
 }

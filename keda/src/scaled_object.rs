@@ -257,6 +257,16 @@ pub fn cpu_cores(quantity: &Value) -> Result<f64, String> {
     }
 }
 
+/// The value of the container's `--name=value` argument.
+pub fn container_arg<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|arg| arg.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+}
+
 /// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
 pub fn limits(container: &Value) -> Result<(f64, u64), String> {
     let limits = &container["resources"]["limits"];

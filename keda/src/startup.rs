@@ -8,16 +8,16 @@ use serde_json::Value;
 /// IfNotPresent): sandbox, network and container creation. Kubernetes' pod start-up SLO allows 5 s at the 99th
 /// percentile for this path with the scheduling before it (sig-scalability `slos/pod_startup_latency.md`); 1 s is
 /// what an idle kind node takes, not measured here (no cluster runs on this machine).
-pub(crate) const CONTAINER_START_SECONDS: f64 = 1.0;
+pub const CONTAINER_START_SECONDS: f64 = 1.0;
 
 /// From Ready to the Service sending connections: the EndpointSlice update, then kube-proxy's next sync, at most one
 /// `minSyncPeriod` later (1 s by default, `pkg/proxy/apis/config/v1alpha1/defaults.go`).
-pub(crate) const ENDPOINTS_SECONDS: f64 = 1.0;
+pub const ENDPOINTS_SECONDS: f64 = 1.0;
 
 /// One probe as the kubelet runs it (`pkg/kubelet/prober/worker.go`): a first tick when the container starts, then one
 /// every `period`; ticks before `initial_delay` are skipped.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Probe {
+pub struct Probe {
     initial_delay: f64,
     period: f64,
 }
@@ -39,13 +39,13 @@ impl Probe {
 
 /// The container's startup and readiness probes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct StartupPath {
+pub struct StartupPath {
     startup: Option<Probe>,
     readiness: Option<Probe>,
 }
 
 impl StartupPath {
-    pub(crate) fn from_container(container: &Value) -> Self {
+    pub fn from_container(container: &Value) -> Self {
         Self {
             startup: Probe::from_manifest(&container["startupProbe"]),
             readiness: Probe::from_manifest(&container["readinessProbe"]),
@@ -56,7 +56,7 @@ impl StartupPath {
     /// seconds after its start: the first startup tick that finds it, then the first readiness tick after that (the
     /// readiness worker's results count only once the startup probe has succeeded). No readiness probe: Ready once
     /// started.
-    pub(crate) fn ready_after(&self, listening: f64) -> f64 {
+    pub fn ready_after(&self, listening: f64) -> f64 {
         let started = self.startup.map_or(listening, |p| p.first_at_or_after(listening));
         self.readiness.map_or(started, |p| p.first_at_or_after(started))
     }

@@ -12,6 +12,7 @@ use prometheus::{
     Encoder, Gauge as GaugeMetric, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use surge_capacity::signals::{QUEUE_WAIT_BUCKETS, SLOWDOWN_BUCKETS};
 
 pub use middleware::RequestMetrics;
 
@@ -63,14 +64,6 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0,
     7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
 ];
-
-/// Queue-wait buckets from 10 ms to 10 min: a backlog's wait grows far past a task's own length.
-pub const QUEUE_WAIT_BUCKETS: &[f64] =
-    &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0];
-
-/// Slowdown buckets (actual ÷ requested run time): 1 is a pod with room, 2 a pod asked for twice its capacity; each
-/// sits just inside a bucket (1.05, 2.05), so interpolation does not push a p95 of 2.0 toward the next edge.
-pub const SLOWDOWN_BUCKETS: &[f64] = &[1.05, 1.1, 1.25, 1.5, 1.75, 2.05, 2.5, 3.0, 4.0, 6.0, 8.0, 16.0];
 
 /// The kinds of work, as the `kind` label says them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 //! tasks, and the node's share for simulated work.
 
 pub mod answers;
-pub mod capacity;
+/// The pod's capacity rules, in a crate of their own the simulator plays too.
+pub use surge_capacity as capacity;
 pub mod cpu;
 pub mod memory;
 pub mod node;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::capacity::Demand;
+use super::capacity::{self, Demand};
 
 /// Validated parameters of one `/process` call.
 #[derive(Debug, Clone, Copy)]
@@ -19,17 +19,8 @@ pub struct WorkSpec {
 }
 
 impl WorkSpec {
-    /// Cores the task asks for: intensity N is N/10 of a core.
-    fn cores(&self) -> f64 {
-        f64::from(self.cpu_intensity.min(10)) / 10.0
-    }
-
     pub fn demand(&self) -> Demand {
-        Demand {
-            cores: self.cores(),
-            work: self.cores() * self.duration.as_secs_f64(),
-            memory_bytes: self.memory_bytes,
-        }
+        capacity::task_demand(self.cpu_intensity, self.duration.as_secs_f64(), self.memory_bytes)
     }
 }
 

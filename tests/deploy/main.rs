@@ -19,3 +19,4 @@ mod schema;
 mod scraping;
 #[path = "../support/stdin.rs"]
 mod stdin;
+mod window_edge;

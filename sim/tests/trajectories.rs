@@ -1,0 +1,180 @@
+//! The load-generator README's trajectory rows, in the simulator: every profile the generator sends (its own arrival
+//! schedule) on the development overlay and the node each table is for, over ten seeds. The closed loop holds the
+//! 8-core rows with real processes, each run also against the simulator's range; the 4-core rows are held here alone.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use surge_generator::profiles::{self, Profile};
+use surge_sim::promises::{node_cores, promises, Promise, README, SHARED, SHARED_ON_4};
+use surge_sim::{simulate, Arrival, Options, Outcome, Setup, Task};
+
+const SEEDS: u64 = 10;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root")
+}
+
+/// The development overlay rendered by the real kustomize, once per test binary.
+fn development() -> &'static str {
+    static RENDERED: OnceLock<String> = OnceLock::new();
+    RENDERED.get_or_init(|| {
+        let output = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(repo().join("kubernetes-manifests/overlays/development"))
+            .output()
+            .expect("kubectl is installed");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("UTF-8")
+    })
+}
+
+/// The profile's requests as the generator sends them at `--scale 1`, one shard, real time.
+fn arrivals(profile: &Profile) -> Vec<Arrival> {
+    let task = Task {
+        cpu_intensity: profile.cpu_intensity,
+        seconds: f64::from(profile.duration_secs),
+        memory_bytes: u64::from(profile.memory_mib) << 20,
+        sync: !profile.async_mode,
+    };
+    profile.arrival_times().map(|at| Arrival { at, task }).collect()
+}
+
+/// What a row promises that one run broke, if anything.
+fn broken(promise: &Promise, outcome: &Outcome, setup: &Setup) -> Vec<String> {
+    let so = &setup.scaled_object;
+    let minimum = so.scaling.min;
+    let mut broken = Vec::new();
+    let peak = outcome.peak();
+    if !(promise.peak_low..=promise.peak_high).contains(&peak) {
+        broken.push(format!("peak {peak}"));
+    }
+    if promise.peak_high > 1 {
+        match outcome.reached(promise.peak_low) {
+            Some(at) if at <= promise.low_by => {}
+            other => broken.push(format!("{} replicas at {other:?} s", promise.peak_low)),
+        }
+        let driver = outcome.driving_at_peak(minimum).map(|i| so.triggers[i].name.clone());
+        if !driver.as_ref().is_some_and(|d| promise.drivers.contains(d)) {
+            broken.push(format!("driven by {driver:?}"));
+        }
+    }
+    match outcome.back_at_minimum(minimum) {
+        Some(back) if back <= promise.back_at_min_by => {}
+        other => broken.push(format!("back at the minimum {other:?} s after the load")),
+    }
+    if let Some(bound) = promise.sojourn_p95_by {
+        match outcome.sojourn_p95(promise.time_scale) {
+            Some(p95) if p95 <= bound => {}
+            other => broken.push(format!("p95 sojourn {other:?} s")),
+        }
+    }
+    if let (Some(at), true) = (&promise.at_maximum, peak == so.scaling.max) {
+        let within = |(low, high): (f64, f64), value: f64| (low..=high).contains(&value);
+        match outcome.peak_held() {
+            Some((held, left)) if within(at.held, held) && within(at.leaves_after_load, left - outcome.load_end) => {}
+            other => broken.push(format!("at the maximum {other:?}")),
+        }
+    }
+    if outcome.refused > 0 || (outcome.lost > 0 && setup.shared_backlog) {
+        broken.push(format!("{} refused, {} lost", outcome.refused, outcome.lost));
+    }
+    broken
+}
+
+/// Runs every row of the table under `heading` over the seeds, at `time_scale` (`None`: each row's own, the closed
+/// loop's compression, whose Prometheus still ticks discovery in wall seconds); the rows that broke in some seed, with
+/// what broke.
+fn broken_rows(heading: &str, time_scale: Option<f64>) -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(repo().join(README)).expect("the load-generator README");
+    let rows = promises(&readme, heading);
+    assert!(!rows.is_empty(), "{heading}: no rows");
+    let setup = Setup::from_manifests(development(), Some(f64::from(node_cores(heading)))).expect("setup");
+    let mut failures = Vec::new();
+    for promise in &rows {
+        let profile = profiles::find(&promise.profile).expect("a profile of the generator");
+        let arrivals = arrivals(profile);
+        let time_scale = time_scale.unwrap_or(promise.time_scale);
+        let mut row_failures = Vec::new();
+        for seed in 1..=SEEDS {
+            let options = Options { seed, time_scale, ..Options::default() };
+            let outcome = simulate(&setup, &arrivals, &options);
+            let broken = broken(promise, &outcome, &setup);
+            let trajectory: Vec<String> = outcome.rows.iter().map(|r| format!("{:.0}:{}", r.t, r.desired)).collect();
+            println!(
+                "{} x{time_scale} seed {seed}: peak {} reached {:?} back {:?} p95 {:?} ready-replica-s {:.0} {}",
+                promise.profile,
+                outcome.peak(),
+                outcome.reached(promise.peak_low),
+                outcome.back_at_minimum(setup.scaled_object.scaling.min),
+                outcome.sojourn_p95(promise.time_scale),
+                outcome.ready_replica_seconds,
+                if broken.is_empty() { String::new() } else { format!("BROKEN {broken:?} {}", trajectory.join(" ")) }
+            );
+            if !broken.is_empty() {
+                row_failures.push(format!("seed {seed}: {broken:?}"));
+            }
+        }
+        if !row_failures.is_empty() {
+            failures.push((promise.profile.clone(), row_failures));
+        }
+    }
+    failures
+}
+
+/// Rows of the 8-core table the simulator does not hold in every seed at the closed loop's compression, with what it
+/// shows instead: open questions, since the closed loop ran each row only a few times. An entry that starts to hold
+/// fails the test, so the list stays true.
+const OPEN_ON_8_CORES: &[(&str, &str)] = &[
+    ("heavy", "a seed in ten peaks at 8 (the row: 9-10): new replicas unseen for up to 100 s at x20 slow the rise"),
+    (
+        "sustained",
+        "a few seeds in ten touch the maximum for 6-10 min during the load, where the row's clause expects 15-35 min \
+         once there; one's p95 sojourn is 158 s (the row: at most 150)",
+    ),
+];
+
+#[test]
+fn the_8_core_table_holds_in_the_simulator_but_for_its_open_rows() {
+    let broken = broken_rows(SHARED, None);
+    let names: Vec<&str> = broken.iter().map(|(profile, _)| profile.as_str()).collect();
+    let open: Vec<&str> = OPEN_ON_8_CORES.iter().map(|(profile, _)| *profile).collect();
+    assert_eq!(names, open, "rows broken in some seed: {broken:#?}");
+}
+
+/// Every row of the 4-core table, as the closed loop measured it and at real time (a cluster's discovery).
+#[test]
+fn the_4_core_table_holds_in_the_simulator() {
+    assert_eq!(broken_rows(SHARED_ON_4, None), vec![]);
+    assert_eq!(broken_rows(SHARED_ON_4, Some(1.0)), vec![]);
+}
+
+/// On 4 cores heavy's later replicas wait Pending: a cluster autoscaler would buy a node for them.
+#[test]
+fn heavy_leaves_replicas_pending_on_4_cores() {
+    let setup = Setup::from_manifests(development(), Some(4.0)).expect("setup");
+    let outcome = simulate(&setup, &arrivals_of("heavy"), &Options::default());
+    assert!(outcome.rows.iter().any(|r| r.pending >= 1) && outcome.pending_replica_seconds > 0.0, "{outcome:?}");
+    let most_ready = outcome.rows.iter().map(|r| r.ready).max();
+    assert_eq!(most_ready, Some(2), "1.62 cores of other pods leave room for two 1-core replicas");
+}
+
+/// The same seed gives the same run; another seed another (the Service's pick, the replicas' pulls and scrapes).
+#[test]
+fn a_seed_decides_everything_random() {
+    let setup = Setup::from_manifests(development(), Some(8.0)).expect("setup");
+    let arrivals = arrivals(profiles::find("heavy").expect("heavy"));
+    let run = |seed| simulate(&setup, &arrivals, &Options { seed, ..Options::default() });
+    assert_eq!(run(7), run(7));
+    let started = std::time::Instant::now();
+    let sustained = arrivals_of("sustained");
+    let outcome = simulate(&setup, &sustained, &Options::default());
+    println!("sustained (30 min) simulated in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+    assert!(!outcome.rows.is_empty());
+    assert_ne!(run(1).sojourns, run(2).sojourns);
+}
+
+fn arrivals_of(name: &str) -> Vec<Arrival> {
+    arrivals(profiles::find(name).expect("a profile"))
+}
