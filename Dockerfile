@@ -13,6 +13,7 @@ COPY generator ./generator
 COPY harness ./harness
 COPY bench ./bench
 COPY sim ./sim
+COPY tune ./tune
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p surge-consumer --bin consumer \

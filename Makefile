@@ -58,7 +58,7 @@ lint: ## cargo fmt --check, clippy with warnings as errors, no import circles in
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	python3 scripts/import-cycles.py --self-test
-	python3 scripts/import-cycles.py src capacity/src keda/src generator/src harness/src sim/src
+	python3 scripts/import-cycles.py src capacity/src keda/src generator/src harness/src sim/src tune/src
 
 .PHONY: lint-deploy
 lint-deploy: ## yamllint, hadolint and shellcheck over manifests, dashboards' kustomization, Dockerfiles, scripts

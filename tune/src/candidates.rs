@@ -1,0 +1,145 @@
+//! The candidates: the ScaledObject in force, each Prometheus trigger's threshold at half, three quarters, one and a
+//! half and twice its value, the polling interval at 15 and 30 s, the scale-down stabilization at 1, 2 and 10 min and
+//! a scale-up stabilization of 30 and 60 s, and a fixed count of every size up to the maximum. Each is the
+//! simulator's ScaledObject changed, and the same change as a patch of the manifest's.
+
+use serde_json::{json, Value};
+use surge_keda::scaled_object::{documents, find, Source};
+use surge_keda::ScaledObject;
+
+/// One change to the ScaledObject.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    Threshold { trigger: usize, value: f64 },
+    PollingInterval(f64),
+    ScaleDownWindow(u32),
+    ScaleUpWindow(u32),
+    Fixed(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    pub scaled_object: ScaledObject,
+    /// A fixed count: the floor of what the goal costs, not a ScaledObject to apply.
+    pub fixed: bool,
+    change: Option<Change>,
+}
+
+/// The manifest's ScaledObject `consumer`, as rendered.
+pub fn raw_scaled_object(yaml: &str) -> Result<Value, String> {
+    Ok(find(&documents(yaml)?, "ScaledObject", "consumer")?.clone())
+}
+
+pub fn candidates(current: &ScaledObject, raw: &Value) -> Vec<Candidate> {
+    let mut changes = Vec::new();
+    for (index, trigger) in current.triggers.iter().enumerate() {
+        if matches!(trigger.source, Source::Prometheus { .. }) {
+            for factor in [0.5, 0.75, 1.5, 2.0] {
+                changes.push(Change::Threshold { trigger: index, value: trigger.threshold * factor });
+            }
+        }
+    }
+    changes.extend([15.0, 30.0].into_iter().filter(|p| *p != current.polling_interval).map(Change::PollingInterval));
+    if current.scaling.behavior.is_some() {
+        changes.extend([60, 120, 600].map(Change::ScaleDownWindow));
+        changes.extend([30, 60].map(Change::ScaleUpWindow));
+    }
+    changes.extend((current.scaling.min.max(1)..=current.scaling.max).map(Change::Fixed));
+    let mut all =
+        vec![Candidate { name: "current".into(), scaled_object: current.clone(), fixed: false, change: None }];
+    all.extend(changes.into_iter().map(|change| Candidate {
+        name: describe(change, current, raw),
+        scaled_object: apply(change, current),
+        fixed: matches!(change, Change::Fixed(_)),
+        change: Some(change),
+    }));
+    all
+}
+
+fn describe(change: Change, current: &ScaledObject, raw: &Value) -> String {
+    match change {
+        Change::Threshold { trigger, value } => {
+            let name = raw["spec"]["triggers"][trigger]["name"].as_str().unwrap_or("trigger");
+            format!("{name} threshold {} (was {})", number(value), number(current.triggers[trigger].threshold))
+        }
+        Change::PollingInterval(seconds) => format!("pollingInterval {seconds} s"),
+        Change::ScaleDownWindow(seconds) => format!("scale-down window {seconds} s"),
+        Change::ScaleUpWindow(seconds) => format!("scale-up window {seconds} s"),
+        Change::Fixed(replicas) => format!("fixed {replicas} replicas"),
+    }
+}
+
+/// A threshold as a manifest writes it: `2`, `0.8`, `1.125`.
+fn number(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn apply(change: Change, current: &ScaledObject) -> ScaledObject {
+    let mut so = current.clone();
+    match change {
+        Change::Threshold { trigger, value } => so.triggers[trigger].threshold = value,
+        Change::PollingInterval(seconds) => so.polling_interval = seconds,
+        Change::ScaleDownWindow(seconds) => {
+            if let Some(behavior) = so.scaling.behavior.as_mut() {
+                behavior.down.stabilization_window_seconds = seconds;
+            }
+        }
+        Change::ScaleUpWindow(seconds) => {
+            if let Some(behavior) = so.scaling.behavior.as_mut() {
+                behavior.up.stabilization_window_seconds = seconds;
+            }
+        }
+        Change::Fixed(replicas) => {
+            so.scaling.min = replicas;
+            so.scaling.max = replicas;
+            so.min_replica_count = replicas;
+        }
+    }
+    so
+}
+
+impl Candidate {
+    /// The change as a kustomize patch of the ScaledObject `consumer` (a CRD's lists are replaced whole, so a
+    /// threshold's patch carries every trigger).
+    pub fn patch(&self, raw: &Value) -> Value {
+        let mut spec = json!({});
+        match self.change {
+            None | Some(Change::Fixed(_)) => {}
+            Some(Change::Threshold { trigger, value }) => {
+                let mut triggers = raw["spec"]["triggers"].clone();
+                triggers[trigger]["metadata"]["threshold"] = number(value).into();
+                spec["triggers"] = triggers;
+            }
+            Some(Change::PollingInterval(seconds)) => spec["pollingInterval"] = json!(seconds as u64),
+            Some(Change::ScaleDownWindow(seconds)) => {
+                spec["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior":
+                    {"scaleDown": {"stabilizationWindowSeconds": seconds}}}});
+            }
+            Some(Change::ScaleUpWindow(seconds)) => {
+                spec["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior":
+                    {"scaleUp": {"stabilizationWindowSeconds": seconds}}}});
+            }
+        }
+        json!({
+            "apiVersion": raw["apiVersion"],
+            "kind": "ScaledObject",
+            "metadata": {"name": raw["metadata"]["name"], "namespace": raw["metadata"]["namespace"]},
+            "spec": spec,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_are_written_as_a_manifest_writes_them() {
+        assert_eq!(
+            (number(2.0), number(0.8), number(1.125), number(0.6)),
+            ("2".into(), "0.8".into(), "1.125".into(), "0.6".into())
+        );
+    }
+}

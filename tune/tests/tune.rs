@@ -1,0 +1,69 @@
+//! `surge tune` as a user runs it: the real binary on the development overlay rendered by the real kustomize.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn render(dir: &Path) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root.join("kubernetes-manifests/overlays/development"))
+        .output()
+        .expect("kubectl is installed");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let path = dir.join("development.yaml");
+    std::fs::write(&path, output.stdout).expect("write the render");
+    path
+}
+
+fn tune(manifests: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(["tune", "--manifests"])
+        .arg(manifests)
+        .args(["--profile", "burst", "--node-cores", "8", "--seeds", "2"])
+        .args(args)
+        .output()
+        .expect("surge runs")
+}
+
+#[test]
+fn burst_gets_a_recommendation_and_its_patch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    let patch = dir.path().join("patch.yaml");
+    let out = tune(&manifests, &["--slo", "p95-sojourn=300s", "--patch", patch.to_str().expect("path")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("<- recommended") && text.lines().any(|l| l.starts_with("current ")), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("candidate 1/"), "progress is shown");
+    let patch: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&patch).expect("the patch was written")).expect("YAML");
+    assert_eq!((patch["kind"].as_str(), patch["metadata"]["name"].as_str()), (Some("ScaledObject"), Some("consumer")));
+}
+
+#[test]
+fn a_goal_no_candidate_meets_exits_1_and_json_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    let out = tune(&manifests, &["--slo", "p95-sojourn=1s", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(report["recommended"].is_null(), "{report}");
+    let candidates = report["candidates"].as_array().expect("candidates");
+    assert!(candidates.len() > 20 && candidates.iter().any(|c| c["frontier"] == true), "{report}");
+}
+
+#[test]
+fn a_profile_it_does_not_know_is_named_with_the_choices() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(["tune", "--manifests"])
+        .arg(&manifests)
+        .args(["--profile", "tsunami"])
+        .output()
+        .expect("surge runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of light, medium"), "{out:?}");
+}
