@@ -346,6 +346,9 @@ pub fn run(args: &Args) -> Result<(), String> {
                 (Source::Prometheus { .. }, _) => prometheus.trigger_value(t, factor),
                 (Source::RedisStreams(scaler), Some(redis)) => redis.stream_count(scaler),
                 (Source::RedisStreams(_), None) => Err("a redis-streams trigger with no Redis (no QUEUE_URL)".into()),
+                (Source::Resource { .. }, _) => {
+                    Err("a cpu or memory trigger: no metrics-server here (the simulator plays them)".into())
+                }
             })
             .collect();
         for (count, value) in errors.iter_mut().zip(&values) {

@@ -3,7 +3,7 @@
 //! the closed-loop harness both call `evaluate`, so what a Job's log says KEDA will do is what the harness proves.
 
 use crate::hpa::{combine, metric_replicas};
-use crate::scaled_object::ScaledObject;
+use crate::scaled_object::{ScaledObject, Source};
 
 /// The HPA controller's default sync period (`--horizontal-pod-autoscaler-sync-period`), seconds.
 pub const HPA_SYNC_SECONDS: f64 = 15.0;
@@ -50,7 +50,8 @@ pub struct Decision {
     pub proposal: Option<u32>,
 }
 
-/// Evaluates one poll: `readings[i]` is trigger `i`'s query value (already read as KEDA reads it) or its error;
+/// Evaluates one poll: `readings[i]` is trigger `i`'s query value (already read as KEDA reads it) or its error, or
+/// for a `cpu` or `memory` trigger the replicas the HPA's Resource calculation asked for (`resource::replicas`);
 /// `current` and `ready` are the Deployment's replicas; `failures` carries each trigger's failure streak across polls,
 /// and `seconds` is the time since the previous evaluation (in the autoscaler's clock).
 pub fn evaluate(
@@ -68,12 +69,16 @@ pub fn evaluate(
         .iter()
         .zip(readings)
         .zip(failures.0.iter_mut())
-        .map(|((trigger, reading), failed)| match reading {
-            Ok(value) => {
+        .map(|((trigger, reading), failed)| match (reading, &trigger.source) {
+            // The caller ran the HPA's own calculation for a Resource metric (`resource::replicas`).
+            (Ok(replicas), Source::Resource { .. }) => Ask::Replicas(*replicas as u32),
+            // KEDA's fallback does not cover a metric KEDA does not serve.
+            (Err(_), Source::Resource { .. }) => Ask::Failed,
+            (Ok(value), _) => {
                 *failed = 0.0;
                 Ask::Replicas(metric_replicas(trigger.kind, *value, trigger.threshold, current, ready))
             }
-            Err(_) => {
+            (Err(_), _) => {
                 *failed += counted;
                 // `NumberOfFailures > FailureThreshold` (fallback.go `GetMetricsWithFallback`): strictly more.
                 match &so.fallback {
@@ -170,5 +175,20 @@ mod tests {
         }
         let up = evaluate(&so, &[Err("down".into()), Ok(3.0)], 4, 4, &mut failures, HPA_SYNC_SECONDS);
         assert_eq!(up.proposal, Some(8), "the valid metric's scale-up goes ahead");
+    }
+
+    /// A cpu trigger's reading is what the HPA's own calculation asked for; KEDA's fallback never stands in for it.
+    #[test]
+    fn a_resource_trigger_asks_what_the_hpa_computed_and_has_no_fallback() {
+        use crate::resource::{Resource, Target};
+        let mut so = scaled_object(Some(FALLBACK));
+        so.triggers[0].source = Source::Resource { resource: Resource::Cpu, target: Target::Utilization(70) };
+        let mut failures = Failures::default();
+        let decision = evaluate(&so, &[Ok(6.0), Ok(0.0)], 3, 3, &mut failures, HPA_SYNC_SECONDS);
+        assert_eq!(decision.asks[0], Ask::Replicas(6));
+        for _ in 0..5 {
+            let failing = evaluate(&so, &[Err("no metrics".into()), Ok(0.0)], 3, 3, &mut failures, HPA_SYNC_SECONDS);
+            assert_eq!(failing.asks[0], Ask::Failed, "past the threshold, still no fallback");
+        }
     }
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::hpa::{Behavior, FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
 use crate::redis_streams::RedisStreams;
+use crate::resource::{Resource, Target};
 
 /// Where a trigger's value comes from: the scalers the manifests use.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,9 @@ pub enum Source {
     Prometheus { query: String, ignore_null_values: bool },
     /// KEDA's `redis-streams` scaler: a count read from Redis.
     RedisStreams(RedisStreams),
+    /// KEDA's `cpu` or `memory` trigger: a Resource metric the HPA computes itself from metrics-server
+    /// (`crate::resource`); KEDA neither reads it nor applies its fallback to it, and it is always active.
+    Resource { resource: Resource, target: Target },
 }
 
 /// One trigger of the ScaledObject.
@@ -37,6 +41,9 @@ impl Trigger {
         let name = match &self.source {
             Source::Prometheus { .. } => "prometheus".to_owned(),
             Source::RedisStreams(scaler) => format!("redis-streams-{}", scaler.stream),
+            // No external metric: the HPA reads the resource itself; named for what it reads.
+            Source::Resource { resource: Resource::Cpu, .. } => "cpu".to_owned(),
+            Source::Resource { resource: Resource::Memory, .. } => "memory".to_owned(),
         };
         let normalised: String = name.chars().map(|c| if "/.:%()".contains(c) { '-' } else { c }).collect();
         format!("s{index}-{normalised}")
@@ -159,6 +166,8 @@ impl ScaledObject {
                 let kind = match t["metricType"].as_str().unwrap_or("AverageValue") {
                     "AverageValue" => MetricType::AverageValue,
                     "Value" => MetricType::Value,
+                    // A cpu or memory trigger's utilization target: read below.
+                    "Utilization" => MetricType::AverageValue,
                     other => return Err(format!("trigger {name}: metricType {other}")),
                 };
                 if t["type"] == "redis-streams" {
@@ -172,6 +181,16 @@ impl ScaledObject {
                         threshold,
                         activation_threshold,
                     });
+                }
+                if let Some(resource) = t["type"].as_str().and_then(Resource::parse) {
+                    let value = number(&t["metadata"]["value"]).ok_or(format!("trigger {name}: metadata.value"))?;
+                    let target = match t["metricType"].as_str().unwrap_or("Utilization") {
+                        "Utilization" => Target::Utilization(value as i32),
+                        "AverageValue" => Target::AverageValue((value * 1000.0).round() as i64),
+                        other => return Err(format!("trigger {name}: metricType {other} for {}", t["type"])),
+                    };
+                    let source = Source::Resource { resource, target };
+                    return Ok(Trigger { name, kind, source, threshold: value, activation_threshold: 0.0 });
                 }
                 if t["type"] != "prometheus" {
                     return Err(format!("trigger {name}: type {} is not modelled", t["type"]));
@@ -374,9 +393,25 @@ mod tests {
         assert_eq!((backlog.threshold, backlog.activation_threshold), (4.0, 1.0));
         assert_eq!(parsed.triggers[0].metric_name(0), "s0-prometheus");
         assert_eq!(backlog.metric_name(1), "s1-redis-streams-surge-tasks");
-        let cpu =
-            serde_json::json!({"spec": {"triggers": [{"type": "cpu", "name": "c", "metadata": {"value": "50"}}]}});
-        assert!(ScaledObject::from_manifest(&cpu).is_err(), "a scaler the harness does not model is refused");
+        let kafka = serde_json::json!({"spec": {"triggers": [{"type": "kafka", "name": "k", "metadata": {"lagThreshold": "5"}}]}});
+        assert!(ScaledObject::from_manifest(&kafka).is_err(), "a scaler nothing here models is refused");
+    }
+
+    /// KEDA's cpu and memory triggers: a Resource metric of the HPA's own, `Utilization` by default.
+    #[test]
+    fn cpu_and_memory_triggers_are_the_hpas_resource_metrics() {
+        let so = serde_json::json!({"spec": {"triggers": [
+            {"type": "cpu", "name": "c", "metadata": {"value": "70"}},
+            {"type": "memory", "name": "m", "metricType": "AverageValue", "metadata": {"value": "0.5"}},
+            {"type": "cpu", "name": "v", "metricType": "Value", "metadata": {"value": "1"}}]}});
+        let error = ScaledObject::from_manifest(&so).expect_err("Value is not a resource target");
+        assert!(error.contains("trigger v: metricType Value"), "{error}");
+        let so = serde_json::json!({"spec": {"triggers": [so["spec"]["triggers"][0], so["spec"]["triggers"][1]]}});
+        let parsed = ScaledObject::from_manifest(&so).expect("parses");
+        let cpu = Source::Resource { resource: Resource::Cpu, target: Target::Utilization(70) };
+        let memory = Source::Resource { resource: Resource::Memory, target: Target::AverageValue(500) };
+        assert_eq!((&parsed.triggers[0].source, &parsed.triggers[1].source), (&cpu, &memory));
+        assert_eq!(parsed.triggers[0].metric_name(0), "s0-cpu");
     }
 
     #[test]

@@ -91,6 +91,11 @@ pub struct Pod {
     slowdown_counts: Vec<f64>,
     slowdown_sum: f64,
     pub next_scrape: f64,
+    /// CPU time its tasks have used, core-seconds.
+    pub cpu_seconds: f64,
+    /// metrics-server's last two readings of it (time, core-seconds), and when it reads next.
+    pub cpu_readings: Vec<(f64, f64)>,
+    pub next_reading: f64,
 }
 
 impl Pod {
@@ -114,6 +119,9 @@ impl Pod {
             slowdown_counts: vec![0.0; SLOWDOWN_BUCKETS.len() + 1],
             slowdown_sum: 0.0,
             next_scrape: f64::INFINITY,
+            cpu_seconds: 0.0,
+            cpu_readings: Vec::new(),
+            next_reading: f64::INFINITY,
         }
     }
 
@@ -182,11 +190,13 @@ impl Pod {
         let capacity = limits.capacity_cores.min(self.share);
         let level = share_level(self.running.iter().map(|r| r.queued.task.cores()), capacity);
         let mut finished = Vec::new();
+        let mut used = 0.0;
         self.running.retain_mut(|running| {
             let speed = rate(running.queued.task.cores(), level);
             if speed <= 0.0 {
                 return true;
             }
+            used += (speed * dt).min(running.work_left);
             if running.work_left <= speed * dt {
                 let at = t + running.work_left / speed;
                 finished.push(Finished { queued: running.queued, started: running.started, at });
@@ -195,6 +205,7 @@ impl Pod {
             running.work_left -= speed * dt;
             true
         });
+        self.cpu_seconds += used;
         for task in &finished {
             self.observe_slowdown((task.at - task.started) / task.queued.task.seconds);
         }

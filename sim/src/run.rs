@@ -8,8 +8,10 @@ use std::collections::VecDeque;
 use surge_capacity::node::{pod_shares, OnNode};
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
+use surge_keda::hpa::Tolerances;
 use surge_keda::redis_streams::Count;
 use surge_keda::replicaset::{deletion_order, Candidate};
+use surge_keda::resource::{self, cpu_usage_milli, Phase, Pod as ResourcePod, Readiness, Resource, Timing, Usage};
 use surge_keda::scaled_object::{keda_value, Source};
 use surge_keda::startup::{CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 use surge_keda::{evaluate, Activity, Failures};
@@ -32,6 +34,9 @@ const WARM_UP_SECONDS: f64 = 30.0;
 /// its reload trigger once its own 5 s tick has passed, takes it at once (`scrape/manager.go` `reloader`). Measured
 /// with Debian's 2.42 and file discovery: a target's first sample 2.2-3.5 s after it was written (six targets).
 const DISCOVERY_TICK_SECONDS: f64 = 5.0;
+/// metrics-server reads every pod's CPU time each `--metric-resolution` (15 s in the 0.9.0 release `make dev` installs)
+/// and reports the usage between its last two readings.
+const METRICS_RESOLUTION_SECONDS: f64 = 15.0;
 
 /// One request of the load: when it is sent and what it asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,6 +84,8 @@ struct World<'a> {
     /// The discovery ticker's period in this run's seconds, and its phase.
     discovery_tick: f64,
     discovery_phase: f64,
+    /// When metrics-server reads the pods, modulo its resolution.
+    metrics_phase: f64,
     rng: fastrand::Rng,
     pods: Vec<Pod>,
     created: usize,
@@ -98,11 +105,14 @@ pub fn simulate(setup: &Setup, arrivals: &[Arrival], options: &Options) -> Outco
     let mut rng = fastrand::Rng::with_seed(options.seed);
     let discovery_tick = DISCOVERY_TICK_SECONDS * options.time_scale;
     let discovery_phase = rng.f64() * discovery_tick;
+    // Its own stream, so a setup without Resource metrics plays the same runs it did before they were modelled.
+    let metrics_phase = fastrand::Rng::with_seed(!options.seed).f64() * METRICS_RESOLUTION_SECONDS;
     let mut world = World {
         setup,
         step: options.step,
         discovery_tick,
         discovery_phase,
+        metrics_phase,
         rng,
         pods: Vec::new(),
         created: 0,
@@ -275,6 +285,15 @@ impl World<'_> {
             }
         }
         self.drain(t);
+        for pod in self.pods.iter_mut().filter(|p| p.is_listening(t)) {
+            while pod.next_reading <= t + self.step {
+                pod.cpu_readings.push((pod.next_reading, pod.cpu_seconds));
+                if pod.cpu_readings.len() > 2 {
+                    pod.cpu_readings.remove(0);
+                }
+                pod.next_reading += METRICS_RESOLUTION_SECONDS;
+            }
+        }
         let backlog = self.setup.shared_backlog.then(|| self.backlog_length());
         for pod in self.pods.iter_mut().filter(|p| p.is_listening(t)) {
             while pod.next_scrape <= t + self.step {
@@ -315,6 +334,7 @@ impl World<'_> {
             let discovered =
                 if t < 0.0 { listening } else { next_tick(listening, self.discovery_tick, self.discovery_phase) };
             pod.next_scrape = discovered + self.rng.f64() * setup.scrape_interval;
+            pod.next_reading = next_tick(listening, METRICS_RESOLUTION_SECONDS, self.metrics_phase);
         }
     }
 
@@ -385,9 +405,52 @@ impl World<'_> {
                     Count::Pending => self.backlog_length() - self.backlog.len(),
                     Count::Lag => self.backlog.len(),
                 } as f64),
+                (Source::Resource { resource: Resource::Cpu, target }, _) => {
+                    let pods: Vec<ResourcePod> =
+                        self.pods.iter().filter(|p| p.gone.is_none()).map(|p| self.as_listed(p, t)).collect();
+                    let current = self.replicas();
+                    resource::replicas(
+                        &pods,
+                        Resource::Cpu,
+                        *target,
+                        Tolerances::DEFAULT,
+                        current,
+                        &Timing::default(),
+                        t,
+                    )
+                    .map(|(replicas, _)| f64::from(replicas))
+                }
                 (source, _) => Err(format!("trigger {}: {source:?} cannot be read here", trigger.name)),
             })
             .collect()
+    }
+
+    /// A replica as the HPA's Resource calculation lists it: its phase, readiness and metrics-server's CPU reading.
+    fn as_listed(&self, pod: &Pod, t: f64) -> ResourcePod {
+        let started = pod.listening.filter(|at| *at <= t).map(|at| at - LISTENING_SECONDS);
+        let readiness = started.map(|since| match pod.ready.filter(|r| *r <= t) {
+            Some(ready) => Readiness { ready: true, since: ready },
+            None => Readiness { ready: false, since },
+        });
+        let usage = match pod.cpu_readings.as_slice() {
+            [(t1, cpu1), (t2, cpu2)] => {
+                let nanos = |core_seconds: f64| (core_seconds * 1e9) as u64;
+                cpu_usage_milli((*t1, nanos(*cpu1)), (*t2, nanos(*cpu2))).map(|milli| Usage {
+                    milli,
+                    at: *t2,
+                    window: t2 - t1,
+                })
+            }
+            _ => None,
+        };
+        ResourcePod {
+            phase: if started.is_some() { Phase::Running } else { Phase::Pending },
+            deleting: pod.deleting.is_some(),
+            started_at: started,
+            readiness,
+            request_milli: (self.setup.request_cores * 1000.0).round() as i64,
+            usage,
+        }
     }
 
     /// Sets the Deployment's replicas: new pods are created Pending; fewer deletes the ReplicaSet's choice.

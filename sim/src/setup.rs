@@ -54,16 +54,7 @@ impl Setup {
     pub fn from_manifests(yaml: &str, node_cores: Option<f64>) -> Result<Self, String> {
         let objects = documents(yaml)?;
         let scaled_object = ScaledObject::from_manifest(find(&objects, "ScaledObject", "consumer")?)?;
-        let queries = scaled_object
-            .triggers
-            .iter()
-            .map(|t| match &t.source {
-                Source::Prometheus { query, .. } => {
-                    Query::parse(query).map(Some).map_err(|e| format!("trigger {}: {e}", t.name))
-                }
-                Source::RedisStreams(_) => Ok(None),
-            })
-            .collect::<Result<_, String>>()?;
+        let queries = queries(&scaled_object)?;
         let deployment = find(&objects, "Deployment", "consumer")?;
         let template = &deployment["spec"]["template"];
         let container = &template["spec"]["containers"][0];
@@ -109,6 +100,27 @@ impl Setup {
             prometheus: Rule::V3_14,
         })
     }
+}
+
+impl Setup {
+    /// The same run with another ScaledObject (a candidate's).
+    pub fn with_scaled_object(&self, scaled_object: ScaledObject) -> Result<Self, String> {
+        Ok(Self { queries: queries(&scaled_object)?, scaled_object, ..self.clone() })
+    }
+}
+
+/// Each trigger's query, parsed (`None` for a trigger that reads no Prometheus).
+fn queries(scaled_object: &ScaledObject) -> Result<Vec<Option<Query>>, String> {
+    scaled_object
+        .triggers
+        .iter()
+        .map(|t| match &t.source {
+            Source::Prometheus { query, .. } => {
+                Query::parse(query).map(Some).map_err(|e| format!("trigger {}: {e}", t.name))
+            }
+            Source::RedisStreams(_) | Source::Resource { .. } => Ok(None),
+        })
+        .collect()
 }
 
 /// The monitoring component's `global.scrape_interval`.

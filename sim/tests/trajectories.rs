@@ -178,3 +178,29 @@ fn a_seed_decides_everything_random() {
 fn arrivals_of(name: &str) -> Vec<Arrival> {
     arrivals(profiles::find(name).expect("a profile"))
 }
+
+/// A plain HPA on CPU at 70% of the request, as metrics-server reports usage: heavy's load takes it up and its end
+/// brings it back, scaled on CPU alone.
+#[test]
+fn an_hpa_on_cpu_follows_the_load_up_and_back() {
+    use surge_keda::hpa::MetricType;
+    use surge_keda::resource::{Resource, Target};
+    use surge_keda::scaled_object::{Source, Trigger};
+    let setup = Setup::from_manifests(development(), Some(8.0)).expect("setup");
+    let mut so = setup.scaled_object.clone();
+    so.triggers = vec![Trigger {
+        name: "cpu".into(),
+        kind: MetricType::AverageValue,
+        source: Source::Resource { resource: Resource::Cpu, target: Target::Utilization(70) },
+        threshold: 70.0,
+        activation_threshold: 0.0,
+    }];
+    so.scaling.behavior = None;
+    so.fallback = None;
+    let setup = setup.with_scaled_object(so).expect("a cpu trigger needs no query");
+    let outcome = simulate(&setup, &arrivals_of("heavy"), &Options::default());
+    let trajectory: Vec<String> = outcome.rows.iter().map(|r| format!("{:.0}:{}", r.t, r.desired)).collect();
+    assert!(outcome.peak() >= 6, "{}", trajectory.join(" "));
+    assert!(outcome.back_at_minimum(1).is_some_and(|b| b > 0.0), "{}", trajectory.join(" "));
+    assert!(outcome.rows.iter().all(|r| r.values[0].is_some()), "metrics-server read every sync once a pod ran");
+}

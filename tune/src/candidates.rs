@@ -1,19 +1,27 @@
 //! The candidates: the ScaledObject in force, each Prometheus trigger's threshold at half, three quarters, one and a
 //! half and twice its value, the polling interval at 15 and 30 s, the scale-down stabilization at 1, 2 and 10 min and
-//! a scale-up stabilization of 30 and 60 s, and a fixed count of every size up to the maximum. Each is the
+//! a scale-up stabilization of 30 and 60 s, a plain HPA on CPU at 70% (the usual alternative), and a fixed count of
+//! every size up to the maximum. Each is the
 //! simulator's ScaledObject changed, and the same change as a patch of the manifest's.
 
 use serde_json::{json, Value};
-use surge_keda::scaled_object::{documents, find, Source};
+use surge_keda::hpa::MetricType;
+use surge_keda::resource::{Resource, Target};
+use surge_keda::scaled_object::{documents, find, Source, Trigger};
 use surge_keda::ScaledObject;
 
 /// One change to the ScaledObject.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Change {
-    Threshold { trigger: usize, value: f64 },
+    Threshold {
+        trigger: usize,
+        value: f64,
+    },
     PollingInterval(f64),
     ScaleDownWindow(u32),
     ScaleUpWindow(u32),
+    /// A plain HPA on CPU at this utilization of the request, instead of the ScaledObject's triggers.
+    CpuUtilization(i32),
     Fixed(u32),
 }
 
@@ -45,6 +53,7 @@ pub fn candidates(current: &ScaledObject, raw: &Value) -> Vec<Candidate> {
         changes.extend([60, 120, 600].map(Change::ScaleDownWindow));
         changes.extend([30, 60].map(Change::ScaleUpWindow));
     }
+    changes.push(Change::CpuUtilization(70));
     changes.extend((current.scaling.min.max(1)..=current.scaling.max).map(Change::Fixed));
     let mut all =
         vec![Candidate { name: "current".into(), scaled_object: current.clone(), fixed: false, change: None }];
@@ -66,6 +75,7 @@ fn describe(change: Change, current: &ScaledObject, raw: &Value) -> String {
         Change::PollingInterval(seconds) => format!("pollingInterval {seconds} s"),
         Change::ScaleDownWindow(seconds) => format!("scale-down window {seconds} s"),
         Change::ScaleUpWindow(seconds) => format!("scale-up window {seconds} s"),
+        Change::CpuUtilization(percent) => format!("HPA on CPU at {percent}% (no other trigger)"),
         Change::Fixed(replicas) => format!("fixed {replicas} replicas"),
     }
 }
@@ -90,6 +100,18 @@ fn apply(change: Change, current: &ScaledObject) -> ScaledObject {
             if let Some(behavior) = so.scaling.behavior.as_mut() {
                 behavior.up.stabilization_window_seconds = seconds;
             }
+        }
+        Change::CpuUtilization(percent) => {
+            so.triggers = vec![Trigger {
+                name: "cpu".into(),
+                kind: MetricType::AverageValue,
+                source: Source::Resource { resource: Resource::Cpu, target: Target::Utilization(percent) },
+                threshold: f64::from(percent),
+                activation_threshold: 0.0,
+            }];
+            // A plain HPA: no behavior (the controller's defaults), no KEDA fallback.
+            so.scaling.behavior = None;
+            so.fallback = None;
         }
         Change::Fixed(replicas) => {
             so.scaling.min = replicas;
@@ -116,6 +138,13 @@ impl Candidate {
             Some(Change::ScaleDownWindow(seconds)) => {
                 spec["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior":
                     {"scaleDown": {"stabilizationWindowSeconds": seconds}}}});
+            }
+            Some(Change::CpuUtilization(percent)) => {
+                spec["triggers"] = json!([{"type": "cpu", "metricType": "Utilization",
+                    "metadata": {"value": percent.to_string()}}]);
+                // Null removes a field in a strategic merge: the HPA's own behavior, no fallback for a cpu trigger.
+                spec["advanced"] = Value::Null;
+                spec["fallback"] = Value::Null;
             }
             Some(Change::ScaleUpWindow(seconds)) => {
                 spec["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior":

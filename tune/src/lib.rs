@@ -206,8 +206,7 @@ fn tune(args: &Tune) -> Result<bool, String> {
     let mut scored = Vec::with_capacity(candidates.len());
     for (index, candidate) in candidates.iter().enumerate() {
         eprint!("\rsurge tune: candidate {}/{} ({})\x1b[K", index + 1, candidates.len(), candidate.name);
-        let mut setup = setup.clone();
-        setup.scaled_object = candidate.scaled_object.clone();
+        let setup = setup.with_scaled_object(candidate.scaled_object.clone())?;
         let outcomes: Vec<Outcome> =
             (1..=args.seeds).map(|seed| simulate(&setup, &arrivals, &Options { seed, ..Options::default() })).collect();
         scored.push(score(candidate, &outcomes, &args.slos));
