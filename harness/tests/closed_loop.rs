@@ -67,7 +67,14 @@ fn run(profile: &str) -> Value {
 /// Runs `profile` on the overlay the README's table under `table` is for (with the harness's `faults` flags), asserts
 /// the table's row for it, and returns the harness's report.
 fn run_on(profile: &str, table: &str, faults: &[&str]) -> Value {
-    run_rendered(profile, table, if table == MEMORY { rendered_memory() } else { rendered() }, faults)
+    let manifests = if table == MEMORY { rendered_memory() } else { rendered() };
+    let report = run_rendered(profile, table, manifests, faults);
+    // The development overlay on the 8-core node, no fault: the simulator plays the same and must agree.
+    if faults.is_empty() && table == SHARED {
+        let time_scale = promises(&readme(), table).into_iter().find(|p| p.profile == profile).expect("row").time_scale;
+        agrees_with_the_simulator(profile, manifests, node_cores(table), time_scale, &report["outline"]);
+    }
+    report
 }
 
 /// The runs sharing the machine at once: one unless `CLOSED_LOOP_AT_ONCE` says more. Alone, a run has both cores and
@@ -303,10 +310,6 @@ fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -
             assert!(outline["sojourn_p95_s"].is_null(), "a sync profile has no async sojourn: {outline}");
             assert!(outline["tasks"].is_null(), "a sync profile has no task to follow: {outline}");
         }
-    }
-    // The simulator's agreement, for the table the issue names: every profile on the 8-core node.
-    if faults.is_empty() && table == SHARED {
-        agrees_with_the_simulator(profile, manifests, cores, promise.time_scale, outline);
     }
     report
 }
