@@ -79,7 +79,7 @@ pub struct RepeatedTask {
         ("duration" = Option<u8>, Query, minimum = 1, maximum = 60, description = "Seconds of work on a pod with room (default 10)"),
         ("async_mode" = Option<bool>, Query, description = "Answer at once and work in the background (default false)"),
         ("retain" = Option<bool>, Query, description = "Keep the memory until DELETE /process/cleanup (default false)"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Async with the shared backlog (redis): the same key within the result retention answers the first task and adds nothing; with other parameters, 422. 1 to 255 visible ASCII characters. The memory queue keeps no keys"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Async with the shared backlog (redis): the same key within the result retention answers the first task and adds nothing; with other parameters, 422. 1 to 255 visible ASCII characters. The memory queue keeps no keys"),
     ),
     responses(
         (status = 200, body = ProcessAnswer, description = "Sync: the task's report once it has run. Async: accepted, started or queued, with estimates"),

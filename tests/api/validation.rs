@@ -81,3 +81,25 @@ async fn the_document_describes_the_async_body_and_the_refusals() {
         assert!(status.get(field).is_some(), "StatusSnapshot.{field}: {status}");
     }
 }
+
+/// The Idempotency-Key's documented pattern is the rule the server keeps: what it refuses is a 422 naming the header,
+/// what it allows is accepted (schemathesis sent an empty key as schema-valid before the pattern was documented).
+#[tokio::test]
+async fn the_idempotency_keys_documented_pattern_is_the_servers_rule() {
+    let app = spawn_app(&[]).await;
+    let doc = json(app.get("/openapi.json").await, StatusCode::OK).await;
+    let params = doc["paths"]["/process"]["post"]["parameters"].as_array().expect("parameters").clone();
+    let header = params.iter().find(|p| p["name"] == "Idempotency-Key").expect("the header is documented");
+    assert_eq!((header["in"].as_str(), header["schema"]["pattern"].as_str()), (Some("header"), Some("^[!-~]{1,255}$")));
+    let post = |key: String| {
+        let request = app.client.post(format!("{}/process?async_mode=true&duration=1&memory_size=0", app.address));
+        async move { request.header("Idempotency-Key", key).send().await.expect("answered") }
+    };
+    for refused in [String::new(), "k".repeat(256), "a b".into()] {
+        let body = json(post(refused.clone()).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(body["field"], "Idempotency-Key", "{refused:?}: {body}");
+    }
+    for accepted in ["k".to_owned(), "~".repeat(255), "!#$%&'*+-.^_`|~0Az".into()] {
+        assert_eq!(post(accepted.clone()).await.status(), StatusCode::OK, "{accepted:?}");
+    }
+}
