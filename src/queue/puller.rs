@@ -247,7 +247,7 @@ impl Puller {
                 Ok(finished) if finished.report.status == TaskStatus::Completed => {
                     Settle::Finish { wall_seconds: finished.report.wall_seconds, slowdown: finished.report.slowdown }
                 }
-                Ok(finished) => Settle::HandBack { started: finished.started },
+                Ok(finished) => Settle::HandBack { started: finished.started() },
                 Err(_) => Settle::HandBack { started: true },
             };
             shared.settle(&entry, settle).await;
