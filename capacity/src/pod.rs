@@ -24,12 +24,14 @@ pub struct Demand {
     pub cores: f64,
     pub work: f64,
     pub memory_bytes: u64,
+    /// Its memory stays held after it finishes (`retain=true`), until a cleanup.
+    pub retains: bool,
 }
 
 /// What a `/process` task asks of its pod: intensity N is N/10 of a core (at most a whole one) for its duration.
 pub fn task_demand(cpu_intensity: u8, seconds: f64, memory_bytes: u64) -> Demand {
     let cores = f64::from(cpu_intensity.min(10)) / 10.0;
-    Demand { cores, work: cores * seconds, memory_bytes }
+    Demand { cores, work: cores * seconds, memory_bytes, retains: false }
 }
 
 /// The share level of max-min fairness: each task runs at `min(its demand, level)`. Infinite when all demands fit.
@@ -68,11 +70,12 @@ pub struct Forecast {
     pub finish_in: f64,
 }
 
-/// Plays the schedule forward (FIFO starts, fair sharing, memory released at the end) until queued task `target`
-/// finishes. `retained_bytes` stays held throughout. `None` if the target could never start (it does not fit at all).
+/// Plays the schedule forward (FIFO starts, fair sharing, memory released at the end unless the task retains it) until
+/// queued task `target` finishes. `retained_bytes` stays held throughout. `None` if the target could never start: it
+/// does not fit, or what runs and waits before it retains too much (only a cleanup, which nothing forecasts, frees it).
 pub fn forecast(
     limits: &Limits,
-    retained_bytes: u64,
+    mut retained_bytes: u64,
     running: &[Demand],
     queued: &[Demand],
     target: usize,
@@ -105,6 +108,9 @@ pub fn forecast(
             demand.work -= step * rate(demand.cores, level);
             let done = demand.work <= EPSILON;
             target_done |= done && *index == target;
+            if done && demand.retains {
+                retained_bytes += demand.memory_bytes;
+            }
             !done
         });
         if target_done {
@@ -124,7 +130,7 @@ mod tests {
     }
 
     fn task(cores: f64, seconds: f64, memory_mib: u64) -> Demand {
-        Demand { cores, work: cores * seconds, memory_bytes: memory_mib * MIB }
+        Demand { cores, work: cores * seconds, memory_bytes: memory_mib * MIB, retains: false }
     }
 
     #[test]
@@ -206,5 +212,33 @@ mod tests {
         let l = limits(1.0, 4, 100);
         assert_eq!(forecast(&l, 0, &[], &[task(0.5, 1.0, 200)], 0), None);
         assert_eq!(forecast(&l, 60 * MIB, &[], &[task(0.5, 1.0, 50)], 0), None);
+    }
+
+    #[test]
+    fn forecast_keeps_what_a_retaining_task_holds_after_it_finishes() {
+        // One slot, 100 MiB: a 60 MiB task that retains leaves 40 MiB for ever after, running or queued ahead.
+        let l = limits(1.0, 1, 100);
+        let keeper = Demand { retains: true, ..task(0.1, 2.0, 60) };
+        let after = task(0.1, 1.0, 60);
+        let small = task(0.1, 1.0, 30);
+        // (running, queued, target, starts at)
+        type Case<'a> = (&'a [Demand], &'a [Demand], usize, Option<f64>);
+        let cases: [Case; 5] = [
+            (&[keeper], &[after], 0, None),
+            (&[], &[keeper, after], 1, None),
+            (&[keeper], &[small], 0, Some(2.0)),
+            (&[], &[keeper, small, after], 1, Some(2.0)),
+            (&[task(0.1, 2.0, 60)], &[after], 0, Some(2.0)),
+        ];
+        for (running, queued, target, starts_at) in cases {
+            let got = forecast(&l, 0, running, queued, target).map(|f| f.start_in);
+            assert!(
+                match (got, starts_at) {
+                    (Some(got), Some(expected)) => (got - expected).abs() < 1e-6,
+                    (got, expected) => got.is_none() && expected.is_none(),
+                },
+                "running {running:?}, queued {queued:?}, target {target}: starts {got:?}, expected {starts_at:?}"
+            );
+        }
     }
 }

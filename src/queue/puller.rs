@@ -41,7 +41,7 @@ const SETTLE_ATTEMPTS: u32 = 5;
 const ROOM_POLL: Duration = Duration::from_millis(200);
 
 /// The smallest task: before it has seen any, the puller reads once at least this could start.
-const SMALLEST: Demand = Demand { cores: 0.1, work: 0.1, memory_bytes: 0 };
+const SMALLEST: Demand = Demand { cores: 0.1, work: 0.1, memory_bytes: 0, retains: false };
 
 pub struct Puller {
     pub shared: Arc<Shared>,
@@ -247,7 +247,7 @@ impl Puller {
                 Ok(finished) if finished.report.status == TaskStatus::Completed => {
                     Settle::Finish { wall_seconds: finished.report.wall_seconds, slowdown: finished.report.slowdown }
                 }
-                Ok(finished) => Settle::HandBack { started: finished.started() },
+                Ok(finished) => Settle::HandBack { started: finished.started },
                 Err(_) => Settle::HandBack { started: true },
             };
             shared.settle(&entry, settle).await;

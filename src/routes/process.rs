@@ -110,8 +110,8 @@ pub async fn process(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
                 None => accepted.finish().await,
             };
             let finished = finished.map_err(|e| ApiError::TaskFailed(e.to_string()))?;
-            if let Some(why) = finished.not_started {
-                return Err(ApiError::Overloaded(state.registry.not_started(why)));
+            if !finished.started {
+                return Err(ApiError::Overloaded(state.registry.drained_while_queued()));
             }
             Ok(HttpResponse::Ok().json(ProcessAnswer::Report(finished.report)))
         }

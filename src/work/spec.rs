@@ -20,7 +20,8 @@ pub struct WorkSpec {
 
 impl WorkSpec {
     pub fn demand(&self) -> Demand {
-        capacity::task_demand(self.cpu_intensity, self.duration.as_secs_f64(), self.memory_bytes)
+        let demand = capacity::task_demand(self.cpu_intensity, self.duration.as_secs_f64(), self.memory_bytes);
+        Demand { retains: self.retain, ..demand }
     }
 }
 

@@ -69,8 +69,6 @@ enum Origin {
 enum StartSignal {
     Go,
     Drained,
-    /// Nothing runs and retained memory leaves it too little of the budget: only a cleanup could make room.
-    NoRoom,
 }
 
 struct QueuedTask {
@@ -171,23 +169,8 @@ impl Accepted {
 /// How an accepted task ended.
 pub struct Finished {
     pub report: TaskReport,
-    /// Why it ended while still queued (counted as cancelled), if it did.
-    pub not_started: Option<NotStarted>,
-}
-
-impl Finished {
-    pub fn started(&self) -> bool {
-        self.not_started.is_none()
-    }
-}
-
-/// Why a queued task was let go before it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotStarted {
-    /// The pod began draining, or the client left.
-    Drained,
-    /// Retained memory left it no room with nothing running (a cleanup would).
-    NoRoom,
+    /// False when it was cancelled while still queued (drain, or the client left).
+    pub started: bool,
 }
 
 impl TaskRegistry {
@@ -301,7 +284,8 @@ impl TaskRegistry {
         let Some(forecast) = schedule.forecast(&limits, retained, Some(demand), position) else {
             drop(schedule);
             let message = format!(
-                "{} MiB requested; retained memory leaves too little of the {} MiB budget (DELETE /process/cleanup)",
+                "{} MiB requested; retained memory, with what tasks ahead of it will retain, leaves too little of the {} \
+                 MiB budget (DELETE /process/cleanup)",
                 spec.memory_bytes / MIB,
                 limits.budget_bytes / MIB
             );
@@ -412,20 +396,10 @@ impl TaskRegistry {
     }
 
     /// Starts queued tasks from the head while they fit (strict FIFO: a large task at the head holds back the rest).
-    /// A head that does not fit while nothing runs waits on retained memory alone, which only a cleanup frees (its
-    /// admission's forecast counted on a running task's memory that the task then retained): it is let go, so it
-    /// does not hold back everything behind it.
     fn dispatch(&self, schedule: &mut Schedule) {
         while let Some(head) = schedule.queue.front() {
             if !schedule.can_start(&self.config.limits, &head.demand) {
-                if !schedule.running.is_empty() {
-                    break;
-                }
-                let Some(task) = schedule.queue.pop_front() else { break };
-                self.metrics.queued.dec();
-                // A driver that already gave up has nothing left to tell.
-                let _ = task.start.send(StartSignal::NoRoom);
-                continue;
+                break;
             }
             let Some(task) = schedule.queue.pop_front() else { break };
             self.metrics.queued.dec();
@@ -608,22 +582,12 @@ impl TaskRegistry {
         }
     }
 
-    /// The 503 for a sync request whose task was let go before it started (counted as cancelled): by the drain, or
-    /// because retained memory left it no room with nothing running.
-    pub fn not_started(&self, reason: NotStarted) -> Overload {
-        match reason {
-            NotStarted::Drained => Overload {
-                reason: OverloadReason::Draining,
-                message: "the pod began draining before this task could start".into(),
-                retry_after_seconds: RETRY_AFTER_DRAINING.as_secs(),
-            },
-            NotStarted::NoRoom => Overload {
-                reason: OverloadReason::MemoryBudget,
-                message: "retained memory leaves this task too little of the budget and nothing running will free \
-                          any (DELETE /process/cleanup)"
-                    .into(),
-                retry_after_seconds: RETRY_AFTER_RETAINED.as_secs(),
-            },
+    /// The 503 for a sync request whose task was let go by the drain before it started (counted as cancelled).
+    pub fn drained_while_queued(&self) -> Overload {
+        Overload {
+            reason: OverloadReason::Draining,
+            message: "the pod began draining before this task could start".into(),
+            retry_after_seconds: RETRY_AFTER_DRAINING.as_secs(),
         }
     }
 
@@ -692,14 +656,9 @@ async fn drive(
                 }
             }
         };
-        let why = match signal {
-            Ok(StartSignal::Go) => None,
-            Ok(StartSignal::NoRoom) => Some(NotStarted::NoRoom),
-            Ok(StartSignal::Drained) | Err(_) => Some(NotStarted::Drained),
-        };
-        if let Some(why) = why {
+        if !matches!(signal, Ok(StartSignal::Go)) {
             let report = not_started(id, &spec, accepted.elapsed());
-            return Finished { report: registry.finish(&spec, report, origin), not_started: Some(why) };
+            return Finished { report: registry.finish(&spec, report, origin), started: false };
         }
         if matches!(origin, Origin::Request) {
             registry.update_record(id, |record| {
@@ -715,7 +674,7 @@ async fn drive(
     };
     registry.metrics.queue_wait.observe(queue_wait.as_secs_f64());
     let report = execute(&registry, id, spec, queue_wait, &cancel).await;
-    Finished { report: registry.finish(&spec, report, origin), not_started: None }
+    Finished { report: registry.finish(&spec, report, origin), started: true }
 }
 
 fn not_started(task_id: Uuid, spec: &WorkSpec, queue_wait: Duration) -> TaskReport {
