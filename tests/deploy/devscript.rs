@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -46,6 +47,18 @@ fn real_kubectl() -> String {
     path
 }
 
+/// The interpreter `python3` runs, resolved once: the fakes name it directly, since through a version manager's shim
+/// (pyenv's, here) each of a `make e2e`'s hundreds of fake calls spent about 0.15 s in the shim's own scripts.
+fn python() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("python3");
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(out.status.success() && Path::new(&path).is_file(), "python3's interpreter: {path:?}");
+        path
+    })
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -58,7 +71,12 @@ fn is_alive(pid: i32) -> bool {
 impl Machine {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let fake = manifests::repo().join("tests/deploy/fakes/fake.py");
+        let source = std::fs::read_to_string(manifests::repo().join("tests/deploy/fakes/fake.py")).expect("fake.py");
+        let (shebang, body) = source.split_once('\n').expect("fake.py's lines");
+        assert_eq!(shebang, "#!/usr/bin/env python3", "fake.py's interpreter line");
+        let fake = dir.path().join("fake.py");
+        std::fs::write(&fake, format!("#!{}\n{body}", python())).expect("write the fake");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         for tool in ["kubectl", "kind", "docker", "minikube", "clock"] {
             std::os::unix::fs::symlink(&fake, dir.path().join(tool)).expect("link a fake");
         }
