@@ -12,14 +12,14 @@ use surge_generator::prometheus::Prom;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
 use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
-use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, limits, Source};
+use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, limits, shutdown_timeout_secs, Source};
 use surge_keda::startup::StartupPath;
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
 use crate::load::Load;
 use crate::node::Node;
-use crate::pods::{free_port, scraped_as, shutdown_timeout, wait_until, OnNode, PodMeta, Pods};
+use crate::pods::{free_port, scraped_as, wait_until, OnNode, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
 use crate::redis::RedisServer;
 use crate::restartable::Restartable;
@@ -187,7 +187,7 @@ pub fn run(args: &Args) -> Result<(), String> {
         "0".to_owned(),
         // The Deployment's own shutdown timeout, compressed; a second more for the whole-second rounding.
         "--shutdown-timeout-secs".to_owned(),
-        ((shutdown_timeout(container)? / factor).ceil() + 1.0).to_string(),
+        ((shutdown_timeout_secs(container)? / factor).ceil() + 1.0).to_string(),
     ];
     if cgroup_limits.is_none() {
         // The consumer's own defaults: the CPU limit, and 75% of the memory limit.

@@ -12,18 +12,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use surge_generator::prometheus::http_get;
 use surge_keda::replicaset::{deletion_order, Candidate};
-use surge_keda::scaled_object::container_arg;
 use surge_keda::startup::{StartupPath, CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 
 use crate::cgroup::PodCgroup;
 use crate::service::Service;
-
-/// The consumer container's `--shutdown-timeout-secs`, in seconds.
-pub(crate) fn shutdown_timeout(container: &Value) -> Result<f64, String> {
-    container_arg(container, "--shutdown-timeout-secs")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
-}
 
 pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())

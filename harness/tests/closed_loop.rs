@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use serde_json::Value;
 use surge_keda::promql::Rule;
 use surge_sim::promises::{node_cores, promises, MEMORY, SHARED};
-use surge_sim::{simulate, Arrival, Options, Setup, Task};
+use surge_sim::{arrivals, simulate, Options, Setup};
 
 /// The load-generator README's text.
 fn readme() -> String {
@@ -323,13 +323,7 @@ fn agrees_with_the_simulator(profile: &str, manifests: &Path, cores: u32, time_s
     let mut setup = Setup::from_manifests(&yaml, Some(f64::from(cores))).expect("the simulator reads the manifests");
     setup.prometheus = Rule::V2_42;
     let generator_profile = surge_generator::profiles::find(profile).expect("a generator profile");
-    let task = Task {
-        cpu_intensity: generator_profile.cpu_intensity,
-        seconds: f64::from(generator_profile.duration_secs),
-        memory_bytes: u64::from(generator_profile.memory_mib) << 20,
-        sync: !generator_profile.async_mode,
-    };
-    let arrivals: Vec<Arrival> = generator_profile.arrival_times().map(|at| Arrival { at, task }).collect();
+    let arrivals = arrivals(generator_profile);
     // At the run's own compression: its Prometheus's discovery ticks in wall seconds, so new replicas go unseen longer.
     let options = |seed| Options { seed, time_scale, ..Options::default() };
     let runs: Vec<_> = (1..=20).map(|seed| simulate(&setup, &arrivals, &options(seed))).collect();

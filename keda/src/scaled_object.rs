@@ -286,6 +286,13 @@ pub fn container_arg<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
         .find_map(|arg| arg.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
 }
 
+/// The consumer container's `--shutdown-timeout-secs`: how long a drained replica lets its running tasks go on.
+pub fn shutdown_timeout_secs(container: &Value) -> Result<f64, String> {
+    container_arg(container, "--shutdown-timeout-secs")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
+}
+
 /// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
 pub fn limits(container: &Value) -> Result<(f64, u64), String> {
     let limits = &container["resources"]["limits"];

@@ -22,5 +22,5 @@ pub mod setup;
 
 pub use outcome::{Outcome, Row};
 pub use pod::Task;
-pub use run::{simulate, Arrival, Options};
+pub use run::{arrivals, simulate, Arrival, Options};
 pub use setup::Setup;

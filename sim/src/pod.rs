@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 
 use surge_capacity::signals::SLOWDOWN_BUCKETS;
 use surge_capacity::{can_start, rate, share_level, task_demand, Demand, Limits};
+use surge_generator::profiles::Profile;
 use surge_keda::startup::ENDPOINTS_SECONDS;
 
 use crate::query::Labels;
@@ -23,6 +24,16 @@ pub struct Task {
 }
 
 impl Task {
+    /// What each of the profile's requests asks for.
+    pub fn of(profile: &Profile) -> Self {
+        Task {
+            cpu_intensity: profile.cpu_intensity,
+            seconds: f64::from(profile.duration_secs),
+            memory_bytes: u64::from(profile.memory_mib) << 20,
+            sync: !profile.async_mode,
+        }
+    }
+
     /// What it asks of its pod, by the consumer's own rule.
     pub fn demand(&self) -> Demand {
         task_demand(self.cpu_intensity, self.seconds, self.memory_bytes)

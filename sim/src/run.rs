@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 
 use surge_capacity::node::{pod_shares, OnNode};
+use surge_generator::profiles::Profile;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
 use surge_keda::hpa::Tolerances;
@@ -43,6 +44,12 @@ const METRICS_RESOLUTION_SECONDS: f64 = 15.0;
 pub struct Arrival {
     pub at: f64,
     pub task: Task,
+}
+
+/// The profile's requests as the generator sends them at `--scale 1`, one shard, real time.
+pub fn arrivals(profile: &Profile) -> Vec<Arrival> {
+    let task = Task::of(profile);
+    profile.arrival_times().map(|at| Arrival { at, task }).collect()
 }
 
 /// How a run is played.

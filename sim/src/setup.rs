@@ -6,7 +6,9 @@ use serde_json::Value;
 use surge_capacity::Limits;
 use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
 use surge_keda::promql::Rule;
-use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, is_named, limits, Source};
+use surge_keda::scaled_object::{
+    container_arg, cpu_cores, documents, find, is_named, limits, shutdown_timeout_secs, Source,
+};
 use surge_keda::startup::StartupPath;
 use surge_keda::ScaledObject;
 
@@ -90,8 +92,7 @@ impl Setup {
             request_cores,
             limit_cores,
             queue_capacity: number("--queue-capacity").map_or(QUEUE_CAPACITY, |n| n as usize),
-            shutdown_timeout: number("--shutdown-timeout-secs")
-                .ok_or("the consumer container has no --shutdown-timeout-secs")?,
+            shutdown_timeout: shutdown_timeout_secs(container)?,
             startup: StartupPath::from_container(container),
             shared_backlog: env("QUEUE_URL").is_some(),
             scrape_interval: scrape_interval(&objects)?,

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use surge_generator::profiles::{self, Profile};
+use surge_generator::profiles;
 use surge_sim::promises::{node_cores, promises, Promise, README, SHARED, SHARED_ON_4};
-use surge_sim::{simulate, Arrival, Options, Outcome, Setup, Task};
+use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup};
 
 const SEEDS: u64 = 10;
 
@@ -28,17 +28,6 @@ fn development() -> &'static str {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("UTF-8")
     })
-}
-
-/// The profile's requests as the generator sends them at `--scale 1`, one shard, real time.
-fn arrivals(profile: &Profile) -> Vec<Arrival> {
-    let task = Task {
-        cpu_intensity: profile.cpu_intensity,
-        seconds: f64::from(profile.duration_secs),
-        memory_bytes: u64::from(profile.memory_mib) << 20,
-        sync: !profile.async_mode,
-    };
-    profile.arrival_times().map(|at| Arrival { at, task }).collect()
 }
 
 /// What a row promises that one run broke, if anything.

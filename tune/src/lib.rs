@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use surge_sim::outcome::percentile;
-use surge_sim::{simulate, Arrival, Options, Outcome, Setup, Task};
+use surge_sim::{arrivals, simulate, Options, Outcome, Setup};
 
 use crate::candidates::{candidates, Candidate};
 
@@ -193,13 +193,7 @@ fn tune(args: &Tune) -> Result<bool, String> {
     let setup = Setup::from_manifests(&yaml, args.node_cores)?;
     let profile = surge_generator::profiles::find(&args.profile)
         .ok_or_else(|| format!("--profile {}: choose one of {}", args.profile, surge_generator::profiles::names()))?;
-    let task = Task {
-        cpu_intensity: profile.cpu_intensity,
-        seconds: f64::from(profile.duration_secs),
-        memory_bytes: u64::from(profile.memory_mib) << 20,
-        sync: !profile.async_mode,
-    };
-    let arrivals: Vec<Arrival> = profile.arrival_times().map(|at| Arrival { at, task }).collect();
+    let arrivals = arrivals(profile);
     let raw = candidates::raw_scaled_object(&yaml)?;
     let candidates = candidates(&setup.scaled_object, &raw);
     let started = std::time::Instant::now();
