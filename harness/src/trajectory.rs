@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use surge_keda::trajectory::{figures, Sync};
 use surge_keda::ScaledObject;
 
 /// One trigger's reading at one sync.
@@ -40,14 +41,9 @@ pub(crate) fn report(
     min: u32,
     generator: &Value,
 ) -> Value {
-    let peak = rows.iter().map(|r| r.desired).max().unwrap_or(min);
-    let reached = rows.iter().position(|r| r.desired == peak);
-    let peak_row = reached.map(|i| &rows[i]);
-    let first_up = rows.iter().find(|r| r.desired > min).map(|r| r.t);
-    // The first stretch at the peak: from the sync that reached it to the first that asked for fewer.
-    let left_peak = reached.and_then(|i| rows[i..].iter().find(|r| r.desired < peak)).map(|r| r.t);
-    let peak_held = peak_row.zip(left_peak).map(|(row, left)| left - row.t);
-    let back_at_min = rows.iter().rev().take_while(|r| r.current == min && r.desired == min).last().map(|r| r.t);
+    let syncs: Vec<Sync> = rows.iter().map(|r| Sync { t: r.t, current: r.current, desired: r.desired }).collect();
+    let figures = figures(&syncs, min);
+    let peak_row = rows.iter().find(|r| r.desired == figures.peak);
     let drivers: Vec<String> = {
         let mut names: Vec<String> = rows.iter().filter_map(|r| r.driving.clone()).collect();
         names.sort();
@@ -58,17 +54,17 @@ pub(crate) fn report(
         "outline": {
             "profile": profile,
             "time_scale": factor,
-            "peak_replicas": peak,
+            "peak_replicas": figures.peak,
             "peak_ready": rows.iter().map(|r| r.ready).max(),
             "most_unscheduled": rows.iter().map(|r| r.unscheduled).max(),
             "peak_at_s": peak_row.map(|r| r.t),
             "peak_driven_by": peak_row.and_then(|r| r.driving.clone()),
-            "peak_held_s": peak_held,
-            "left_peak_at_s": left_peak,
+            "peak_held_s": figures.peak_held(),
+            "left_peak_at_s": figures.left_peak_at,
             "driving_triggers": drivers,
-            "first_scale_up_at_s": first_up,
+            "first_scale_up_at_s": figures.first_up_at,
             "load_ended_at_s": load_ended,
-            "back_at_min_at_s": back_at_min,
+            "back_at_min_at_s": figures.back_at_min_at,
             "sent": generator["sent"],
             "succeeded": generator["succeeded"],
             "retried": generator["retried"],

@@ -14,6 +14,7 @@
 //! - `activation`: KEDA's own scaling to and from its minimum (activation, cooldown, minReplicaCount 0).
 //! - `evaluate`: one poll of the triggers into the replicas asked for (fallback included): the one evaluation every
 //!   caller uses.
+//! - `trajectory`: the figures a run's syncs are judged by (peak, its first stretch, back at the minimum).
 
 pub mod activation;
 pub mod evaluate;
@@ -25,6 +26,7 @@ pub mod replicaset;
 pub mod resource;
 pub mod scaled_object;
 pub mod startup;
+pub mod trajectory;
 
 pub use activation::Activity;
 pub use evaluate::{evaluate, Ask, Decision, Failures};

@@ -4,6 +4,8 @@
 
 use surge_capacity::signals::QUEUE_WAIT_BUCKETS;
 
+use surge_keda::trajectory::{figures, Figures, Sync};
+
 use crate::query::bucket_quantile;
 
 /// One HPA sync.
@@ -46,9 +48,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The rows' figures, by the rule the closed loop's outline uses.
+    pub fn figures(&self, minimum: u32) -> Figures {
+        let syncs: Vec<Sync> =
+            self.rows.iter().map(|r| Sync { t: r.t, current: r.current, desired: r.desired }).collect();
+        figures(&syncs, minimum)
+    }
+
     /// The most replicas asked for (the closed loop's `peak_replicas`).
     pub fn peak(&self) -> u32 {
-        self.rows.iter().map(|r| r.desired).max().unwrap_or(0)
+        self.figures(0).peak
     }
 
     /// The first sync that asked for at least `replicas`.
@@ -58,17 +67,14 @@ impl Outcome {
 
     /// The first stretch at the peak: how long it lasted and when it ended (the first sync asking for fewer).
     pub fn peak_held(&self) -> Option<(f64, f64)> {
-        let peak = self.peak();
-        let reached = self.rows.iter().position(|r| r.desired == peak)?;
-        let left = self.rows[reached..].iter().find(|r| r.desired < peak)?;
-        Some((left.t - self.rows[reached].t, left.t))
+        let figures = self.figures(0);
+        figures.peak_held().zip(figures.left_peak_at)
     }
 
     /// Seconds from the load's last request to the first sync of the final stretch at `minimum`, current and
     /// desired both.
     pub fn back_at_minimum(&self, minimum: u32) -> Option<f64> {
-        let back = self.rows.iter().rev().take_while(|r| r.current == minimum && r.desired == minimum).last()?;
-        Some(back.t - self.load_end)
+        self.figures(minimum).back_at_min_at.map(|back| back - self.load_end)
     }
 
     /// The trigger asking for the most replicas (a failed one excluded) at the first sync that reached the peak,
