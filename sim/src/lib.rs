@@ -11,8 +11,10 @@
 //! - `run`: the loop, one step of virtual time at a time, a sync every 15 s.
 //! - `outcome`: the rows and the figures a run is judged by.
 //! - `promises`: the load-generator README's trajectory rows, which runs here and in the closed loop are held to.
+//! - `phases`: loads that change shape, as phases (named ones, or from a file), and their arrivals.
 
 pub mod outcome;
+pub mod phases;
 pub mod pod;
 mod prometheus;
 pub mod promises;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use surge_sim::outcome::percentile;
-use surge_sim::{arrivals, simulate, Options, Outcome, Setup};
+use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup};
 
 use crate::candidates::{candidates, Candidate};
 
@@ -40,6 +40,10 @@ pub struct Tune {
     /// The load: a generator profile (`generator --list`)
     #[arg(long, default_value = "heavy")]
     pub profile: String,
+    /// The load as phases instead: `baseline`, `comparison_pattern`, or a YAML file (`phases:` a list of `{minutes,
+    /// per_minute, cpu_intensity, memory_mib, duration_secs, async}`)
+    #[arg(long, conflicts_with = "profile")]
+    pub phases: Option<String>,
     /// The node the replicas share, in allocatable cores [default: none, each replica its limit, none Pending]
     #[arg(long)]
     pub node_cores: Option<f64>,
@@ -187,13 +191,34 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The load's arrivals: `--phases` (named, or a file) or `--profile`.
+fn load(args: &Tune) -> Result<Vec<Arrival>, String> {
+    if let Some(phases) = &args.phases {
+        if let Some(named) = surge_sim::phases::named(phases) {
+            return Ok(surge_sim::phases::arrivals(named));
+        }
+        let text = std::fs::read_to_string(phases).map_err(|e| {
+            let names: Vec<&str> = surge_sim::phases::NAMED.iter().map(|(name, _)| *name).collect();
+            format!("--phases {phases}: neither {} nor a readable file ({e})", names.join(" nor "))
+        })?;
+        let parsed = surge_sim::phases::parse(&text).map_err(|e| format!("--phases {phases}: {e}"))?;
+        return Ok(surge_sim::phases::arrivals(&parsed));
+    }
+    let profile = surge_generator::profiles::find(&args.profile)
+        .ok_or_else(|| format!("--profile {}: choose one of {}", args.profile, surge_generator::profiles::names()))?;
+    Ok(arrivals(profile))
+}
+
+/// What the load is called in the report.
+fn load_name(args: &Tune) -> &str {
+    args.phases.as_deref().unwrap_or(&args.profile)
+}
+
 /// Plays every candidate; true when one meets the goal.
 fn tune(args: &Tune) -> Result<bool, String> {
     let yaml = std::fs::read_to_string(&args.manifests).map_err(|e| format!("{}: {e}", args.manifests.display()))?;
     let setup = Setup::from_manifests(&yaml, args.node_cores)?;
-    let profile = surge_generator::profiles::find(&args.profile)
-        .ok_or_else(|| format!("--profile {}: choose one of {}", args.profile, surge_generator::profiles::names()))?;
-    let arrivals = arrivals(profile);
+    let arrivals = load(args)?;
     let raw = candidates::raw_scaled_object(&yaml)?;
     let candidates = candidates(&setup.scaled_object, &raw);
     let started = std::time::Instant::now();
@@ -229,8 +254,12 @@ fn tune(args: &Tune) -> Result<bool, String> {
 fn report_text(args: &Tune, scored: &[Scored], on_frontier: &[usize], recommended: Option<usize>) -> String {
     let goal: Vec<String> = args.slos.iter().map(|s| s.describe()).collect();
     let node = args.node_cores.map_or("no node model".to_owned(), |c| format!("a {c}-core node"));
-    let mut out =
-        format!("{} on {node}, {} seeds each; goal on every seed: {}\n\n", args.profile, args.seeds, goal.join(", "));
+    let mut out = format!(
+        "{} on {node}, {} seeds each; goal on every seed: {}\n\n",
+        load_name(args),
+        args.seeds,
+        goal.join(", ")
+    );
     out.push_str(&format!(
         "{:<44} {:>9} {:>9} {:>6} {:>13} {:>6} {:>7} {:>6} {:>8} {:>8}\n",
         "candidate",
@@ -307,7 +336,7 @@ fn report_json(
         })
         .collect();
     json!({
-        "profile": args.profile,
+        "load": load_name(args),
         "node_cores": args.node_cores,
         "seeds": args.seeds,
         "goal": args.slos.iter().map(|s| s.describe()).collect::<Vec<_>>(),

@@ -67,3 +67,46 @@ fn a_profile_it_does_not_know_is_named_with_the_choices() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of light, medium"), "{out:?}");
 }
+
+#[test]
+fn a_load_of_phases_is_played_from_a_file_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    let run = |phases: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_surge"))
+            .args(["tune", "--manifests"])
+            .arg(&manifests)
+            .arg("--phases")
+            .arg(phases)
+            .args(["--node-cores", "8", "--seeds", "1", "--slo", "p95-sojourn=10m", "--json"])
+            .output()
+            .expect("surge runs")
+    };
+    let good = dir.path().join("phases.yaml");
+    std::fs::write(
+        &good,
+        "phases:\n  - {minutes: 2, per_minute: 20, cpu_intensity: 9, memory_mib: 150, duration_secs: 20}\n  - {minutes: 1, \
+         per_minute: 2, cpu_intensity: 2, memory_mib: 20, duration_secs: 5}\n",
+    )
+    .expect("write phases");
+    let out = run(&good);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(report["load"].as_str(), good.to_str(), "{report}");
+    let current =
+        report["candidates"].as_array().expect("candidates").iter().find(|c| c["candidate"] == "current").cloned();
+    let current = current.expect("the current ScaledObject is a candidate");
+    // 40 tasks of 1.8 core-seconds a second's worth each: more than one replica's core, so the current one scales.
+    assert!(current["first_scale_up_s"].as_f64().is_some(), "{current}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "phases:\n  - {minutes: 2, per_minute: 6, cpu_intensity: 12, memory_mib: 1, duration_secs: 1}\n",
+    )
+    .expect("write phases");
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("phases[0].cpu_intensity: 12 is outside 1 to 10"), "{stderr}");
+}
