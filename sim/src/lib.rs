@@ -12,6 +12,7 @@
 //! - `outcome`: the rows and the figures a run is judged by.
 //! - `promises`: the load-generator README's trajectory rows, which runs here and in the closed loop are held to.
 //! - `phases`: loads that change shape, as phases (named ones, or from a file), and their arrivals.
+//! - `trace`: a recorded load (a counter's `query_range` answer or CSV export) and its arrivals.
 
 pub mod outcome;
 pub mod phases;
@@ -21,6 +22,7 @@ pub mod promises;
 pub mod query;
 pub mod run;
 pub mod setup;
+pub mod trace;
 
 pub use outcome::{Outcome, Row};
 pub use pod::Task;

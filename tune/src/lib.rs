@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use surge_sim::outcome::percentile;
-use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup};
+use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup, Task};
 
 use crate::candidates::{candidates, Candidate};
 
@@ -44,6 +44,10 @@ pub struct Tune {
     /// per_minute, cpu_intensity, memory_mib, duration_secs, async}`)
     #[arg(long, conflicts_with = "profile")]
     pub phases: Option<String>,
+    /// The load as recorded instead: a counter of requests as Prometheus's `query_range` answers it (JSON), or a CSV
+    /// export of one (`timestamp`, `value`, a column per label); each request asks for `--profile`'s task
+    #[arg(long, conflicts_with = "phases")]
+    pub trace: Option<PathBuf>,
     /// The node the replicas share, in allocatable cores [default: none, each replica its limit, none Pending]
     #[arg(long)]
     pub node_cores: Option<f64>,
@@ -206,12 +210,22 @@ fn load(args: &Tune) -> Result<Vec<Arrival>, String> {
     }
     let profile = surge_generator::profiles::find(&args.profile)
         .ok_or_else(|| format!("--profile {}: choose one of {}", args.profile, surge_generator::profiles::names()))?;
+    if let Some(path) = &args.trace {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("--trace {}: {e}", path.display()))?;
+        let series = surge_sim::trace::parse(&text).map_err(|e| format!("--trace {}: {e}", path.display()))?;
+        // One spread for every candidate and seed: the same arrivals, as a profile's are.
+        return Ok(surge_sim::trace::arrivals(&series, Task::of(profile), 1));
+    }
     Ok(arrivals(profile))
 }
 
 /// What the load is called in the report.
-fn load_name(args: &Tune) -> &str {
-    args.phases.as_deref().unwrap_or(&args.profile)
+fn load_name(args: &Tune) -> String {
+    match (&args.phases, &args.trace) {
+        (Some(phases), _) => phases.clone(),
+        (None, Some(trace)) => format!("{} with {}'s task", trace.display(), args.profile),
+        (None, None) => args.profile.clone(),
+    }
 }
 
 /// Plays every candidate; true when one meets the goal.

@@ -110,3 +110,36 @@ fn a_load_of_phases_is_played_from_a_file_and_a_bad_one_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("phases[0].cpu_intensity: 12 is outside 1 to 10"), "{stderr}");
 }
+
+#[test]
+fn a_recorded_load_is_replayed_with_a_profiles_task() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    // Two pods' request counters over four minutes as Prometheus's query_range answers them: 10, then 20, then 2 and 0
+    // requests a minute.
+    let values = |counts: [u32; 5]| {
+        counts.iter().enumerate().map(|(i, c)| format!("[{},\"{c}\"]", 1000 + 60 * i)).collect::<Vec<_>>().join(",")
+    };
+    let answer = format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{"pod":"a"}},"values":[{}]}},{{"metric":{{"pod":"b"}},"values":[{}]}}]}}}}"#,
+        values([0, 5, 15, 16, 16]),
+        values([0, 5, 15, 16, 16])
+    );
+    let trace = dir.path().join("requests.json");
+    std::fs::write(&trace, answer).expect("write the trace");
+    let out = Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(["tune", "--manifests"])
+        .arg(&manifests)
+        .arg("--trace")
+        .arg(&trace)
+        .args(["--profile", "heavy", "--node-cores", "8", "--seeds", "1", "--slo", "p95-sojourn=10m", "--json"])
+        .output()
+        .expect("surge runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(report["load"].as_str().is_some_and(|l| l.ends_with("requests.json with heavy's task")), "{report}");
+    let current =
+        report["candidates"].as_array().expect("candidates").iter().find(|c| c["candidate"] == "current").cloned();
+    // 20 heavy tasks a minute ask for 6 cores, far more than one replica's: the current ScaledObject scales up.
+    assert!(current.expect("current")["first_scale_up_s"].as_f64().is_some(), "{report}");
+}
