@@ -76,7 +76,8 @@ pub fn evaluate(
             (Err(_), Source::Resource { .. }) => Ask::Failed,
             (Ok(value), _) => {
                 *failed = 0.0;
-                Ask::Replicas(metric_replicas(trigger.kind, *value, trigger.threshold, current, ready))
+                let tolerances = so.scaling.tolerances();
+                Ask::Replicas(metric_replicas(trigger.kind, *value, trigger.threshold, current, ready, tolerances))
             }
             (Err(_), _) => {
                 *failed += counted;
@@ -97,7 +98,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hpa::{Behavior, FallbackBehavior, MetricType, Rules, Scaling};
+    use crate::hpa::{Behavior, FallbackBehavior, MetricType, Rules, Scaling, Tolerances};
     use crate::scaled_object::{Fallback, Source, Trigger};
 
     fn scaled_object(fallback: Option<Fallback>) -> ScaledObject {
@@ -113,7 +114,11 @@ mod tests {
             scaling: Scaling {
                 min: 1,
                 max: 10,
-                behavior: Some(Behavior { up: Rules::default_up(), down: Rules::default_down() }),
+                behavior: Some(Behavior {
+                    up: Rules::default_up(),
+                    down: Rules::default_down(),
+                    tolerances: Tolerances::DEFAULT,
+                }),
             },
             min_replica_count: 1,
             cooldown_period: 300.0,

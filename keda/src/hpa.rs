@@ -46,14 +46,16 @@ impl Tolerances {
     }
 }
 
-/// Within the default tolerance.
-pub fn within_tolerance(ratio: f64) -> bool {
-    Tolerances::DEFAULT.is_within(ratio)
-}
-
 /// Replicas one External metric asks for (replica_calculator.go: GetExternalPerPodMetricReplicas and
 /// GetExternalMetricReplicas via getUsageRatioReplicaCount), on the milli-quantities KEDA hands the HPA.
-pub fn metric_replicas(kind: MetricType, value: f64, target: f64, current: u32, ready: u32) -> u32 {
+pub fn metric_replicas(
+    kind: MetricType,
+    value: f64,
+    target: f64,
+    current: u32,
+    ready: u32,
+    tolerances: Tolerances,
+) -> u32 {
     let (usage, target) = (milli(value) as f64, milli(target) as f64);
     if current == 0 {
         return ceil(usage / target);
@@ -62,7 +64,7 @@ pub fn metric_replicas(kind: MetricType, value: f64, target: f64, current: u32, 
         MetricType::AverageValue => usage / (target * f64::from(current)),
         MetricType::Value => usage / target,
     };
-    if within_tolerance(ratio) {
+    if tolerances.is_within(ratio) {
         return current;
     }
     match kind {
@@ -197,6 +199,9 @@ impl History {
 pub struct Behavior {
     pub up: Rules,
     pub down: Rules,
+    /// `scaleUp.tolerance` and `scaleDown.tolerance` (the HPAConfigurableTolerance feature, beta since Kubernetes
+    /// 1.34), the controller's 0.1 each way where unset.
+    pub tolerances: Tolerances,
 }
 
 /// The HPA controller's downscale stabilisation when an HPA has no `behavior`
@@ -215,6 +220,11 @@ pub struct Scaling {
 }
 
 impl Scaling {
+    /// The tolerances each way: the behavior's, or the controller's default without one.
+    pub fn tolerances(&self) -> Tolerances {
+        self.behavior.as_ref().map_or(Tolerances::DEFAULT, |b| b.tolerances)
+    }
+
     /// The replicas after one sync at time `now` (seconds), from the metrics' combined proposal
     /// (horizontal.go: normalizeDesiredReplicasWithBehaviors, or normalizeDesiredReplicas without a behavior).
     /// Records what it decided in `history`.
@@ -377,7 +387,7 @@ mod tests {
         ];
         for (kind, value, target, current, ready, expected) in cases {
             assert_eq!(
-                metric_replicas(kind, value, target, current, ready),
+                metric_replicas(kind, value, target, current, ready, Tolerances::DEFAULT),
                 expected,
                 "{kind:?} value {value} target {target} current {current} ready {ready}"
             );
@@ -388,12 +398,21 @@ mod tests {
     /// target of 2 is that ratio; `(1.0 - 1.1).abs() <= 0.1` is false in floats (0.10000000000000009) and scaled to 6.
     #[test]
     fn replica_calculator_is_within_keeps_a_ratio_of_exactly_one_point_one() {
-        assert!(within_tolerance(11.0 / 10.0) && within_tolerance(0.9) && !within_tolerance(1.1001));
+        let within = |ratio| Tolerances::DEFAULT.is_within(ratio);
+        assert!(within(11.0 / 10.0) && within(0.9) && !within(1.1001));
         assert!((1.0_f64 - 11.0 / 10.0).abs() > TOLERANCE, "the old comparison's float edge");
-        assert_eq!(metric_replicas(MetricType::AverageValue, 11.0, 2.0, 5, 5), 5);
-        assert_eq!(metric_replicas(MetricType::Value, 1.1, 1.0, 4, 4), 4);
-        assert_eq!(metric_replicas(MetricType::AverageValue, 9.0, 2.0, 5, 5), 5, "0.9 exactly is within too");
-        assert_eq!(metric_replicas(MetricType::AverageValue, 7.9, 2.0, 5, 5), 4, "0.79 scales down");
+        assert_eq!(metric_replicas(MetricType::AverageValue, 11.0, 2.0, 5, 5, Tolerances::DEFAULT), 5);
+        assert_eq!(metric_replicas(MetricType::Value, 1.1, 1.0, 4, 4, Tolerances::DEFAULT), 4);
+        assert_eq!(
+            metric_replicas(MetricType::AverageValue, 9.0, 2.0, 5, 5, Tolerances::DEFAULT),
+            5,
+            "0.9 exactly is within too"
+        );
+        assert_eq!(
+            metric_replicas(MetricType::AverageValue, 7.9, 2.0, 5, 5, Tolerances::DEFAULT),
+            4,
+            "0.79 scales down"
+        );
     }
 
     /// KEDA `pkg/scalers/scaler.go` `quantityFromFloat64` (`%.3f`; NaN, Inf and negative as 0): the HPA sees
@@ -402,8 +421,15 @@ mod tests {
     fn keda_scaler_quantity_from_float64_rounds_to_milli_quantities() {
         assert_eq!((milli(0.0004), milli(0.0005), milli(1.2345), milli(-3.0), milli(f64::NAN)), (0, 1, 1235, 0, 0));
         // 0.8004 cores against 0.8 per pod on one pod: both 800 milli, ratio exactly 1, nothing moves.
-        assert_eq!(metric_replicas(MetricType::AverageValue, 0.8004, 0.8, 1, 1), 1);
-        assert_eq!(metric_replicas(MetricType::AverageValue, -5.0, 2.0, 3, 3), 0);
+        assert_eq!(metric_replicas(MetricType::AverageValue, 0.8004, 0.8, 1, 1, Tolerances::DEFAULT), 1);
+        assert_eq!(metric_replicas(MetricType::AverageValue, -5.0, 2.0, 3, 3, Tolerances::DEFAULT), 0);
+        // A behavior's own tolerance (HPAConfigurableTolerance): 10.8 on 5 pods against 2 is a ratio of 1.08, within
+        // the default 0.1, outside 0.05; each direction has its own.
+        let tight = Tolerances { up: 0.05, down: 0.05 };
+        assert_eq!(metric_replicas(MetricType::AverageValue, 10.8, 2.0, 5, 5, tight), 6);
+        let up_only = Tolerances { up: 0.05, down: 0.1 };
+        assert_eq!(metric_replicas(MetricType::AverageValue, 9.2, 2.0, 5, 5, up_only), 5, "0.92 is within 0.1 down");
+        assert_eq!(metric_replicas(MetricType::AverageValue, 10.8, 2.0, 5, 5, up_only), 6);
     }
 
     #[test]
@@ -438,7 +464,7 @@ mod tests {
     }
 
     fn scaling(up: Rules, down: Rules) -> Scaling {
-        Scaling { min: 1, max: 10, behavior: Some(Behavior { up, down }) }
+        Scaling { min: 1, max: 10, behavior: Some(Behavior { up, down, tolerances: Tolerances::DEFAULT }) }
     }
 
     /// horizontal.go `normalizeDesiredReplicas` (no behavior): `calculateScaleUpLimit` is max(2 × current, 4) per

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
-use crate::hpa::{Behavior, FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy};
+use crate::hpa::{
+    Behavior, FallbackBehavior, MetricType, Policy, PolicyKind, Rules, Scaling, SelectPolicy, Tolerances,
+};
 use crate::redis_streams::RedisStreams;
 use crate::resource::{Resource, Target};
 
@@ -100,6 +102,14 @@ fn number(value: &Value) -> Option<f64> {
     value.as_f64().or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
+/// A behavior's `tolerance` (a quantity: `0.05`, `50m`), the controller's default where unset.
+fn tolerance(value: &Value) -> Result<f64, String> {
+    if value.is_null() {
+        return Ok(Tolerances::DEFAULT.up);
+    }
+    cpu_cores(value).and_then(|t| if t >= 0.0 { Ok(t) } else { Err(format!("{t} is below 0")) })
+}
+
 fn rules(value: &Value, default: Rules) -> Result<Rules, String> {
     if value.is_null() {
         return Ok(default);
@@ -145,6 +155,11 @@ impl ScaledObject {
                 b => Some(Behavior {
                     up: rules(&b["scaleUp"], Rules::default_up())?,
                     down: rules(&b["scaleDown"], Rules::default_down())?,
+                    tolerances: Tolerances {
+                        up: tolerance(&b["scaleUp"]["tolerance"]).map_err(|e| format!("scaleUp.tolerance: {e}"))?,
+                        down: tolerance(&b["scaleDown"]["tolerance"])
+                            .map_err(|e| format!("scaleDown.tolerance: {e}"))?,
+                    },
                 }),
             },
         };
@@ -427,7 +442,7 @@ mod tests {
             "minReplicaCount": 1, "maxReplicaCount": 10,
             "fallback": {"failureThreshold": 3, "replicas": 2, "behavior": "currentReplicasIfHigher"},
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {
-                "stabilizationWindowSeconds": 120, "selectPolicy": "Min",
+                "stabilizationWindowSeconds": 120, "selectPolicy": "Min", "tolerance": "50m",
                 "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}}}},
             "triggers": [{"type": "prometheus", "name": "backlog", "metricType": "AverageValue",
                 "metadata": {"query": "sum(q)", "threshold": "2"}}]}});
@@ -441,5 +456,12 @@ mod tests {
         assert_eq!(behavior.down.select, SelectPolicy::Min);
         assert_eq!(parsed.triggers[0].threshold, 2.0);
         assert_eq!(parsed.fallback.map(|f| f.behavior), Some(FallbackBehavior::CurrentReplicasIfHigher));
+        // A quantity, each way; the controller's 0.1 where unset.
+        assert_eq!(behavior.tolerances, Tolerances { up: 0.1, down: 0.05 });
+        let mut negative = so.clone();
+        negative["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["tolerance"] =
+            "-1".into();
+        let error = ScaledObject::from_manifest(&negative).expect_err("a negative tolerance");
+        assert!(error.contains("scaleDown.tolerance: -1 is below 0"), "{error}");
     }
 }

@@ -9,7 +9,6 @@ use surge_capacity::node::{pod_shares, OnNode};
 use surge_generator::profiles::Profile;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
-use surge_keda::hpa::Tolerances;
 use surge_keda::redis_streams::Count;
 use surge_keda::replicaset::{deletion_order, Candidate};
 use surge_keda::resource::{self, cpu_usage_milli, Phase, Pod as ResourcePod, Readiness, Resource, Timing, Usage};
@@ -420,7 +419,7 @@ impl World<'_> {
                         &pods,
                         Resource::Cpu,
                         *target,
-                        Tolerances::DEFAULT,
+                        self.setup.scaled_object.scaling.tolerances(),
                         current,
                         &Timing::default(),
                         t,
