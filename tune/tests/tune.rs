@@ -16,14 +16,20 @@ fn render(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn tune(manifests: &Path, args: &[&str]) -> Output {
+/// `surge tune --manifests M` with `args` (the load, the node, the goal, ...).
+fn surge_tune(manifests: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_surge"))
         .args(["tune", "--manifests"])
         .arg(manifests)
-        .args(["--profile", "burst", "--node-cores", "8", "--seeds", "2"])
         .args(args)
         .output()
         .expect("surge runs")
+}
+
+/// burst on the 8-core node over 2 seeds, with `args` besides.
+fn tune(manifests: &Path, args: &[&str]) -> Output {
+    let burst = ["--profile", "burst", "--node-cores", "8", "--seeds", "2"];
+    surge_tune(manifests, &[&burst[..], args].concat())
 }
 
 #[test]
@@ -58,12 +64,7 @@ fn a_goal_no_candidate_meets_exits_1_and_json_says_so() {
 fn a_profile_it_does_not_know_is_named_with_the_choices() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manifests = render(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_surge"))
-        .args(["tune", "--manifests"])
-        .arg(&manifests)
-        .args(["--profile", "tsunami"])
-        .output()
-        .expect("surge runs");
+    let out = surge_tune(&manifests, &["--profile", "tsunami"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of light, medium"), "{out:?}");
 }
@@ -73,14 +74,9 @@ fn a_load_of_phases_is_played_from_a_file_and_a_bad_one_is_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let manifests = render(dir.path());
     let run = |phases: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_surge"))
-            .args(["tune", "--manifests"])
-            .arg(&manifests)
-            .arg("--phases")
-            .arg(phases)
-            .args(["--node-cores", "8", "--seeds", "1", "--slo", "p95-sojourn=10m", "--json"])
-            .output()
-            .expect("surge runs")
+        let phases = phases.to_str().expect("a UTF-8 path");
+        let flags = ["--node-cores", "8", "--seeds", "1", "--slo", "p95-sojourn=10m", "--json"];
+        surge_tune(&manifests, &[&["--phases", phases][..], &flags].concat())
     };
     let good = dir.path().join("phases.yaml");
     std::fs::write(
@@ -127,14 +123,9 @@ fn a_recorded_load_is_replayed_with_a_profiles_task() {
     );
     let trace = dir.path().join("requests.json");
     std::fs::write(&trace, answer).expect("write the trace");
-    let out = Command::new(env!("CARGO_BIN_EXE_surge"))
-        .args(["tune", "--manifests"])
-        .arg(&manifests)
-        .arg("--trace")
-        .arg(&trace)
-        .args(["--profile", "heavy", "--node-cores", "8", "--seeds", "1", "--slo", "p95-sojourn=10m", "--json"])
-        .output()
-        .expect("surge runs");
+    let trace = trace.to_str().expect("a UTF-8 path");
+    let flags = ["--profile", "heavy", "--node-cores", "8", "--seeds", "1", "--slo", "p95-sojourn=10m", "--json"];
+    let out = surge_tune(&manifests, &[&["--trace", trace][..], &flags].concat());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert!(report["load"].as_str().is_some_and(|l| l.ends_with("requests.json with heavy's task")), "{report}");
