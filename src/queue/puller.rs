@@ -247,8 +247,9 @@ impl Puller {
                 Ok(finished) if finished.report.status == TaskStatus::Completed => {
                     Settle::Finish { wall_seconds: finished.report.wall_seconds, slowdown: finished.report.slowdown }
                 }
-                Ok(finished) => Settle::HandBack { started: finished.started },
-                Err(_) => Settle::HandBack { started: true },
+                // Started in the backlog (its delivery counted) whether or not the work began here: a drain that
+                // cancelled it before its turn still takes that delivery back.
+                _ => Settle::HandBack { started: true },
             };
             shared.settle(&entry, settle).await;
         });
