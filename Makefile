@@ -32,12 +32,11 @@ tools: ## Install what `make test` drives (Prometheus, HAProxy, wrk, linters, th
 
 .PHONY: test
 test: tools lint lint-deploy ## Everything CI checks: lints, every test of the workspace (manifests and the closed loop included; what tests print is shown), then fuzz-api
-	$(CARGO) test --workspace --all-targets --exclude surge-harness -- --show-output
-	# The closed loop's runs take turns (CLOSED_LOOP_AT_ONCE, one by default) and each fails if a sync began over 1 s
-	# of the HPA's time late or overran.
-	CLOSED_LOOP_AT_ONCE=$(CLOSED_LOOP_AT_ONCE) $(CARGO) test -p surge-harness --all-targets -- --show-output \
-		--test-threads $(CLOSED_LOOP_AT_ONCE)
-	$(MAKE) --no-print-directory fuzz-api
+	$(CARGO) test --workspace --all-targets --no-run
+	# Three lanes at once (the closed loop first in line for the cores, the rest at nice 19), then isolated alone; the
+	# closed loop's runs take turns (CLOSED_LOOP_AT_ONCE, one by default) and each fails if a sync began over 1 s of
+	# the HPA's time late or overran.
+	CLOSED_LOOP_AT_ONCE=$(CLOSED_LOOP_AT_ONCE) scripts/test-lanes.sh
 
 .PHONY: check
 check: lint ## The fast inner loop: lint, every unit test, the manifest policy and the make-dev fakes (no release build, Prometheus or HAProxy)
