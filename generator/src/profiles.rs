@@ -122,7 +122,8 @@ impl Profile {
 
     /// The seconds of work each task asks for at `scale`: the consumer takes whole seconds, 1 to 60.
     fn task_seconds(&self, scale: f64) -> f64 {
-        (f64::from(self.duration_secs) * scale).round().clamp(1.0, 60.0)
+        let bounds = surge_capacity::request::DURATION_SECS;
+        (f64::from(self.duration_secs) * scale).round().clamp(bounds.min as f64, bounds.max as f64)
     }
 
     /// Refuses a time compression that would change each task's work, naming factors that keep it (medium's 15 s at

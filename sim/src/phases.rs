@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_yaml_ng::Value;
+use surge_capacity::request::{self, Bounds};
 use surge_generator::schedule::{Schedule, Stage};
 
 use crate::pod::Task;
@@ -100,10 +101,11 @@ pub fn parse(text: &str) -> Result<Vec<Phase>, String> {
                 Value::Bool(is_async) => !is_async,
                 other => return Err(format!("phases[{index}].async: true or false, not {other:?}")),
             };
+            let within = |name: &str, bounds: Bounds| whole(name, bounds.min as f64, bounds.max as f64);
             let task = Task {
-                cpu_intensity: whole("cpu_intensity", 1.0, 10.0)? as u8,
-                seconds: whole("duration_secs", 1.0, 60.0)?,
-                memory_bytes: whole("memory_mib", 0.0, 500.0)? as u64 * MIB,
+                cpu_intensity: within("cpu_intensity", request::CPU_INTENSITY)? as u8,
+                seconds: within("duration_secs", request::DURATION_SECS)?,
+                memory_bytes: within("memory_mib", request::MEMORY_MIB)? as u64 * MIB,
                 sync,
             };
             Ok(Phase {

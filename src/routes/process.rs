@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use surge_capacity::request;
 use utoipa::ToSchema;
 
 use crate::errors::{ApiError, ErrorBody};
@@ -40,6 +41,16 @@ macro_rules! int_param {
 const CPU_INTENSITY: IntParam = int_param!("cpu_intensity", 1..=10, default 5);
 const MEMORY_SIZE: IntParam = int_param!("memory_size", 0..=500, default 50);
 const DURATION: IntParam = int_param!("duration", 1..=60, default 10);
+// The literals above (a 422's text is built from them at compile time) are the ranges stated in surge_capacity.
+const _: () = assert!(
+    same(&CPU_INTENSITY, request::CPU_INTENSITY)
+        && same(&MEMORY_SIZE, request::MEMORY_MIB)
+        && same(&DURATION, request::DURATION_SECS)
+);
+
+const fn same(param: &IntParam, bounds: request::Bounds) -> bool {
+    param.min == bounds.min && param.max == bounds.max
+}
 const BOOL_ALLOWED: &str = "true or false";
 /// The header a client repeats on its retries of one async request.
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
