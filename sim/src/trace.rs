@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 use serde_json::Value;
+use surge_capacity::request::{self, Bounds};
 
 use crate::pod::Task;
 use crate::run::Arrival;
@@ -95,8 +96,76 @@ fn timestamp(cell: &str) -> Result<f64, String> {
     at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).map_err(|e| e.to_string())
 }
 
+/// The tasks a recorded load's requests ask for, each with its weight: one task, or several drawn at random (seeded)
+/// in proportion to their weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix(Vec<(Task, f64)>);
+
+impl Mix {
+    pub fn one(task: Task) -> Self {
+        Self(vec![(task, 1.0)])
+    }
+
+    /// `surge tune --task` values: `cpu=6,memory=120,duration=20` with `sync` or `async` (async unless said) and
+    /// `weight=N` (1 unless said), each value within what the consumer accepts.
+    pub fn parse(specs: &[String]) -> Result<Self, String> {
+        if specs.is_empty() {
+            return Err("no task given".into());
+        }
+        specs
+            .iter()
+            .map(|spec| weighted(spec).map_err(|e| format!("--task {spec}: {e}")))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn pick(&self, rng: &mut fastrand::Rng) -> Task {
+        let total: f64 = self.0.iter().map(|(_, weight)| weight).sum();
+        let mut point = rng.f64() * total;
+        for (task, weight) in &self.0 {
+            if point < *weight {
+                return *task;
+            }
+            point -= weight;
+        }
+        self.0[self.0.len() - 1].0
+    }
+}
+
+/// One `--task` value.
+fn weighted(spec: &str) -> Result<(Task, f64), String> {
+    let (mut cpu, mut memory, mut duration, mut sync, mut weight) = (None, 0, None, false, 1.0);
+    for part in spec.split(',').map(str::trim) {
+        let whole =
+            |value: &str, name: &str, bounds: Bounds| -> Result<u64, String> {
+                value.parse::<u64>().ok().filter(|v| bounds.contains(*v)).ok_or_else(|| {
+                    format!("{name}: a whole number from {} to {}, not {value:?}", bounds.min, bounds.max)
+                })
+            };
+        match part.split_once('=') {
+            Some(("cpu", value)) => cpu = Some(whole(value, "cpu", request::CPU_INTENSITY)?),
+            Some(("memory", value)) => memory = whole(value, "memory", request::MEMORY_MIB)?,
+            Some(("duration", value)) => duration = Some(whole(value, "duration", request::DURATION_SECS)?),
+            Some(("weight", value)) => {
+                weight = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|w| w.is_finite() && *w > 0.0)
+                    .ok_or_else(|| format!("weight: a number above 0, not {value:?}"))?;
+            }
+            None if part == "sync" => sync = true,
+            None if part == "async" => sync = false,
+            _ => return Err(format!("{part:?}: cpu=, memory=, duration=, weight=, sync or async")),
+        }
+    }
+    let cpu = cpu.ok_or("cpu= is required")?;
+    let duration = duration.ok_or("duration= is required")?;
+    let task = Task { cpu_intensity: cpu as u8, seconds: duration as f64, memory_bytes: memory << 20, sync };
+    Ok((task, weight))
+}
+
 /// The arrivals the series record, from the earliest sample on, each asking for `task`.
-pub fn arrivals(series: &[Series], task: Task, seed: u64) -> Vec<Arrival> {
+pub fn arrivals(series: &[Series], mix: &Mix, seed: u64) -> Vec<Arrival> {
     let start = series.iter().filter_map(|s| s.first()).map(|(at, _)| *at).fold(f64::INFINITY, f64::min);
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut arrivals = Vec::new();
@@ -110,7 +179,8 @@ pub fn arrivals(series: &[Series], task: Task, seed: u64) -> Vec<Arrival> {
             let count = carried.floor();
             carried -= count;
             for _ in 0..count as u64 {
-                arrivals.push(Arrival { at: from - start + rng.f64() * (to - from), task });
+                let at = from - start + rng.f64() * (to - from);
+                arrivals.push(Arrival { at, task: mix.pick(&mut rng) });
             }
         }
     }
@@ -133,7 +203,7 @@ mod tests {
         let csv = "timestamp,pod,value\n1970-01-01T00:16:40Z,a,10\n1060,a,40\n1120,a,46\n1000,b,100\n\
                    1970-01-01T00:17:40Z,b,120\n1120,b,3\n";
         for text in [matrix, csv] {
-            let arrivals = arrivals(&parse(text).expect("parses"), TASK, 7);
+            let arrivals = arrivals(&parse(text).expect("parses"), &Mix::one(TASK), 7);
             // (30 + 6) + (20 + 3) = 59.
             assert_eq!(arrivals.len(), 59, "{text}");
             let first_minute = arrivals.iter().filter(|a| a.at < 60.0).count();
@@ -141,8 +211,10 @@ mod tests {
             assert!(arrivals.iter().all(|a| (0.0..=120.0).contains(&a.at) && a.task == TASK));
             assert!(arrivals.windows(2).all(|w| w[0].at <= w[1].at));
         }
-        let (one, other) =
-            (arrivals(&parse(matrix).expect("parses"), TASK, 7), arrivals(&parse(csv).expect("parses"), TASK, 7));
+        let (one, other) = (
+            arrivals(&parse(matrix).expect("parses"), &Mix::one(TASK), 7),
+            arrivals(&parse(csv).expect("parses"), &Mix::one(TASK), 7),
+        );
         assert_eq!(one, other, "the same seed spreads the same counts the same way");
     }
 
@@ -165,6 +237,30 @@ mod tests {
         for (text, names) in cases {
             let error = parse(text).expect_err(text);
             assert!(error.contains(names), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_task_mix_is_drawn_by_weight_and_each_value_is_checked() {
+        let mix = Mix::parse(&["cpu=6,memory=120,duration=20,weight=3".into(), "cpu=2,duration=5,sync".into()])
+            .expect("parses");
+        let heavy = Task { cpu_intensity: 6, seconds: 20.0, memory_bytes: 120 << 20, sync: false };
+        let light = Task { cpu_intensity: 2, seconds: 5.0, memory_bytes: 0, sync: true };
+        let series = vec![vec![(0.0, 0.0), (600.0, 2000.0)]];
+        let tasks: Vec<Task> = arrivals(&series, &mix, 3).iter().map(|a| a.task).collect();
+        assert!(tasks.iter().all(|t| *t == heavy || *t == light), "only the mix's tasks");
+        let share = tasks.iter().filter(|t| **t == heavy).count() as f64 / tasks.len() as f64;
+        assert!((0.72..=0.78).contains(&share), "weight 3 of 4: {share} of 2000 arrivals");
+        for (spec, error) in [
+            ("cpu=11,duration=5", "cpu: a whole number from 1 to 10, not \"11\""),
+            ("cpu=5,duration=61", "duration: a whole number from 1 to 60, not \"61\""),
+            ("cpu=5,duration=5,memory=501", "memory: a whole number from 0 to 500, not \"501\""),
+            ("cpu=5,duration=5,weight=0", "weight: a number above 0, not \"0\""),
+            ("cpu=5", "duration= is required"),
+            ("cpu=5,duration=5,fast", "\"fast\": cpu=, memory=, duration=, weight=, sync or async"),
+        ] {
+            let got = Mix::parse(&[spec.to_owned()]).expect_err(spec);
+            assert_eq!(got, format!("--task {spec}: {error}"));
         }
     }
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use surge_sim::outcome::percentile;
+use surge_sim::trace::Mix;
 use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup, Task};
 
 use crate::candidates::{candidates, Candidate};
@@ -45,9 +46,13 @@ pub struct Tune {
     #[arg(long, conflicts_with = "profile")]
     pub phases: Option<String>,
     /// The load as recorded instead: a counter of requests as Prometheus's `query_range` answers it (JSON), or a CSV
-    /// export of one (`timestamp`, `value`, a column per label); each request asks for `--profile`'s task
+    /// export of one (`timestamp`, `value`, a column per label); each request asks for `--profile`'s task or `--task`'s
     #[arg(long, conflicts_with = "phases")]
     pub trace: Option<PathBuf>,
+    /// With `--trace`, the task mix its requests ask for instead of `--profile`'s task (repeatable):
+    /// `cpu=6,memory=120,duration=20` with `sync` or `async` (async unless said) and `weight=N` (1 unless said)
+    #[arg(long = "task", requires = "trace")]
+    pub tasks: Vec<String>,
     /// The node the replicas share, in allocatable cores [default: none, each replica its limit, none Pending]
     #[arg(long)]
     pub node_cores: Option<f64>,
@@ -213,8 +218,9 @@ fn load(args: &Tune) -> Result<Vec<Arrival>, String> {
     if let Some(path) = &args.trace {
         let text = std::fs::read_to_string(path).map_err(|e| format!("--trace {}: {e}", path.display()))?;
         let series = surge_sim::trace::parse(&text).map_err(|e| format!("--trace {}: {e}", path.display()))?;
-        // One spread for every candidate and seed: the same arrivals, as a profile's are.
-        return Ok(surge_sim::trace::arrivals(&series, Task::of(profile), 1));
+        let mix = if args.tasks.is_empty() { Mix::one(Task::of(profile)) } else { Mix::parse(&args.tasks)? };
+        // One spread and one draw of tasks for every candidate and seed: the same arrivals, as a profile's are.
+        return Ok(surge_sim::trace::arrivals(&series, &mix, 1));
     }
     Ok(arrivals(profile))
 }
@@ -223,7 +229,8 @@ fn load(args: &Tune) -> Result<Vec<Arrival>, String> {
 fn load_name(args: &Tune) -> String {
     match (&args.phases, &args.trace) {
         (Some(phases), _) => phases.clone(),
-        (None, Some(trace)) => format!("{} with {}'s task", trace.display(), args.profile),
+        (None, Some(trace)) if args.tasks.is_empty() => format!("{} with {}'s task", trace.display(), args.profile),
+        (None, Some(trace)) => format!("{} with tasks {}", trace.display(), args.tasks.join(" + ")),
         (None, None) => args.profile.clone(),
     }
 }
@@ -234,7 +241,7 @@ fn tune(args: &Tune) -> Result<bool, String> {
     let setup = Setup::from_manifests(&yaml, args.node_cores)?;
     let arrivals = load(args)?;
     let raw = candidates::raw_scaled_object(&yaml)?;
-    let candidates = candidates(&setup.scaled_object, &raw);
+    let candidates = candidates(&setup.scaled_object, &raw, setup.shared_backlog);
     let started = std::time::Instant::now();
     let mut scored = Vec::with_capacity(candidates.len());
     for (index, candidate) in candidates.iter().enumerate() {
