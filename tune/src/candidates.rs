@@ -1,11 +1,13 @@
 //! The candidates: the ScaledObject in force, each Prometheus trigger's threshold at half, three quarters, one and a
 //! half and twice its value, the polling interval at 15 and 30 s, the scale-down stabilization at 1, 2 and 10 min and
 //! a scale-up stabilization of 30 and 60 s, the HPA's tolerance at 0.05, 0.2 and 0.3 each way, a plain HPA on CPU at
-//! 70% (the usual alternative), and a fixed count of every size up to the maximum. Each is the
+//! 70% (the usual alternative), KEDA's redis-streams scaler reading the shared backlog in place of the Prometheus
+//! `backlog` trigger (what `components/queue-trigger` composes), and a fixed count of every size up to the maximum. Each is the
 //! simulator's ScaledObject changed, and the same change as a patch of the manifest's.
 
 use serde_json::{json, Value};
 use surge_keda::hpa::{MetricType, Tolerances};
+use surge_keda::redis_streams::RedisStreams;
 use surge_keda::resource::{Resource, Target};
 use surge_keda::scaled_object::{documents, find, Source, Trigger};
 use surge_keda::ScaledObject;
@@ -24,6 +26,11 @@ enum Change {
     Tolerance(f64),
     /// A plain HPA on CPU at this utilization of the request, instead of the ScaledObject's triggers.
     CpuUtilization(i32),
+    /// KEDA's redis-streams scaler (the stream's length, against the same threshold) in place of this Prometheus
+    /// trigger, the shared backlog's `backlog`.
+    RedisStreams {
+        trigger: usize,
+    },
     Fixed(u32),
 }
 
@@ -41,7 +48,9 @@ pub fn raw_scaled_object(yaml: &str) -> Result<Value, String> {
     Ok(find(&documents(yaml)?, "ScaledObject", "consumer")?.clone())
 }
 
-pub fn candidates(current: &ScaledObject, raw: &Value) -> Vec<Candidate> {
+/// The candidates around `current`; `shared_backlog` when async work waits in the Redis stream (the redis-streams
+/// trigger can read it).
+pub fn candidates(current: &ScaledObject, raw: &Value, shared_backlog: bool) -> Vec<Candidate> {
     let mut changes = Vec::new();
     for (index, trigger) in current.triggers.iter().enumerate() {
         if matches!(trigger.source, Source::Prometheus { .. }) {
@@ -60,6 +69,11 @@ pub fn candidates(current: &ScaledObject, raw: &Value) -> Vec<Candidate> {
         changes.extend([0.05, 0.2, 0.3].map(Change::Tolerance));
     }
     changes.push(Change::CpuUtilization(70));
+    let backlog =
+        current.triggers.iter().position(|t| t.name == "backlog" && matches!(t.source, Source::Prometheus { .. }));
+    if let (true, Some(trigger)) = (shared_backlog, backlog) {
+        changes.push(Change::RedisStreams { trigger });
+    }
     changes.extend((current.scaling.min.max(1)..=current.scaling.max).map(Change::Fixed));
     let mut all =
         vec![Candidate { name: "current".into(), scaled_object: current.clone(), fixed: false, change: None }];
@@ -86,8 +100,15 @@ fn describe(change: Change, current: &ScaledObject, raw: &Value) -> String {
             format!("HPA tolerance {} (was {}/{} up/down)", number(tolerance), number(was.up), number(was.down))
         }
         Change::CpuUtilization(percent) => format!("HPA on CPU at {percent}% (no other trigger)"),
+        Change::RedisStreams { .. } => "backlog read from Redis (redis-streams)".into(),
         Change::Fixed(replicas) => format!("fixed {replicas} replicas"),
     }
+}
+
+/// What the redis-streams trigger reads: the shared backlog's stream, whole (no consumer group: XLEN, which the
+/// consumer keeps at waiting plus handed out by deleting what it acknowledges), against `threshold` per replica.
+fn redis_streams_metadata(threshold: f64) -> Value {
+    json!({"stream": "surge:tasks", "streamLength": number(threshold)})
 }
 
 /// A threshold as a manifest writes it: `2`, `0.8`, `1.125`.
@@ -127,6 +148,14 @@ fn apply(change: Change, current: &ScaledObject) -> ScaledObject {
             // A plain HPA: no behavior (the controller's defaults), no KEDA fallback.
             so.scaling.behavior = None;
             so.fallback = None;
+        }
+        Change::RedisStreams { trigger } => {
+            let threshold = so.triggers[trigger].threshold;
+            // KEDA's own reading of the metadata the patch writes.
+            if let Ok(scaler) = RedisStreams::from_metadata(&redis_streams_metadata(threshold)) {
+                so.triggers[trigger].activation_threshold = scaler.activation;
+                so.triggers[trigger].source = Source::RedisStreams(scaler);
+            }
         }
         Change::Fixed(replicas) => {
             so.scaling.min = replicas;
@@ -169,6 +198,17 @@ impl Candidate {
             Some(Change::ScaleUpWindow(seconds)) => {
                 spec["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior":
                     {"scaleUp": {"stabilizationWindowSeconds": seconds}}}});
+            }
+            Some(Change::RedisStreams { trigger }) => {
+                let mut triggers = raw["spec"]["triggers"].clone();
+                let threshold = self.scaled_object.triggers[trigger].threshold;
+                let mut metadata = redis_streams_metadata(threshold);
+                let namespace = raw["metadata"]["namespace"].as_str().unwrap_or("default");
+                metadata["address"] = format!("redis.{namespace}.svc:6379").into();
+                // The TriggerAuthentication `redis-auth` (Redis's password) comes with components/queue-trigger.
+                triggers[trigger] = json!({"type": "redis-streams", "name": triggers[trigger]["name"],
+                    "metricType": "AverageValue", "metadata": metadata, "authenticationRef": {"name": "redis-auth"}});
+                spec["triggers"] = triggers;
             }
         }
         json!({
@@ -217,8 +257,9 @@ mod tests {
                     {"type": "prometheus", "name": "cpu-demand", "metricType": "AverageValue",
                         "metadata": {"serverAddress": "http://prometheus:9090", "query": "sum(d)", "threshold": "0.8"}}]}});
         let current = ScaledObject::from_manifest(&raw).expect("the manifest parses");
-        let all = candidates(&current, &raw);
+        let all = candidates(&current, &raw, true);
         assert!(all.iter().any(|c| c.name.starts_with("HPA tolerance 0.2 ")), "{:?}", all.iter().map(|c| &c.name));
+        assert!(all.iter().any(|c| c.name.contains("redis-streams")), "{:?}", all.iter().map(|c| &c.name));
         for candidate in all.iter().filter(|c| !c.fixed) {
             let mut patched = raw.clone();
             merge(&mut patched, &candidate.patch(&raw));
@@ -233,5 +274,32 @@ mod tests {
             (number(2.0), number(0.8), number(1.125), number(0.6)),
             ("2".into(), "0.8".into(), "1.125".into(), "0.6".into())
         );
+    }
+
+    /// The redis-streams candidate's trigger is the one components/queue-trigger composes (its stream, count,
+    /// address and authentication), but for the threshold it carries over.
+    #[test]
+    fn the_redis_streams_candidate_is_what_components_queue_trigger_composes() {
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../kubernetes-manifests/components/queue-trigger/kustomization.yaml");
+        let component: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("the component")).expect("YAML");
+        let operations: Value =
+            serde_yaml_ng::from_str(component["patches"][0]["patch"].as_str().expect("a JSON patch"))
+                .expect("the patch's YAML");
+        let composed = &operations[0]["value"];
+        let raw = json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "consumer", "namespace": "surge"},
+            "spec": {"minReplicaCount": 1, "maxReplicaCount": 4, "triggers": [
+                {"type": "prometheus", "name": "backlog", "metricType": "AverageValue",
+                    "metadata": {"serverAddress": "http://prometheus:9090", "query": "max(b)", "threshold": "4"}}]}});
+        let current = ScaledObject::from_manifest(&raw).expect("the manifest parses");
+        assert!(
+            candidates(&current, &raw, false).iter().all(|c| !c.name.contains("redis-streams")),
+            "no stream to read"
+        );
+        let all = candidates(&current, &raw, true);
+        let candidate = all.iter().find(|c| c.name.contains("redis-streams")).expect("the redis-streams candidate");
+        assert_eq!(&candidate.patch(&raw)["spec"]["triggers"][0], composed);
     }
 }
