@@ -23,7 +23,7 @@ demo: tools build ## No cluster: the closed loop for PROFILE=heavy, compressed a
 	PROFILE=$(or $(PROFILE),heavy) scripts/demo.sh
 
 .PHONY: build
-build: ## Build the consumer and the generator (release)
+build: ## Build the consumer, the generator and `surge` (release)
 	$(CARGO) build --release --workspace
 
 .PHONY: tools
