@@ -116,12 +116,21 @@ impl Drop for Turn {
 /// (other runs, other tests) has moved the autoscaler's readings off their times and the run is not the table's.
 const LATEST_SYNC_START_SECONDS: f64 = 1.0;
 
+/// Whether a run waits for its turn among the runs allowed at once.
+#[derive(Clone, Copy, PartialEq)]
+enum Share {
+    Turn,
+    /// One replica's worth of processes (a packed node): it runs beside whichever run has the turn, held to the same
+    /// lateness as every run, and so is the other.
+    Beside,
+}
+
 /// The `cluster` harness's report of `profile` on `manifests` at `time_scale`, with these flags besides, run in its
-/// turn; every sync began on time and none outlasted its period.
-fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String]) -> Value {
+/// turn (or beside); every sync began on time and none outlasted its period.
+fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String], share: Share) -> Value {
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
-    let turn = Turn::wait();
+    let turn = (share == Share::Turn).then(Turn::wait);
     let output = Command::new(env!("CARGO_BIN_EXE_cluster"))
         .arg("--manifests")
         .arg(manifests)
@@ -154,7 +163,7 @@ fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -
     let mut flags = vec!["--dashboards".to_owned(), repo().join("grafana/dashboards").display().to_string()];
     flags.extend(["--node-cores".to_owned(), cores.to_string()]);
     flags.extend(faults.iter().map(|f| (*f).to_owned()));
-    let report = cluster(profile, promise.time_scale, manifests, &flags);
+    let report = cluster(profile, promise.time_scale, manifests, &flags, Share::Turn);
     let outline = &report["outline"];
     assert_eq!(outline["queue"], queue, "{outline}");
     // The node's room by request bounds the replicas that ever ran; the rest waited Pending.
@@ -472,7 +481,7 @@ fn heavy_with_redis_stopped_for_a_minute_holds_its_replicas() {
         "--stop-at-load-end".to_owned(),
     ]
     .into();
-    let report = cluster("heavy", promise.time_scale, rendered(), &flags);
+    let report = cluster("heavy", promise.time_scale, rendered(), &flags, Share::Turn);
     let rows = report["rows"].as_array().expect("rows");
     let at = |r: &Value| r["t"].as_f64().expect("t");
     let backlog = |r: &Value| {
@@ -548,7 +557,8 @@ fn a_time_scale_that_changes_the_work_is_refused() {
 /// same replica requesting 100m is placed on a node that cannot give it its core. On a node whose other pods use all
 /// but a fifth of a core (`--node-cores 1.8 --node-others 1.6`) the scheduler has room for one such replica; light,
 /// which stays at one replica with a core to itself, stretches its tasks there, the stretch or the CPU asked for
-/// scales it out, and the new replicas stay Pending. None of its requests or tasks is lost.
+/// scales it out, and the new replicas stay Pending. None of its requests or tasks is lost. With one replica running,
+/// it goes beside another run rather than waiting for a turn.
 #[test]
 fn light_scales_out_on_a_node_packed_by_a_request_below_the_core() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -559,7 +569,7 @@ fn light_scales_out_on_a_node_packed_by_a_request_below_the_core() {
     std::fs::write(&manifests, text.replace(requested, &requested.replace("\"1\"", "100m"))).expect("write");
     let flags = ["--node-cores", "1.8", "--node-others", "1.6", "--stop-at-load-end"];
     let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
-    let report = cluster("light", 5.0, &manifests, &flags);
+    let report = cluster("light", 5.0, &manifests, &flags, Share::Beside);
     let outline = &report["outline"];
     println!("light on a packed node: {outline}");
     assert_eq!((outline["node_cores"].as_f64(), outline["node_room_replicas"].as_u64()), (Some(1.8), Some(1)));
