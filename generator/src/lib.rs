@@ -13,7 +13,7 @@
 //! - `run`: one invocation from parsed flags to exit code.
 //!
 //! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`, the simulator's tests `profiles` (a profile's
-//! arrival times, from `schedule`); nothing else is used outside.
+//! arrival times, from `schedule`), `surge tune`'s report the charts of `report`; nothing else is used outside.
 
 pub mod cli;
 mod client;
@@ -26,7 +26,7 @@ mod plan;
 mod printer;
 pub mod profiles;
 pub mod prometheus;
-mod report;
+pub mod report;
 mod run;
 pub mod schedule;
 mod stats;

@@ -51,26 +51,27 @@ pub struct Autoscaling {
     pub samples: Vec<Sample>,
 }
 
-const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+pub const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
-struct Series<'a> {
-    name: &'a str,
-    points: Vec<(f64, f64)>,
+/// One line of a chart: its legend and its (seconds, value) points.
+pub struct Series<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, f64)>,
 }
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// How a chart's y axis counts: any value, or whole things (replicas), ticked at integers.
 #[derive(Clone, Copy, PartialEq)]
-enum Ticks {
+pub enum Ticks {
     Real,
     Integer,
 }
 
 /// A line chart: x in seconds, y from 0; `lines` are horizontal dashed lines (thresholds) with their labels.
-fn chart(title: &str, unit: &str, series: &[Series<'_>], lines: &[(String, f64)], ticks: Ticks) -> String {
+pub fn chart(title: &str, unit: &str, series: &[Series<'_>], lines: &[(String, f64)], ticks: Ticks) -> String {
     let (width, height, left, right, top, bottom) = (880.0, 254.0, 64.0, 16.0, 28.0, 50.0);
     let points = series.iter().flat_map(|s| s.points.iter()).filter(|(_, y)| y.is_finite());
     let (mut x_max, mut y_max) = (1.0_f64, 0.0_f64);
@@ -281,17 +282,20 @@ fn autoscaling_section(autoscaling: &Autoscaling, time_scale: f64) -> String {
     html
 }
 
+/// The pages' look: the load report's and `surge tune`'s.
+pub const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}\
+    h2{font-size:17px;margin-top:28px}figure{margin:8px 0}svg{background:#fff;border:1px solid #ddd}\
+    .title{font-weight:600;font-size:13px}.axis{font-size:11px;fill:#555}.legend{font-size:12px}.grid{stroke:#eee}\
+    .series{fill:none;stroke-width:2}.threshold{stroke-width:1.5;stroke-dasharray:6 4}\
+    table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}.bar{height:10px;background:#1f77b4}\
+    .figures{color:#444}";
+
 /// The whole page. Under `--time-scale F` every time axis is in the autoscaler's seconds (compressed seconds × F,
 /// what the load-generator table promises) and rates per autoscaler second.
 pub fn html(runs: &[RunReport], autoscaling: Option<&Autoscaling>, time_scale: f64) -> String {
-    let mut page = String::from(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Surge load report</title><style>\
-         body{font:14px system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:17px;margin-top:28px}\
-         figure{margin:8px 0}svg{background:#fff;border:1px solid #ddd}.title{font-weight:600;font-size:13px}\
-         .axis{font-size:11px;fill:#555}.legend{font-size:12px}.grid{stroke:#eee}\
-         .series{fill:none;stroke-width:2}.threshold{stroke-width:1.5;stroke-dasharray:6 4}\
-         table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}.bar{height:10px;background:#1f77b4}\
-         .figures{color:#444}</style></head><body><h1>Surge load report</h1>",
+    let mut page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Surge load report</title>\
+         <style>{STYLE}</style></head><body><h1>Surge load report</h1>"
     );
     if time_scale > 1.0 {
         let _ = write!(

@@ -6,8 +6,10 @@
 //!
 //! - `run`: the flags, the candidates' plays and what is printed.
 //! - `candidates`: which candidates, and how each changes the ScaledObject (and its patch).
+//! - `report`: `--report`'s page, the trade-off chart and the trajectories.
 
 mod candidates;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +71,10 @@ pub struct Tune {
     /// Write the recommended candidate's patch of the ScaledObject here (a kustomize patch)
     #[arg(long)]
     pub patch: Option<PathBuf>,
+    /// Write an HTML page here: the trade-off chart (cost against p95, the frontier, the goal, the current and the
+    /// recommended marked), their replica trajectories side by side, and the table
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 /// One bound of the goal.
@@ -235,6 +241,11 @@ fn load_name(args: &Tune) -> String {
     }
 }
 
+/// The node the report names.
+fn node_name(args: &Tune) -> String {
+    args.node_cores.map_or("no node model".to_owned(), |c| format!("a {c}-core node"))
+}
+
 /// Plays every candidate; true when one meets the goal.
 fn tune(args: &Tune) -> Result<bool, String> {
     let yaml = std::fs::read_to_string(&args.manifests).map_err(|e| format!("{}: {e}", args.manifests.display()))?;
@@ -244,12 +255,14 @@ fn tune(args: &Tune) -> Result<bool, String> {
     let candidates = candidates(&setup.scaled_object, &raw, setup.shared_backlog);
     let started = std::time::Instant::now();
     let mut scored = Vec::with_capacity(candidates.len());
+    let mut first_seed = Vec::with_capacity(candidates.len());
     for (index, candidate) in candidates.iter().enumerate() {
         eprint!("\rsurge tune: candidate {}/{} ({})\x1b[K", index + 1, candidates.len(), candidate.name);
         let setup = setup.with_scaled_object(candidate.scaled_object.clone())?;
         let outcomes: Vec<Outcome> =
             (1..=args.seeds).map(|seed| simulate(&setup, &arrivals, &Options { seed, ..Options::default() })).collect();
         scored.push(score(candidate, &outcomes, &args.slos));
+        first_seed.push(outcomes.into_iter().next().map(|o| o.rows).unwrap_or_default());
     }
     eprintln!(
         "\rsurge tune: {} candidates over {} seeds in {:.1} s\x1b[K",
@@ -264,6 +277,21 @@ fn tune(args: &Tune) -> Result<bool, String> {
         let text = serde_yaml_ng::to_string(&patch).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    if let Some(path) = &args.report {
+        let heading = report::Heading {
+            load: load_name(args),
+            node: node_name(args),
+            seeds: args.seeds,
+            goal: args.slos.iter().map(|s| s.describe()).collect(),
+            p95_goal: args.slos.iter().find_map(|slo| match *slo {
+                Slo::Sojourn { quantile: 0.95, seconds } => Some(seconds),
+                _ => None,
+            }),
+            max_replicas: setup.scaled_object.scaling.max,
+        };
+        let page = report::html(&heading, &scored, &on_frontier, recommended, &first_seed);
+        std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     if args.json {
         println!("{}", report_json(args, &scored, &on_frontier, recommended, &candidates, &raw));
     } else {
@@ -274,10 +302,10 @@ fn tune(args: &Tune) -> Result<bool, String> {
 
 fn report_text(args: &Tune, scored: &[Scored], on_frontier: &[usize], recommended: Option<usize>) -> String {
     let goal: Vec<String> = args.slos.iter().map(|s| s.describe()).collect();
-    let node = args.node_cores.map_or("no node model".to_owned(), |c| format!("a {c}-core node"));
     let mut out = format!(
-        "{} on {node}, {} seeds each; goal on every seed: {}\n\n",
+        "{} on {}, {} seeds each; goal on every seed: {}\n\n",
         load_name(args),
+        node_name(args),
         args.seeds,
         goal.join(", ")
     );
@@ -371,7 +399,7 @@ fn report_json(
 mod tests {
     use super::*;
 
-    fn scored(name: &str, cost: f64, p95: f64, meets: bool, fixed: bool) -> Scored {
+    pub(crate) fn scored(name: &str, cost: f64, p95: f64, meets: bool, fixed: bool) -> Scored {
         Scored {
             name: name.into(),
             fixed,
