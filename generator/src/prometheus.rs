@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use surge_keda::scaled_object::{keda_value, read_compressed, Source, Trigger};
+use surge_keda::readers::Sources;
+use surge_keda::scaled_object::read_compressed;
 
 /// A blocking HTTP/1.0 GET: the status and the body.
 pub fn http_get(host: &str, port: u16, path: &str) -> Result<(u16, String), String> {
@@ -78,17 +79,6 @@ impl Prom {
             .collect()
     }
 
-    /// A trigger's value as KEDA's Prometheus scaler reads it (`surge_keda::scaled_object::keda_value`: empty and NaN
-    /// by `ignoreNullValues`), under `factor` times compression as the harness runs. The one way the harness and the
-    /// watch table read a trigger.
-    pub fn trigger_value(&self, trigger: &Trigger, factor: f64) -> Result<f64, String> {
-        let Source::Prometheus { query, ignore_null_values } = &trigger.source else {
-            return Err(format!("trigger {} reads Redis, not Prometheus", trigger.name));
-        };
-        let (query, divisor) = read_compressed(query, factor);
-        keda_value(&self.series_values(&query)?, *ignore_null_values).map(|v| v / divisor)
-    }
-
     /// How many series a range query returns over the last `seconds` (step 1 s): "does this panel show anything".
     pub fn series_over(&self, query: &str, seconds: f64) -> Result<usize, String> {
         let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
@@ -104,6 +94,20 @@ impl Prom {
 
     pub fn ready(&self) -> bool {
         http_get(&self.host, self.port, "/-/ready").is_ok_and(|(status, _)| status == 200)
+    }
+}
+
+/// Prometheus as the harness and the watch table ask it for a trigger's value (through `surge_keda::readers`), under
+/// `factor` times compression as the harness runs (`read_compressed`; 1 against a cluster).
+pub struct Compressed<'a> {
+    pub prometheus: &'a Prom,
+    pub factor: f64,
+}
+
+impl Sources for Compressed<'_> {
+    fn prometheus(&self, _index: usize, query: &str) -> Result<(Vec<f64>, f64), String> {
+        let (query, divisor) = read_compressed(query, self.factor);
+        Ok((self.prometheus.series_values(&query)?, divisor))
     }
 }
 

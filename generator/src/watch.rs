@@ -9,10 +9,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use surge_keda::hpa::MetricType;
+use surge_keda::readers::read;
 use surge_keda::scaled_object::documents;
 use surge_keda::{evaluate, Ask, Failures, ScaledObject};
 
-use crate::prometheus::Prom;
+use crate::prometheus::{Compressed, Prom};
 
 /// One reading of the autoscaling table, kept for the report.
 #[derive(Debug, Clone)]
@@ -98,8 +99,7 @@ impl Watch {
             self.hpa
         ))?;
         let current = replicas.unwrap_or(1).max(1);
-        let values: Vec<Result<f64, String>> =
-            self.so.triggers.iter().map(|t| self.prometheus.trigger_value(t, self.time_scale)).collect();
+        let values = read(&self.so.triggers, &Compressed { prometheus: &self.prometheus, factor: self.time_scale });
         // Failures count in the autoscaler's clock, which runs `time_scale` times faster under compression.
         let seconds = (elapsed.as_secs_f64() - self.last_row) * self.time_scale.max(1.0);
         self.last_row = elapsed.as_secs_f64();

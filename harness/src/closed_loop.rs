@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{json, Value};
-use surge_generator::prometheus::Prom;
+use surge_generator::prometheus::{Compressed, Prom};
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
 use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
-use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, limits, shutdown_timeout_secs, Source};
+use surge_keda::readers::{read, Sources};
+use surge_keda::redis_streams::RedisStreams;
+use surge_keda::resource::{Resource, Target};
+use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, limits, shutdown_timeout_secs};
 use surge_keda::startup::StartupPath;
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
@@ -339,18 +342,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         pods.reap()?;
         let current = pods.replicas();
         let ready = pods.ready();
-        let values: Vec<Result<f64, String>> = so
-            .triggers
-            .iter()
-            .map(|t| match (&t.source, &redis) {
-                (Source::Prometheus { .. }, _) => prometheus.trigger_value(t, factor),
-                (Source::RedisStreams(scaler), Some(redis)) => redis.stream_count(scaler),
-                (Source::RedisStreams(_), None) => Err("a redis-streams trigger with no Redis (no QUEUE_URL)".into()),
-                (Source::Resource { .. }, _) => {
-                    Err("a cpu or memory trigger: no metrics-server here (the simulator plays them)".into())
-                }
-            })
-            .collect();
+        let sources = LoopSources { prometheus: Compressed { prometheus: &prometheus, factor }, redis: redis.as_ref() };
+        let values = read(&so.triggers, &sources);
         for (count, value) in errors.iter_mut().zip(&values) {
             *count += u64::from(value.is_err());
         }
@@ -544,4 +537,25 @@ fn stopped_over(server: &mut impl Restartable, name: &str, window: Option<Window
         eprintln!("cluster: at {at:.0} s {name} is {}", ["started again", "stopped"][usize::from(down)]);
     }
     Ok(())
+}
+
+/// What the loop reads triggers from: the Prometheus it runs (compressed) and its Redis, if the queue is shared; no
+/// metrics-server (the simulator plays Resource metrics).
+struct LoopSources<'a> {
+    prometheus: Compressed<'a>,
+    redis: Option<&'a RedisServer>,
+}
+
+impl Sources for LoopSources<'_> {
+    fn prometheus(&self, index: usize, query: &str) -> Result<(Vec<f64>, f64), String> {
+        self.prometheus.prometheus(index, query)
+    }
+
+    fn redis_streams(&self, scaler: &RedisStreams) -> Result<f64, String> {
+        self.redis.ok_or("a redis-streams trigger with no Redis (no QUEUE_URL)")?.stream_count(scaler)
+    }
+
+    fn resource(&self, _: Resource, _: Target) -> Result<f64, String> {
+        Err("a cpu or memory trigger: no metrics-server here (the simulator plays them)".into())
+    }
 }

@@ -8,6 +8,7 @@
 //! - `promql`: Prometheus's range windows and `rate()` as 2.42 and 3.14 compute them.
 //! - `resource`: the HPA's CPU and memory metrics as metrics-server reports them (a `cpu` trigger, a plain HPA).
 //! - `redis_streams`: KEDA's redis-streams scaler: which count it reads from Redis, against which target.
+//! - `readers`: one reader per trigger type, which every caller that reads trigger values goes through.
 //! - `node`: what a node runs beside the consumer (the manifests' other workloads, a kind node's own pods).
 //! - `startup`: a replica's way from created to serving (container start, the kubelet's probes, endpoints).
 //! - `replicaset`: which pod a scale-down deletes first, as the ReplicaSet ranks them.
@@ -21,6 +22,7 @@ pub mod evaluate;
 pub mod hpa;
 pub mod node;
 pub mod promql;
+pub mod readers;
 pub mod redis_streams;
 pub mod replicaset;
 pub mod resource;

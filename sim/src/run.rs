@@ -9,10 +9,13 @@ use surge_capacity::node::{pod_shares, OnNode};
 use surge_generator::profiles::Profile;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
+use surge_keda::readers::{read, Sources};
 use surge_keda::redis_streams::Count;
+use surge_keda::redis_streams::RedisStreams;
 use surge_keda::replicaset::{deletion_order, Candidate};
-use surge_keda::resource::{self, cpu_usage_milli, Phase, Pod as ResourcePod, Readiness, Resource, Timing, Usage};
-use surge_keda::scaled_object::{keda_value, Source};
+use surge_keda::resource::{
+    self, cpu_usage_milli, Phase, Pod as ResourcePod, Readiness, Resource, Target, Timing, Usage,
+};
 use surge_keda::startup::{CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 use surge_keda::{evaluate, Activity, Failures};
 
@@ -395,40 +398,7 @@ impl World<'_> {
 
     /// Each trigger's value as KEDA reads it at `t`, or its error.
     fn trigger_values(&self, t: f64) -> Vec<Result<f64, String>> {
-        let setup = self.setup;
-        setup
-            .scaled_object
-            .triggers
-            .iter()
-            .zip(&setup.queries)
-            .map(|(trigger, query)| match (&trigger.source, query) {
-                (Source::Prometheus { ignore_null_values, .. }, Some(query)) => {
-                    let values = self.prometheus.query(query, t, setup.prometheus)?;
-                    keda_value(&values, *ignore_null_values)
-                }
-                (Source::RedisStreams(scaler), _) if setup.shared_backlog => Ok(match scaler.count {
-                    Count::StreamLength => self.backlog_length(),
-                    Count::Pending => self.backlog_length() - self.backlog.len(),
-                    Count::Lag => self.backlog.len(),
-                } as f64),
-                (Source::Resource { resource: Resource::Cpu, target }, _) => {
-                    let pods: Vec<ResourcePod> =
-                        self.pods.iter().filter(|p| p.gone.is_none()).map(|p| self.as_listed(p, t)).collect();
-                    let current = self.replicas();
-                    resource::replicas(
-                        &pods,
-                        Resource::Cpu,
-                        *target,
-                        self.setup.scaled_object.scaling.tolerances(),
-                        current,
-                        &Timing::default(),
-                        t,
-                    )
-                    .map(|(replicas, _)| f64::from(replicas))
-                }
-                (source, _) => Err(format!("trigger {}: {source:?} cannot be read here", trigger.name)),
-            })
-            .collect()
+        read(&self.setup.scaled_object.triggers, &ReadAt { world: self, t })
     }
 
     /// A replica as the HPA's Resource calculation lists it: its phase, readiness and metrics-server's CPU reading.
@@ -489,6 +459,52 @@ impl World<'_> {
                 self.pods[index].deleting = Some(t);
             }
         }
+    }
+}
+
+/// What the simulator reads triggers from at `t`: its Prometheus's series (each query prepared by `Setup`), the
+/// shared backlog's stream, and metrics-server's CPU readings of its replicas.
+struct ReadAt<'w, 'a> {
+    world: &'w World<'a>,
+    t: f64,
+}
+
+impl Sources for ReadAt<'_, '_> {
+    fn prometheus(&self, index: usize, query: &str) -> Result<(Vec<f64>, f64), String> {
+        let setup = self.world.setup;
+        let prepared =
+            setup.queries.get(index).and_then(Option::as_ref).ok_or_else(|| format!("{query}: not prepared"))?;
+        Ok((self.world.prometheus.query(prepared, self.t, setup.prometheus)?, 1.0))
+    }
+
+    fn redis_streams(&self, scaler: &RedisStreams) -> Result<f64, String> {
+        if !self.world.setup.shared_backlog {
+            return Err(format!("stream {}: async work waits in each pod here, not in Redis", scaler.stream));
+        }
+        Ok(match scaler.count {
+            Count::StreamLength => self.world.backlog_length(),
+            Count::Pending => self.world.backlog_length() - self.world.backlog.len(),
+            Count::Lag => self.world.backlog.len(),
+        } as f64)
+    }
+
+    fn resource(&self, resource: Resource, target: Target) -> Result<f64, String> {
+        let world = self.world;
+        if resource != Resource::Cpu {
+            return Err(format!("{resource:?}: the simulator plays CPU usage only"));
+        }
+        let pods: Vec<ResourcePod> =
+            world.pods.iter().filter(|p| p.gone.is_none()).map(|p| world.as_listed(p, self.t)).collect();
+        resource::replicas(
+            &pods,
+            Resource::Cpu,
+            target,
+            world.setup.scaled_object.scaling.tolerances(),
+            world.replicas(),
+            &Timing::default(),
+            self.t,
+        )
+        .map(|(replicas, _)| f64::from(replicas))
     }
 }
 
