@@ -17,6 +17,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_TEST")]
     pub test: Option<String>,
 
+    /// A load as phases: `baseline`, `comparison_pattern`, or a YAML file (`phases:` a list of `{minutes, per_minute,
+    /// cpu_intensity, memory_mib, duration_secs, async}`)
+    #[arg(long, env = "GENERATOR_PHASES", conflicts_with = "test")]
+    pub phases: Option<String>,
+
     /// List the profiles with their figures and exit
     #[arg(long, env = "GENERATOR_LIST")]
     pub list: bool,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, Connection};
 use crate::follow::Follower;
-use crate::plan::Model;
+use crate::plan::{Model, PathFrom};
 use crate::schedule::Schedule;
 use crate::stats::{Failure, Outcome, Recorder};
 use crate::traces::{random_traceparent, Traces};
@@ -37,40 +37,40 @@ pub struct Job {
     pub client: Client,
     pub method: Method,
     pub uri: Uri,
+    /// Paths that replace `uri` from an offset into the run on (a phase profile's tasks), in order.
+    pub later: Vec<PathFrom>,
     pub recorder: Recorder,
     pub tracing: Tracing,
     /// Times a 503 is retried (after its `Retry-After`, with jitter) before it counts as a failure.
     pub max_retries: u32,
     /// Takes the async tasks accepted, to follow them to their end.
     pub follower: Follower,
-    /// Async submissions carry an `Idempotency-Key`, the same on each retry, so a retry after a lost answer adds
-    /// nothing to the shared backlog.
-    pub idempotent: bool,
 }
 
 impl Job {
     /// Sends one request, retrying a 503 after its `Retry-After` (±50% jitter, so refused clients do not come back in
     /// step) up to `max_retries` times; latency counts from the intended send time to the last answer.
-    async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant) {
+    async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant, uri: &Uri) {
         self.recorder.sent();
         let send_lag = intended.elapsed();
         let mut retries = 0;
-        let idempotency_key = self.idempotent.then(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)));
+        // Async submissions carry an `Idempotency-Key`, the same on each retry, so a retry after a lost answer adds
+        // nothing to the shared backlog.
+        let idempotent = self.method == Method::POST && uri.query().is_some_and(|q| q.contains("async_mode=true"));
+        let idempotency_key = idempotent.then(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)));
         loop {
             let (span, traceparent) = match &self.tracing {
                 Tracing::Off => (None, None),
                 Tracing::Random => (None, Some(random_traceparent())),
                 Tracing::Export(traces) => {
                     let started = SystemTime::now() - intended.elapsed();
-                    let span = traces.start(&self.method, &self.uri.to_string(), started);
+                    let span = traces.start(&self.method, &uri.to_string(), started);
                     let header = span.traceparent.clone();
                     (Some(span), Some(header))
                 }
             };
-            let result = self
-                .client
-                .exchange(connection, &self.method, &self.uri, traceparent, idempotency_key.as_deref())
-                .await;
+            let result =
+                self.client.exchange(connection, &self.method, uri, traceparent, idempotency_key.as_deref()).await;
             if let Some(span) = span {
                 span.end(result.as_ref().map(|reply| reply.status).map_err(|failure| failure.key()));
             }
@@ -100,6 +100,11 @@ impl Job {
             }
         }
     }
+}
+
+/// The path a request sent `offset` into a run asks for: `first`, or the last of `later` begun by then.
+fn uri_at<'a>(first: &'a Uri, later: &'a [PathFrom], offset: Duration) -> &'a Uri {
+    later.iter().take_while(|later| later.from <= offset).last().map_or(first, |later| &later.path)
 }
 
 /// Tallies to spread workers over: each holds a ~200 KiB histogram, so workers share a bounded few.
@@ -173,7 +178,7 @@ fn closed(
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                job.send(slot, &mut connection, intended).await;
+                job.send(slot, &mut connection, intended, &job.uri).await;
             }
         });
     }
@@ -207,7 +212,7 @@ async fn open(job: &Arc<Job>, schedule: Schedule, max_in_flight: u32, cancel: &C
             // Waiting for a permit is queueing: it counts in the latency, measured from `intended`.
             let Ok(_permit) = permits.acquire_owned().await else { return };
             let mut connection = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            job.send(index, &mut connection, intended).await;
+            job.send(index, &mut connection, intended, uri_at(&job.uri, &job.later, offset)).await;
             if let Some(connection) = connection {
                 idle.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
             }
@@ -215,4 +220,23 @@ async fn open(job: &Arc<Job>, schedule: Schedule, max_in_flight: u32, cancel: &C
         while tasks.try_join_next().is_some() {}
     }
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_asks_for_the_path_of_the_phase_it_is_sent_in() {
+        let path = |text: &str| text.parse::<Uri>().expect("uri");
+        let at = |secs| PathFrom { from: Duration::from_secs(secs), path: path(&format!("/phase-from-{secs}")) };
+        let (first, later) = (path("/first"), [at(60), at(180)]);
+        // (offset in seconds, the path sent)
+        let cases =
+            [(0, "/first"), (59, "/first"), (60, "/phase-from-60"), (179, "/phase-from-60"), (180, "/phase-from-180")];
+        for (secs, sent) in cases {
+            assert_eq!(uri_at(&first, &later, Duration::from_secs(secs)), sent, "at {secs} s");
+        }
+        assert_eq!(uri_at(&first, &[], Duration::from_secs(999)), "/first", "one path for a run without phases");
+    }
 }

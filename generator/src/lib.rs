@@ -2,7 +2,8 @@
 //! `run::run`; the rest, one concern a module:
 //!
 //! - `cli`: the flags (each also `GENERATOR_<FLAG>`); `target`: where requests go.
-//! - `profiles`: the named profiles, the one table `--list`, the Jobs and the README come from.
+//! - `profiles`: the named profiles, the one table `--list`, the Jobs and the README come from; `phases`: loads that
+//!   change shape (the named phase profiles, `--phases` files), each phase with its own rate and task.
 //! - `plan`: flags and profile into runs (model, stages, this shard's share); `threshold`: `--threshold` checks.
 //! - `schedule`: a load's arrival times from its stages; `engine`: sends on them (open model) or as answers return
 //!   (closed); `client`: HTTP/1.1 by hand.
@@ -12,7 +13,7 @@
 //! - `prometheus`: the Prometheus client `watch` asks; `loki`: the summary pushed to Loki; `traces`: OTLP spans.
 //! - `run`: one invocation from parsed flags to exit code.
 //!
-//! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`, the simulator's tests `profiles` (a profile's
+//! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`, the simulator `profiles` and `phases` (their
 //! arrival times, from `schedule`), `surge tune`'s report the charts of `report`; nothing else is used outside.
 
 pub mod cli;
@@ -22,6 +23,7 @@ mod exposition;
 mod follow;
 mod loki;
 mod monitor;
+pub mod phases;
 mod plan;
 mod printer;
 pub mod profiles;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::Cli;
+use crate::phases::{self, Phase};
 use crate::profiles::{self, Profile};
 use crate::schedule::{as_secs, Stage};
 use crate::target::Target;
@@ -36,8 +37,20 @@ pub struct Run {
     /// Path and query, parsed once for every request to reuse.
     #[serde(rename = "path", serialize_with = "as_text")]
     pub uri: http::Uri,
+    /// Paths that replace `uri` later in the run (a phase profile's later phases), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub later_paths: Vec<PathFrom>,
     #[serde(flatten)]
     pub model: Model,
+}
+
+/// From `from` into a run on, its requests ask for `path`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathFrom {
+    #[serde(serialize_with = "as_secs")]
+    pub from: Duration,
+    #[serde(serialize_with = "as_text")]
+    pub path: http::Uri,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,15 +137,26 @@ impl Plan {
         if !thresholds.iter().any(Threshold::is_success) {
             thresholds.push(Threshold::parse(DEFAULT_SUCCESS_FLOOR)?);
         }
-        let runs = match cli.test.as_deref() {
-            Some("all") => profiles::PROFILES.iter().map(|p| profile_run(p, cli, shard)).collect::<Result<_, _>>()?,
-            Some(name) => {
-                let profile = profiles::find(name).ok_or_else(|| {
-                    format!("--test {name:?}: unknown profile; choose one of {}, or all", profiles::names())
-                })?;
-                vec![profile_run(profile, cli, shard)?]
-            }
-            None => vec![custom_run(cli, shard)?],
+        let runs = match (cli.test.as_deref(), &cli.phases) {
+            (Some("all"), _) => profiles::PROFILES
+                .iter()
+                .map(|p| profile_run(p, cli, shard))
+                .chain(phases::PHASED.iter().map(|p| phased_run(p.name, p.phases, cli, shard)))
+                .collect::<Result<_, _>>()?,
+            (Some(name), _) => match (profiles::find(name), phases::find(name)) {
+                (Some(profile), _) => vec![profile_run(profile, cli, shard)?],
+                (None, Some(phased)) => vec![phased_run(phased.name, phased.phases, cli, shard)?],
+                (None, None) => {
+                    let phased: Vec<&str> = phases::PHASED.iter().map(|p| p.name).collect();
+                    return Err(format!(
+                        "--test {name:?}: unknown profile; choose one of {}, {}, or all",
+                        profiles::names(),
+                        phased.join(", ")
+                    ));
+                }
+            },
+            (None, Some(value)) => vec![phased_run(value, &phases::named_or_file(value)?, cli, shard)?],
+            (None, None) => vec![custom_run(cli, shard)?],
         };
         Ok(Self {
             target: Target::parse(&cli.url).map_err(|e| format!("--url {e}"))?,
@@ -171,7 +195,38 @@ fn profile_run(profile: &Profile, cli: &Cli, shard: Shard) -> Result<Run, String
         profile: profile.name.to_owned(),
         method: http::Method::POST,
         uri: path.parse().map_err(|e| format!("profile {} path {path}: {e}", profile.name))?,
+        later_paths: Vec::new(),
         model: Model::Open { start_rate: 0.0, stages, max_in_flight: cli.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT) },
+    })
+}
+
+/// A phase profile as an open model: each phase's rate divided among shards from its start, its requests asking for
+/// its task; `--scale` and `--time-scale` as for a profile.
+fn phased_run(name: &str, phases: &[Phase], cli: &Cli, shard: Shard) -> Result<Run, String> {
+    let compress = cli.time_scale;
+    if cli.scale == 1.0 {
+        phases::keep_their_work_at(name, phases, compress)?;
+    }
+    let mut paths = phases.iter().map(|phase| {
+        let path = phase.path(cli.scale / compress);
+        path.parse::<http::Uri>().map_err(|e| format!("phases {name} path {path}: {e}"))
+    });
+    let first = paths.next().ok_or_else(|| format!("phases {name}: none"))??;
+    let later_paths = phases::starts(phases, cli.scale, compress)
+        .into_iter()
+        .zip(paths)
+        .map(|(from, path)| Ok(PathFrom { from, path: path? }))
+        .collect::<Result<_, String>>()?;
+    Ok(Run {
+        profile: name.to_owned(),
+        method: http::Method::POST,
+        uri: first,
+        later_paths,
+        model: Model::Open {
+            start_rate: 0.0,
+            stages: phases::stages(phases, cli.scale, compress, shard.count),
+            max_in_flight: cli.concurrency.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        },
     })
 }
 
@@ -228,7 +283,7 @@ fn custom_run(cli: &Cli, shard: Shard) -> Result<Run, String> {
         };
         Model::Closed { concurrency, requests, duration, delay: Duration::ZERO }
     };
-    Ok(Run { profile: "custom".into(), method, uri, model })
+    Ok(Run { profile: "custom".into(), method, uri, later_paths: Vec::new(), model })
 }
 
 /// `30s:50,1m:200,30s:0` into stages.
@@ -313,6 +368,30 @@ mod tests {
             "medium's and cpu_stress's tasks do not divide"
         );
         assert!(plan(&["--test", "light", "--scale", "0.1", "--time-scale", "5"]).is_ok(), "a smoke run may reshape");
+    }
+
+    #[test]
+    fn a_phase_profile_changes_its_request_at_each_phase_start() {
+        let sharded = plan(&["--test", "comparison_pattern", "--time-scale", "5", "--shard", "1/4"]).expect("plan");
+        let run = &sharded.runs[0];
+        assert_eq!(run.uri, "/process?cpu_intensity=3&memory_size=50&duration=3&async_mode=true");
+        // (from, path): each phase's start at x5 and its task, five times shorter.
+        let later: Vec<(u64, String)> =
+            run.later_paths.iter().map(|l| (l.from.as_secs(), l.path.to_string())).collect();
+        assert_eq!(
+            later,
+            [
+                (60, "/process?cpu_intensity=9&memory_size=200&duration=6&async_mode=true".to_owned()),
+                (180, "/process?cpu_intensity=6&memory_size=120&duration=4&async_mode=true".to_owned()),
+                (300, "/process?cpu_intensity=2&memory_size=30&duration=2&async_mode=true".to_owned()),
+            ]
+        );
+        let Model::Open { ref stages, .. } = run.model else { panic!("phases are open") };
+        assert_eq!(stages[2], Stage { duration: Duration::ZERO, target: 8.0 / 60.0 * 5.0 / 4.0 }, "a step, sharded");
+        let refused = plan(&["--test", "baseline", "--time-scale", "2"]).expect_err("22 s tasks would last 11");
+        assert!(refused.contains("baseline's 20, 25, 22, 18 s tasks"), "{refused}");
+        let unknown = plan(&["--test", "nope"]).expect_err("unknown");
+        assert!(unknown.contains("cpu_stress, baseline, comparison_pattern, or all"), "{unknown}");
     }
 
     #[test]

@@ -2,17 +2,18 @@
 
 use std::fmt::Write;
 
+use crate::phases::{self, PHASED};
 use crate::plan::{Model, Plan};
 use crate::profiles::PROFILES;
 use crate::stats::{Failure, Summary};
 
 pub fn profile_list() -> String {
     let mut out =
-        String::from("profile        peak/s  minutes  tasks  cpu  memory MiB  duration s  async  description\n");
+        String::from("profile            peak/s  minutes  tasks  cpu  memory MiB  duration s  async  description\n");
     for p in &PROFILES {
         let _ = writeln!(
             out,
-            "{:<14} {:>6}  {:>7}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {}",
+            "{:<18} {:>6}  {:>7}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {}",
             p.name,
             p.peak_rate(),
             p.length().as_secs_f64() / 60.0,
@@ -24,7 +25,27 @@ pub fn profile_list() -> String {
             p.description
         );
     }
-    out.push_str("all            runs every profile above in order, with --pause between them\n");
+    for p in &PHASED {
+        // Each phase's task differs: its figures as ranges over the phases.
+        let range = |figure: fn(&phases::Phase) -> u32| {
+            let (low, high) = p.phases.iter().map(figure).fold((u32::MAX, 0), |(l, h), v| (l.min(v), h.max(v)));
+            format!("{low}-{high}")
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:>6}  {:>7}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {}",
+            p.name,
+            (p.phases.iter().map(|phase| phase.per_minute).fold(0.0, f64::max) / 60.0 * 1000.0).round() / 1000.0,
+            p.phases.iter().map(|phase| phase.seconds).sum::<f64>() / 60.0,
+            phases::arrivals(p.phases).count(),
+            range(|phase| u32::from(phase.cpu_intensity)),
+            range(|phase| phase.memory_mib),
+            range(|phase| phase.duration_secs),
+            if p.phases.iter().all(|phase| phase.async_mode) { "yes" } else { "mixed" },
+            p.description
+        );
+    }
+    out.push_str("all                runs every profile above in order, with --pause between them\n");
     out
 }
 
@@ -61,6 +82,9 @@ pub fn plan_text(plan: &Plan) -> String {
             }
         };
         let _ = writeln!(out, "run {}: {} {}; {model}", run.profile, run.method, run.uri);
+        for later in &run.later_paths {
+            let _ = writeln!(out, "    from {:?}: {}", later.from, later.path);
+        }
     }
     out
 }

@@ -102,6 +102,46 @@ pub const PROFILES: [Profile; 7] = [
     },
 ];
 
+/// `POST /process` for one task, its `duration` multiplied by `scale` and kept within the consumer's whole seconds.
+pub(crate) fn process_path(
+    cpu_intensity: u8,
+    memory_mib: u32,
+    duration_secs: u32,
+    async_mode: bool,
+    scale: f64,
+) -> String {
+    let duration = task_seconds(duration_secs, scale);
+    format!(
+        "/process?cpu_intensity={cpu_intensity}&memory_size={memory_mib}&duration={duration}&async_mode={async_mode}"
+    )
+}
+
+/// The seconds of work a task asks for at `scale`: the consumer takes whole seconds, 1 to 60.
+fn task_seconds(duration_secs: u32, scale: f64) -> f64 {
+    let bounds = surge_capacity::request::DURATION_SECS;
+    (f64::from(duration_secs) * scale).round().clamp(bounds.min as f64, bounds.max as f64)
+}
+
+/// Refuses a time compression that would change any of a load's task lengths, naming the factors that keep them all.
+pub(crate) fn keeps_work(name: &str, task_seconds_of: &[u32], factor: f64) -> Result<(), String> {
+    if task_seconds_of.iter().all(|s| task_seconds(*s, 1.0 / factor) == f64::from(*s) / factor) {
+        return Ok(());
+    }
+    let shortest = task_seconds_of.iter().copied().min().unwrap_or(1);
+    let dividing: Vec<String> = (1..=shortest)
+        .filter(|d| task_seconds_of.iter().all(|s| s.is_multiple_of(*d)))
+        .map(|d| d.to_string())
+        .collect();
+    let lengths: Vec<String> = task_seconds_of.iter().map(|s| s.to_string()).collect();
+    Err(format!(
+        "--time-scale {factor} would change {name}'s {} s tasks (the consumer takes whole seconds): use one that \
+         divides {}, such as {}",
+        lengths.join(", "),
+        if lengths.len() == 1 { lengths.join("") } else { "each".to_owned() },
+        dividing.join(", ")
+    ))
+}
+
 pub fn find(name: &str) -> Option<&'static Profile> {
     PROFILES.iter().find(|p| p.name == name)
 }
@@ -113,34 +153,13 @@ pub fn names() -> String {
 impl Profile {
     /// The request path with this profile's work parameters, `duration` scaled and kept within the consumer's 1–60 s.
     pub fn path(&self, scale: f64) -> String {
-        let duration = self.task_seconds(scale);
-        format!(
-            "/process?cpu_intensity={}&memory_size={}&duration={duration}&async_mode={}",
-            self.cpu_intensity, self.memory_mib, self.async_mode
-        )
-    }
-
-    /// The seconds of work each task asks for at `scale`: the consumer takes whole seconds, 1 to 60.
-    fn task_seconds(&self, scale: f64) -> f64 {
-        let bounds = surge_capacity::request::DURATION_SECS;
-        (f64::from(self.duration_secs) * scale).round().clamp(bounds.min as f64, bounds.max as f64)
+        process_path(self.cpu_intensity, self.memory_mib, self.duration_secs, self.async_mode, scale)
     }
 
     /// Refuses a time compression that would change each task's work, naming factors that keep it (medium's 15 s at
     /// x10 would be sent as 2 s, a third more work, and peaked at 7 where real time peaks at 5).
     pub fn keeps_its_work_at(&self, factor: f64) -> Result<(), String> {
-        let seconds = self.duration_secs;
-        if self.task_seconds(1.0 / factor) == f64::from(seconds) / factor {
-            return Ok(());
-        }
-        let dividing: Vec<String> =
-            (1..=seconds).filter(|d| seconds.is_multiple_of(*d)).map(|d| d.to_string()).collect();
-        Err(format!(
-            "--time-scale {factor} would change {}'s {seconds} s tasks (the consumer takes whole seconds): use one that \
-             divides {seconds}, such as {}",
-            self.name,
-            dividing.join(", ")
-        ))
+        keeps_work(self.name, &[self.duration_secs], factor)
     }
 
     /// The schedule's stages with durations multiplied by `scale / compress` and rates by `compress / shards`: the

@@ -285,6 +285,7 @@ async fn execute(
         client,
         method: run.method.clone(),
         uri: run.uri.clone(),
+        later: run.later_paths.clone(),
         recorder: if keep_timeline {
             Recorder::keeping_timeline(engine::slots(&run.model))
         } else {
@@ -293,7 +294,6 @@ async fn execute(
         tracing,
         max_retries: plan.max_retries,
         follower: Follower::default(),
-        idempotent: run.method == Method::POST && run.uri.query().is_some_and(|q| q.contains("async_mode=true")),
     });
     if let Some(exposition) = exposition {
         exposition.started(&run.profile, Arc::clone(&job), &run.model);

@@ -11,7 +11,7 @@
 //! - `run`: the loop, one step of virtual time at a time, a sync every 15 s.
 //! - `outcome`: the rows and the figures a run is judged by.
 //! - `promises`: the load-generator README's trajectory rows, which runs here and in the closed loop are held to.
-//! - `phases`: loads that change shape, as phases (named ones, or from a file), and their arrivals.
+//! - `phases`: the generator's loads that change shape (phase profiles), as the tasks they ask for.
 //! - `trace`: a recorded load (a counter's `query_range` answer or CSV export) and its arrivals.
 
 pub mod outcome;
@@ -26,5 +26,5 @@ pub mod trace;
 
 pub use outcome::{Outcome, Row};
 pub use pod::Task;
-pub use run::{arrivals, simulate, Arrival, Options};
+pub use run::{arrivals, arrivals_of, simulate, Arrival, Options};
 pub use setup::Setup;

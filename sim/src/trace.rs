@@ -136,12 +136,10 @@ impl Mix {
 fn weighted(spec: &str) -> Result<(Task, f64), String> {
     let (mut cpu, mut memory, mut duration, mut sync, mut weight) = (None, 0, None, false, 1.0);
     for part in spec.split(',').map(str::trim) {
-        let whole =
-            |value: &str, name: &str, bounds: Bounds| -> Result<u64, String> {
-                value.parse::<u64>().ok().filter(|v| bounds.contains(*v)).ok_or_else(|| {
-                    format!("{name}: a whole number from {} to {}, not {value:?}", bounds.min, bounds.max)
-                })
-            };
+        let whole = |value: &str, name: &str, bounds: Bounds| -> Result<u64, String> {
+            let number = value.parse::<f64>().map_err(|_| format!("{name}: {}, not {value:?}", bounds.expected()))?;
+            bounds.check(name, number)
+        };
         match part.split_once('=') {
             Some(("cpu", value)) => cpu = Some(whole(value, "cpu", request::CPU_INTENSITY)?),
             Some(("memory", value)) => memory = whole(value, "memory", request::MEMORY_MIB)?,
@@ -252,9 +250,10 @@ mod tests {
         let share = tasks.iter().filter(|t| **t == heavy).count() as f64 / tasks.len() as f64;
         assert!((0.72..=0.78).contains(&share), "weight 3 of 4: {share} of 2000 arrivals");
         for (spec, error) in [
-            ("cpu=11,duration=5", "cpu: a whole number from 1 to 10, not \"11\""),
-            ("cpu=5,duration=61", "duration: a whole number from 1 to 60, not \"61\""),
-            ("cpu=5,duration=5,memory=501", "memory: a whole number from 0 to 500, not \"501\""),
+            ("cpu=11,duration=5", "cpu: 11 is not a whole number from 1 to 10"),
+            ("cpu=5,duration=61", "duration: 61 is not a whole number from 1 to 60"),
+            ("cpu=5,duration=5,memory=501", "memory: 501 is not a whole number from 0 to 500"),
+            ("cpu=five,duration=5", "cpu: a whole number from 1 to 10, not \"five\""),
             ("cpu=5,duration=5,weight=0", "weight: a number above 0, not \"0\""),
             ("cpu=5", "duration= is required"),
             ("cpu=5,duration=5,fast", "\"fast\": cpu=, memory=, duration=, weight=, sync or async"),

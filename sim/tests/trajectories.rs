@@ -6,9 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use surge_generator::profiles;
 use surge_sim::promises::{node_cores, promises, Promise, README, SHARED, SHARED_ON_4};
-use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup};
+use surge_sim::{arrivals_of, simulate, Arrival, Options, Outcome, Setup};
 
 const SEEDS: u64 = 10;
 
@@ -82,8 +81,7 @@ fn broken_rows(heading: &str, time_scale: Option<f64>) -> Vec<(String, Vec<Strin
     let setup = Setup::from_manifests(development(), Some(f64::from(node_cores(heading)))).expect("setup");
     let mut failures = Vec::new();
     for promise in &rows {
-        let profile = profiles::find(&promise.profile).expect("a profile of the generator");
-        let arrivals = arrivals(profile);
+        let arrivals = arrivals_of(&promise.profile).expect("a load the generator sends by name");
         let time_scale = time_scale.unwrap_or(promise.time_scale);
         let mut row_failures = Vec::new();
         for seed in 1..=SEEDS {
@@ -150,7 +148,7 @@ fn the_4_core_table_holds_in_the_simulator() {
 #[test]
 fn heavy_leaves_replicas_pending_on_4_cores() {
     let setup = Setup::from_manifests(development(), Some(4.0)).expect("setup");
-    let outcome = simulate(&setup, &arrivals_of("heavy"), &Options::default());
+    let outcome = simulate(&setup, &named("heavy"), &Options::default());
     assert!(outcome.rows.iter().any(|r| r.pending >= 1) && outcome.pending_replica_seconds > 0.0, "{outcome:?}");
     let most_ready = outcome.rows.iter().map(|r| r.ready).max();
     assert_eq!(most_ready, Some(2), "1.62 cores of other pods leave room for two 1-core replicas");
@@ -160,19 +158,19 @@ fn heavy_leaves_replicas_pending_on_4_cores() {
 #[test]
 fn a_seed_decides_everything_random() {
     let setup = Setup::from_manifests(development(), Some(8.0)).expect("setup");
-    let arrivals = arrivals(profiles::find("heavy").expect("heavy"));
+    let arrivals = named("heavy");
     let run = |seed| simulate(&setup, &arrivals, &Options { seed, ..Options::default() });
     assert_eq!(run(7), run(7));
     let started = std::time::Instant::now();
-    let sustained = arrivals_of("sustained");
+    let sustained = named("sustained");
     let outcome = simulate(&setup, &sustained, &Options::default());
     println!("sustained (30 min) simulated in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
     assert!(!outcome.rows.is_empty());
     assert_ne!(run(1).sojourns, run(2).sojourns);
 }
 
-fn arrivals_of(name: &str) -> Vec<Arrival> {
-    arrivals(profiles::find(name).expect("a profile"))
+fn named(name: &str) -> Vec<Arrival> {
+    surge_sim::arrivals_of(name).expect("a load the generator sends")
 }
 
 /// A plain HPA on CPU at 70% of the request, as metrics-server reports usage: heavy's load takes it up and its end
@@ -194,7 +192,7 @@ fn an_hpa_on_cpu_follows_the_load_up_and_back() {
     so.scaling.behavior = None;
     so.fallback = None;
     let setup = setup.with_scaled_object(so).expect("a cpu trigger needs no query");
-    let outcome = simulate(&setup, &arrivals_of("heavy"), &Options::default());
+    let outcome = simulate(&setup, &named("heavy"), &Options::default());
     let trajectory: Vec<String> = outcome.rows.iter().map(|r| format!("{:.0}:{}", r.t, r.desired)).collect();
     assert!(outcome.peak() >= 6, "{}", trajectory.join(" "));
     assert!(outcome.back_at_minimum(1).is_some_and(|b| b > 0.0), "{}", trajectory.join(" "));

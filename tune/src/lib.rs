@@ -209,15 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
 /// The load's arrivals: `--phases` (named, or a file) or `--profile`.
 fn load(args: &Tune) -> Result<Vec<Arrival>, String> {
     if let Some(phases) = &args.phases {
-        if let Some(named) = surge_sim::phases::named(phases) {
-            return Ok(surge_sim::phases::arrivals(named));
-        }
-        let text = std::fs::read_to_string(phases).map_err(|e| {
-            let names: Vec<&str> = surge_sim::phases::NAMED.iter().map(|(name, _)| *name).collect();
-            format!("--phases {phases}: neither {} nor a readable file ({e})", names.join(" nor "))
-        })?;
-        let parsed = surge_sim::phases::parse(&text).map_err(|e| format!("--phases {phases}: {e}"))?;
-        return Ok(surge_sim::phases::arrivals(&parsed));
+        return Ok(surge_sim::phases::arrivals(&surge_generator::phases::named_or_file(phases)?));
     }
     let profile = surge_generator::profiles::find(&args.profile)
         .ok_or_else(|| format!("--profile {}: choose one of {}", args.profile, surge_generator::profiles::names()))?;

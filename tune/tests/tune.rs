@@ -104,7 +104,7 @@ fn a_load_of_phases_is_played_from_a_file_and_a_bad_one_is_named() {
     let out = run(&bad);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("phases[0].cpu_intensity: 12 is outside 1 to 10"), "{stderr}");
+    assert!(stderr.contains("phases[0].cpu_intensity: 12 is not a whole number from 1 to 10"), "{stderr}");
 }
 
 #[test]

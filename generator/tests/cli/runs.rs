@@ -7,7 +7,18 @@ fn list_prints_every_profile_with_its_figures() {
     let output = generator(&["--list"]);
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).expect("utf-8");
-    for name in ["light", "medium", "heavy", "sustained", "burst", "memory_stress", "cpu_stress", "all"] {
+    for name in [
+        "light",
+        "medium",
+        "heavy",
+        "sustained",
+        "burst",
+        "memory_stress",
+        "cpu_stress",
+        "baseline",
+        "comparison_pattern",
+        "all",
+    ] {
         assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from --list:\n{text}");
     }
     let heavy: Vec<&str> = text.lines().find(|l| l.starts_with("heavy")).expect("heavy").split_whitespace().collect();
@@ -43,6 +54,28 @@ fn a_scaled_profile_sends_exactly_its_share_and_the_consumer_sees_each_one() {
     );
     assert!(tasks["e2e_ms"]["p50"].as_f64().is_some_and(|ms| ms >= 1000.0), "{tasks}");
     assert!(stderr.contains("following "), "{stderr}");
+}
+
+#[test]
+fn a_phase_profile_switches_its_request_at_each_phase_edge() {
+    let consumer = Consumer::start("consumer-phases");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("phases.yaml");
+    // Two 6 s phases at one a second: async one-second tasks, then the same work synchronously.
+    std::fs::write(
+        &file,
+        "phases:\n  - {minutes: 0.1, per_minute: 60, cpu_intensity: 1, memory_mib: 0, duration_secs: 1}\n  - {minutes: \
+         0.1, per_minute: 60, cpu_intensity: 1, memory_mib: 0, duration_secs: 1, async: false}\n",
+    )
+    .expect("write phases");
+    let phases = file.to_str().expect("a UTF-8 path");
+    let (code, summary, stderr) = generator_json(&["--url", &consumer.url, "--phases", phases, "--probes", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!((&summary["sent"], &summary["succeeded"]), (&12.into(), &12.into()), "{summary}");
+    // Only the first phase's requests were async: they alone were accepted as tasks and followed to their end.
+    let tasks = &summary["tasks"];
+    assert_eq!((&tasks["accepted"], &tasks["completed"]), (&6.into(), &6.into()), "{tasks}");
+    assert_eq!(consumer.status()["totals"]["completed"], 12, "the consumer ran all twelve");
 }
 
 #[test]
@@ -109,7 +142,7 @@ fn a_dry_run_resolves_the_plan_and_sends_nothing() {
     let output = generator(&["--url", &url, "--test", "all", "--dry-run"]);
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).expect("utf-8");
-    assert_eq!(text.lines().filter(|l| l.starts_with("run ")).count(), 7, "all resolves to every profile:\n{text}");
+    assert_eq!(text.lines().filter(|l| l.starts_with("run ")).count(), 9, "all resolves to every profile:\n{text}");
 }
 
 #[test]
