@@ -62,18 +62,19 @@ fn render_once(cell: &'static OnceLock<(tempfile::TempDir, PathBuf)>, overlay: &
 }
 
 fn run(profile: &str) -> Value {
-    run_on(profile, SHARED, &[])
+    run_on(profile, SHARED, 1, &[])
 }
 
-/// Runs `profile` on the overlay the README's table under `table` is for (with the harness's `faults` flags), asserts
-/// the table's row for it, and returns the harness's report.
-fn run_on(profile: &str, table: &str, faults: &[&str]) -> Value {
+/// Runs `profile` from `shards` generators (one, or an Indexed Job's pods) on the overlay the README's table under
+/// `table` is for (with the harness's `faults` flags), asserts the table's row for it, and returns the harness's report.
+fn run_on(profile: &str, table: &str, shards: u32, faults: &[&str]) -> Value {
     let manifests = if table == MEMORY { rendered_memory() } else { rendered() };
-    let report = run_rendered(profile, table, manifests, faults);
-    // The development overlay on the 8-core node, no fault (the Job's shards send the same load): the simulator plays
-    // the same and must agree.
-    let fault = faults.iter().any(|f| f.starts_with("--") && *f != "--shards");
-    if !fault && table == SHARED {
+    let shards = format!("--shards={shards}");
+    let flags: Vec<&str> = std::iter::once(shards.as_str()).chain(faults.iter().copied()).collect();
+    let report = run_rendered(profile, table, manifests, &flags);
+    // The development overlay on the 8-core node, no fault (shards send the same load): the simulator plays the same
+    // and must agree.
+    if faults.is_empty() && table == SHARED {
         let time_scale = promises(&readme(), table).into_iter().find(|p| p.profile == profile).expect("row").time_scale;
         agrees_with_the_simulator(profile, manifests, node_cores(table), time_scale, &report["outline"]);
     }
@@ -153,7 +154,7 @@ fn cluster(profile: &str, time_scale: f64, manifests: &Path, flags: &[String], s
 }
 
 /// `run_on`, with the rendered `manifests` given.
-fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -> Value {
+fn run_rendered(profile: &str, table: &str, manifests: &Path, flags_given: &[&str]) -> Value {
     let promise = promises(&readme(), table)
         .into_iter()
         .find(|p| p.profile == profile)
@@ -162,7 +163,7 @@ fn run_rendered(profile: &str, table: &str, manifests: &Path, faults: &[&str]) -
     let cores = node_cores(table);
     let mut flags = vec!["--dashboards".to_owned(), repo().join("grafana/dashboards").display().to_string()];
     flags.extend(["--node-cores".to_owned(), cores.to_string()]);
-    flags.extend(faults.iter().map(|f| (*f).to_owned()));
+    flags.extend(flags_given.iter().map(|f| (*f).to_owned()));
     let report = cluster(profile, promise.time_scale, manifests, &flags, Share::Turn);
     let outline = &report["outline"];
     assert_eq!(outline["queue"], queue, "{outline}");
@@ -395,7 +396,7 @@ fn burst() {
 /// measure cannot tell the two apart), and the tail is as long as the longest queue.
 #[test]
 fn burst_on_each_pods_own_backlog() {
-    let report = run_on("burst", MEMORY, &[]);
+    let report = run_on("burst", MEMORY, 1, &[]);
     let outline = &report["outline"];
     let idle = outline["idle_while_waiting_percent"].as_f64().expect("work waited during burst");
     assert!(idle > 20.0, "only {idle}% of replica-seconds idle while work waited on the memory queue: {outline}");
@@ -442,7 +443,7 @@ fn sustained() {
     let (blind, stopped) = ((600.0, 1200.0), (1200.0, 1500.0));
     let faults =
         [format!("--lose-targets={}..{}", blind.0, blind.1), format!("--stop-prometheus={}..{}", stopped.0, stopped.1)];
-    let report = run_on("sustained", SHARED, &faults.each_ref().map(String::as_str));
+    let report = run_on("sustained", SHARED, 1, &faults.each_ref().map(String::as_str));
     let rows = report["rows"].as_array().expect("rows");
     let at = |r: &Value| r["t"].as_f64().expect("t");
     let replicas = |r: &Value| r["current"].as_u64().expect("current");
@@ -533,10 +534,10 @@ fn heavy_as_the_distributed_job_sends_it() {
     assert_eq!(profile, "heavy", "the Job sends heavy, whose row this test holds");
     let env = container["env"].as_array().expect("env");
     let shards = env.iter().find(|e| e["name"] == "GENERATOR_SHARDS").expect("GENERATOR_SHARDS")["value"].clone();
-    let shards = shards.as_str().expect("a string");
-    assert_eq!(job["spec"]["parallelism"].as_u64().map(|p| p.to_string()).as_deref(), Some(shards), "a pod per shard");
-    let report = run_on(profile, SHARED, &["--shards", shards]);
-    assert_eq!(report["generator"]["shards"].to_string(), shards, "every shard's summary added up");
+    let shards: u32 = shards.as_str().and_then(|s| s.parse().ok()).expect("a number, as a string");
+    assert_eq!(job["spec"]["parallelism"].as_u64(), Some(u64::from(shards)), "a pod per shard");
+    let report = run_on(profile, SHARED, shards, &[]);
+    assert_eq!(report["generator"]["shards"], shards, "every shard's summary added up");
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! - `run`: the loop, one step of virtual time at a time, a sync every 15 s.
 //! - `outcome`: the rows and the figures a run is judged by.
 //! - `promises`: the load-generator README's trajectory rows, which runs here and in the closed loop are held to.
-//! - `phases`: the generator's loads that change shape (phase profiles), as the tasks they ask for.
+//! - `phases`: the generator's loads that change shape (phase profiles), as the tasks they ask for; any load by name.
 //! - `trace`: a recorded load (a counter's `query_range` answer or CSV export) and its arrivals.
 
 pub mod outcome;
@@ -25,6 +25,7 @@ pub mod setup;
 pub mod trace;
 
 pub use outcome::{Outcome, Row};
+pub use phases::arrivals_of;
 pub use pod::Task;
-pub use run::{arrivals, arrivals_of, simulate, Arrival, Options};
+pub use run::{arrivals, simulate, Arrival, Options};
 pub use setup::Setup;

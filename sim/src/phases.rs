@@ -2,9 +2,10 @@
 //! arrival times, each request asking for the task of the phase it falls in.
 
 use surge_generator::phases::{self, Phase};
+use surge_generator::profiles;
 
 use crate::pod::Task;
-use crate::run::Arrival;
+use crate::run::{self, Arrival};
 
 const MIB: u64 = 1 << 20;
 
@@ -21,6 +22,15 @@ pub fn task(phase: &Phase) -> Task {
 /// Every request of the phases, in order, at the generator's send times.
 pub fn arrivals(phases: &[Phase]) -> Vec<Arrival> {
     phases::arrivals(phases).map(|(at, phase)| Arrival { at, task: task(phase) }).collect()
+}
+
+/// The arrivals of a load the generator sends by name (`--test`): a profile, or a phase profile.
+pub fn arrivals_of(name: &str) -> Option<Vec<Arrival>> {
+    match (profiles::find(name), phases::find(name)) {
+        (Some(profile), _) => Some(run::arrivals(profile)),
+        (None, Some(phased)) => Some(arrivals(phased.phases)),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use surge_capacity::node::{pod_shares, OnNode};
-use surge_generator::profiles::{self, Profile};
+use surge_generator::profiles::Profile;
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
 use surge_keda::readers::{read, Sources};
@@ -52,15 +52,6 @@ pub struct Arrival {
 pub fn arrivals(profile: &Profile) -> Vec<Arrival> {
     let task = Task::of(profile);
     profile.arrival_times().map(|at| Arrival { at, task }).collect()
-}
-
-/// The arrivals of a load the generator sends by name (`--test`): a profile, or a phase profile.
-pub fn arrivals_of(name: &str) -> Option<Vec<Arrival>> {
-    match (profiles::find(name), surge_generator::phases::find(name)) {
-        (Some(profile), _) => Some(arrivals(profile)),
-        (None, Some(phased)) => Some(crate::phases::arrivals(phased.phases)),
-        (None, None) => None,
-    }
 }
 
 /// How a run is played.
