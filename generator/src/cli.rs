@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, env = "GENERATOR_SCALED_OBJECT", requires = "prometheus")]
     pub scaled_object: Option<String>,
 
+    /// Redis a redis-streams trigger of --scaled-object is read from, as KEDA's scaler reads it
+    /// (redis://[:password@]host:port)
+    #[arg(long, env = "GENERATOR_REDIS", requires = "scaled_object")]
+    pub redis: Option<String>,
+
     /// How often --monitor and the non-terminal progress line report
     #[arg(long, env = "GENERATOR_MONITOR_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub monitor_interval: Duration,

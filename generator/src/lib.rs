@@ -10,10 +10,11 @@
 //! - `stats`: the recorder and the summary; `printer`, `report` (HTML), `exposition` (`/metrics`): how it is shown.
 //! - `follow`: accepted async tasks read back to their end, for the end-to-end times.
 //! - `monitor`: progress while it runs; `watch`: what KEDA will decide, asked of Prometheus (`surge_keda::evaluate`).
-//! - `prometheus`: the Prometheus client `watch` asks; `loki`: the summary pushed to Loki; `traces`: OTLP spans.
+//! - `prometheus`: the Prometheus client `watch` asks, `redis` the Redis one (a redis-streams trigger); `loki`: the
+//!   summary pushed to Loki; `traces`: OTLP spans.
 //! - `run`: one invocation from parsed flags to exit code.
 //!
-//! The closed-loop harness (`harness/`) uses `profiles` and `prometheus`, the simulator `profiles` and `phases` (their
+//! The closed-loop harness (`harness/`) uses `profiles`, `prometheus` and `redis`, the simulator `profiles` and `phases` (their
 //! arrival times, from `schedule`), `surge tune`'s report the charts of `report`; nothing else is used outside.
 
 pub mod cli;
@@ -28,6 +29,7 @@ mod plan;
 mod printer;
 pub mod profiles;
 pub mod prometheus;
+pub mod redis;
 pub mod report;
 mod run;
 pub mod schedule;

@@ -114,7 +114,9 @@ pub fn run(cli: Cli) -> ExitCode {
 /// `--prometheus` with `--scaled-object`: a ScaledObject that cannot be read is a warning, not a reason to send no load.
 fn autoscaling_table(cli: &Cli) -> Option<Watch> {
     let (url, file) = (cli.prometheus.as_deref()?, cli.scaled_object.as_deref()?);
-    Watch::load(url, file, cli.time_scale).map_err(|e| eprintln!("warning: no autoscaling table: {e}")).ok()
+    Watch::load(url, file, cli.redis.as_deref(), cli.time_scale)
+        .map_err(|e| eprintln!("warning: no autoscaling table: {e}"))
+        .ok()
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -9,11 +9,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use surge_keda::hpa::MetricType;
-use surge_keda::readers::read;
+use surge_keda::readers::{read, Sources};
+use surge_keda::redis_streams::RedisStreams;
 use surge_keda::scaled_object::documents;
 use surge_keda::{evaluate, Ask, Failures, ScaledObject};
 
 use crate::prometheus::{Compressed, Prom};
+use crate::redis::Redis;
 
 /// One reading of the autoscaling table, kept for the report.
 #[derive(Debug, Clone)]
@@ -33,6 +35,8 @@ pub struct Watch {
     /// `--time-scale`: range windows shrink and rates are read per compressed second, as the harness reads them.
     time_scale: f64,
     prometheus: Prom,
+    /// `--redis`: where a redis-streams trigger is read.
+    redis: Option<Redis>,
     url: String,
     so: ScaledObject,
     namespace: String,
@@ -46,7 +50,7 @@ pub struct Watch {
 
 impl Watch {
     /// Reads the ScaledObject (the keda component's file, or any rendered stream holding one).
-    pub fn load(url: &str, scaled_object: &str, time_scale: f64) -> Result<Self, String> {
+    pub fn load(url: &str, scaled_object: &str, redis: Option<&str>, time_scale: f64) -> Result<Self, String> {
         let text = std::fs::read_to_string(scaled_object).map_err(|e| format!("{scaled_object}: {e}"))?;
         let objects = documents(&text)?;
         let manifest =
@@ -55,6 +59,7 @@ impl Watch {
         Ok(Self {
             time_scale,
             prometheus: Prom::parse(url)?,
+            redis: redis.map(Redis::parse).transpose()?,
             url: url.to_owned(),
             so: ScaledObject::from_manifest(manifest)?,
             namespace: manifest["metadata"]["namespace"].as_str().unwrap_or("surge").to_owned(),
@@ -99,7 +104,8 @@ impl Watch {
             self.hpa
         ))?;
         let current = replicas.unwrap_or(1).max(1);
-        let values = read(&self.so.triggers, &Compressed { prometheus: &self.prometheus, factor: self.time_scale });
+        let prometheus = Compressed { prometheus: &self.prometheus, factor: self.time_scale };
+        let values = read(&self.so.triggers, &Asked { prometheus, redis: self.redis.as_ref() });
         // Failures count in the autoscaler's clock, which runs `time_scale` times faster under compression.
         let seconds = (elapsed.as_secs_f64() - self.last_row) * self.time_scale.max(1.0);
         self.last_row = elapsed.as_secs_f64();
@@ -177,6 +183,22 @@ impl Watch {
     }
 }
 
+/// What the table asks: Prometheus (compressed as the run is) and, for a redis-streams trigger, Redis.
+struct Asked<'a> {
+    prometheus: Compressed<'a>,
+    redis: Option<&'a Redis>,
+}
+
+impl Sources for Asked<'_> {
+    fn prometheus(&self, index: usize, query: &str) -> Result<(Vec<f64>, f64), String> {
+        self.prometheus.prometheus(index, query)
+    }
+
+    fn redis_streams(&self, scaler: &RedisStreams) -> Result<f64, String> {
+        self.redis.ok_or("a redis-streams trigger: pass --redis URL to read it")?.stream_count(scaler)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{BufRead, BufReader, Write};
@@ -231,7 +253,7 @@ spec:
         let file = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(file.path(), SCALED_OBJECT).expect("write");
         let url = prometheus(2.0);
-        let mut watch = Watch::load(&url, file.path().to_str().expect("path"), 1.0).expect("loads");
+        let mut watch = Watch::load(&url, file.path().to_str().expect("path"), None, 1.0).expect("loads");
         // What the harness does with the same readings: `evaluate` over the same ScaledObject, poll after poll.
         let so = ScaledObject::from_manifest(&documents(SCALED_OBJECT).expect("yaml")[0]).expect("parses");
         let mut failures = Failures::default();

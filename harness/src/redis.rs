@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use surge_keda::redis_streams::{Count, RedisStreams};
+use surge_keda::redis_streams::RedisStreams;
 
 /// How the queue component's Redis writes its append-only file (tests/deploy checks the manifest says the same):
 /// every write synced before it is answered, so an answered enqueue survives a crash of Redis's node.
@@ -172,37 +172,10 @@ impl RedisServer {
             .map_err(|e| format!("redis-cli: {e}"))
     }
 
-    /// The count KEDA's redis-streams scaler reads for `scaler` (`createEntriesCountFn`: XLEN, XPENDING's count, or
-    /// the group's `lag` from XINFO GROUPS); an error when Redis does not answer, as the scaler's is.
+    /// The count KEDA's redis-streams scaler reads for `scaler`, asked over RESP as the watch table asks it (one
+    /// reader, `RedisStreams::count`); an error when Redis does not answer, as the scaler's is.
     pub fn stream_count(&self, scaler: &RedisStreams) -> Result<f64, String> {
-        let ask = |args: &[&str]| -> Result<String, String> {
-            let output = self.output(args)?;
-            let reply = String::from_utf8_lossy(&output.stdout).into_owned();
-            // redis-cli prints a refused connection on stderr, and an error reply as "ERR ..." with status 0.
-            if !output.status.success() || reply.starts_with("ERR") || reply.starts_with("WRONGTYPE") {
-                return Err(format!("{args:?}: {reply}{}", String::from_utf8_lossy(&output.stderr)));
-            }
-            Ok(reply)
-        };
-        let integer = |text: &str| text.trim().parse::<f64>().map_err(|_| format!("not a count: {text:?}"));
-        let group = || scaler.consumer_group.as_deref().ok_or("a consumer group is needed for this count");
-        match scaler.count {
-            Count::StreamLength => integer(&ask(&["XLEN", &scaler.stream])?),
-            Count::Pending => integer(ask(&["XPENDING", &scaler.stream, group()?])?.lines().next().unwrap_or("")),
-            Count::Lag => {
-                // Flat field/value lines per group: find the group's "name", then its "lag".
-                let reply = ask(&["XINFO", "GROUPS", &scaler.stream])?;
-                let lines: Vec<&str> = reply.lines().collect();
-                let group = group()?;
-                let start = lines.windows(2).position(|w| w[0] == "name" && w[1] == group);
-                let lag = start.and_then(|i| lines[i..].windows(2).find(|w| w[0] == "lag").map(|w| w[1]));
-                // No such group: the scaler reads the stream's length instead.
-                match lag {
-                    Some(lag) => integer(lag),
-                    None => integer(&ask(&["XLEN", &scaler.stream])?),
-                }
-            }
-        }
+        surge_generator::redis::Redis::parse(&self.url())?.stream_count(scaler)
     }
 
     /// Tasks in the consumer's stream not yet handed to any replica (XLEN less the group's pending count, in one
@@ -277,6 +250,11 @@ mod tests {
         assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "g"})), 1.0);
         assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "g", "lagCount": "5"})), 1.0);
         assert_eq!(count(serde_json::json!({"stream": "s", "consumerGroup": "none", "lagCount": "5"})), 3.0);
+        // No stream at all: a lag of 0 (XINFO GROUPS answers "no such key"), a length of 0; pending entries an error.
+        assert_eq!(count(serde_json::json!({"stream": "none", "consumerGroup": "g", "lagCount": "5"})), 0.0);
+        assert_eq!(count(serde_json::json!({"stream": "none"})), 0.0);
+        let pending = redis.stream_count(&scaler(serde_json::json!({"stream": "none", "consumerGroup": "g"})));
+        assert!(pending.as_ref().is_err_and(|e| e.contains("NOGROUP")), "{pending:?}");
         redis.stop();
         assert!(redis.stream_count(&scaler(serde_json::json!({"stream": "s"}))).is_err(), "Redis down: an error");
     }

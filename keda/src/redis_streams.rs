@@ -1,5 +1,6 @@
 //! KEDA's `redis-streams` scaler (kedacore/keda v2.20.2 `pkg/scalers/redis_streams_scaler.go`): which count it reads
-//! from Redis, against which target, and when it is active. The count then goes through the same HPA arithmetic as
+//! from Redis and how (`RedisStreams::count`, the commands and replies, over whichever client asks), against which
+//! target, and when it is active. The count then goes through the same HPA arithmetic as
 //! any external metric (`hpa`), as a milli-quantity (`GenerateMetricInMili`).
 
 use serde_json::Value;
@@ -13,17 +14,6 @@ pub enum Count {
     StreamLength,
     /// `XINFO GROUPS`' `lag` of the group (Redis 7+): entries not yet delivered; `XLEN` while the group is missing.
     Lag,
-}
-
-impl Count {
-    /// The Redis command the scaler sends for this count.
-    pub fn command(self) -> &'static str {
-        match self {
-            Self::Pending => "XPENDING",
-            Self::StreamLength => "XLEN",
-            Self::Lag => "XINFO GROUPS",
-        }
-    }
 }
 
 /// A `redis-streams` trigger's metadata, validated as the scaler does.
@@ -62,6 +52,74 @@ impl RedisStreams {
     /// `GetMetricsAndActivity`: the scaler is active when the count is strictly above the activation value.
     pub fn is_active(&self, count: f64) -> bool {
         count > self.activation
+    }
+
+    /// `createEntriesCountFn`: the count the scaler reads, each command sent through `ask` (an `Err` from `ask`: Redis
+    /// not reached). The lag needs Redis 7 (INFO's `redis_version`), is 0 while the stream does not exist and the
+    /// stream's length while the group does not.
+    pub fn count(&self, ask: &mut dyn FnMut(&[&str]) -> Result<Reply, String>) -> Result<f64, String> {
+        let group = || self.consumer_group.as_deref().ok_or("a consumer group is needed for this count");
+        match self.count {
+            Count::StreamLength => ask(&["XLEN", &self.stream])?.count("XLEN"),
+            Count::Pending => match ask(&["XPENDING", &self.stream, group()?])? {
+                // The summary form: [count, smallest id, greatest id, consumers].
+                Reply::Array(Some(summary)) if !summary.is_empty() => summary[0].clone().count("XPENDING"),
+                other => other.count("XPENDING"),
+            },
+            Count::Lag => {
+                let info = ask(&["INFO"])?;
+                let Reply::Bulk(Some(info)) = info else { return Err(format!("INFO: {info:?}")) };
+                let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).ok_or("no Redis version")?;
+                let major: u32 = version.split('.').next().and_then(|m| m.trim().parse().ok()).ok_or("no version")?;
+                if major < 7 {
+                    return Err("redis version 7+ required for lag".into());
+                }
+                let groups = match ask(&["XINFO", "GROUPS", &self.stream])? {
+                    Reply::Error(e) if e == "ERR no such key" => return Ok(0.0),
+                    Reply::Array(Some(groups)) => groups,
+                    other => return Err(format!("XINFO GROUPS: {other:?}")),
+                };
+                let wanted = group()?;
+                for fields in groups {
+                    let Reply::Array(Some(fields)) = fields else { continue };
+                    let field = |name: &str| fields.chunks(2).find(|kv| kv[0].text() == Some(name)).map(|kv| &kv[1]);
+                    if field("name").and_then(Reply::text) == Some(wanted) {
+                        // A nil lag (Redis cannot tell) is read as 0 or -1 by go-redis, depending on its version.
+                        return field("lag").ok_or("XINFO GROUPS: no lag field")?.clone().count("lag");
+                    }
+                }
+                ask(&["XLEN", &self.stream])?.count("XLEN")
+            }
+        }
+    }
+}
+
+/// One Redis reply, as much of RESP2 as the scaler's commands answer with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    /// A bulk string; `None` is RESP's nil.
+    Bulk(Option<String>),
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Self::Simple(text) | Self::Bulk(Some(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// An integer reply as a count; anything else an error naming `what` was asked.
+    fn count(self, what: &str) -> Result<f64, String> {
+        match self {
+            Self::Integer(n) => Ok(n as f64),
+            Self::Error(e) => Err(format!("{what}: {e}")),
+            other => Err(format!("{what}: not a count: {other:?}")),
+        }
     }
 }
 
@@ -113,10 +171,66 @@ mod tests {
         assert!(!default.is_active(0.0) && default.is_active(1.0));
     }
 
+    /// `createEntriesCountFn` against scripted replies: (metadata, each command and its reply, count or error).
     #[test]
-    fn each_count_names_the_command_the_scaler_sends() {
-        assert_eq!(Count::Pending.command(), "XPENDING");
-        assert_eq!(Count::StreamLength.command(), "XLEN");
-        assert_eq!(Count::Lag.command(), "XINFO GROUPS");
+    fn each_count_asks_what_the_scaler_asks_and_reads_its_reply() {
+        let bulk = |text: &str| Reply::Bulk(Some(text.to_owned()));
+        let group = |name: &str, lag: Reply| {
+            Reply::Array(Some(vec![bulk("name"), bulk(name), bulk("pending"), Reply::Integer(1), bulk("lag"), lag]))
+        };
+        let info = |version: &str| bulk(&format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n"));
+        let groups = |list: Vec<Reply>| Reply::Array(Some(list));
+        let pending = Reply::Array(Some(vec![Reply::Integer(4), bulk("1-0"), bulk("9-0"), Reply::Array(None)]));
+        let lagged = json!({"stream": "s", "consumerGroup": "g", "lagCount": "5"});
+        type Case = (Value, Vec<(&'static str, Reply)>, Result<f64, &'static str>);
+        let cases: Vec<Case> = vec![
+            (json!({"stream": "s"}), vec![("XLEN s", Reply::Integer(7))], Ok(7.0)),
+            (json!({"stream": "s", "consumerGroup": "g"}), vec![("XPENDING s g", pending)], Ok(4.0)),
+            (
+                json!({"stream": "s", "consumerGroup": "g"}),
+                vec![("XPENDING s g", Reply::Error("NOGROUP No such key 's' or consumer group 'g'".into()))],
+                Err("XPENDING: NOGROUP"),
+            ),
+            (
+                lagged.clone(),
+                vec![
+                    ("INFO", info("7.0.15")),
+                    ("XINFO GROUPS s", groups(vec![group("other", Reply::Integer(9)), group("g", Reply::Integer(2))])),
+                ],
+                Ok(2.0),
+            ),
+            // No stream yet: a lag of 0.
+            (
+                lagged.clone(),
+                vec![("INFO", info("8.0.1")), ("XINFO GROUPS s", Reply::Error("ERR no such key".into()))],
+                Ok(0.0),
+            ),
+            // The stream but not the group: its length.
+            (
+                lagged.clone(),
+                vec![
+                    ("INFO", info("7.4.2")),
+                    ("XINFO GROUPS s", groups(vec![group("other", Reply::Integer(9))])),
+                    ("XLEN s", Reply::Integer(3)),
+                ],
+                Ok(3.0),
+            ),
+            (lagged, vec![("INFO", info("6.2.14"))], Err("redis version 7+ required for lag")),
+        ];
+        for (metadata, script, expected) in cases {
+            let scaler = RedisStreams::from_metadata(&metadata).expect("valid");
+            let mut replies = script.iter();
+            let mut ask = |args: &[&str]| -> Result<Reply, String> {
+                let (command, reply) = replies.next().ok_or_else(|| format!("asked {args:?} past the script"))?;
+                assert_eq!(args.join(" "), *command, "{metadata}");
+                Ok(reply.clone())
+            };
+            let got = scaler.count(&mut ask);
+            match expected {
+                Ok(count) => assert_eq!(got, Ok(count), "{metadata}"),
+                Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{metadata}: {got:?}"),
+            }
+            assert!(replies.next().is_none(), "{metadata}: every scripted command asked");
+        }
     }
 }
