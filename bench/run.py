@@ -3,9 +3,10 @@
 
 Servers run pinned to core 0 and every load client to core 1, so they never share a core. Variants alternate
 round by round (drift in the machine hits all of them alike) and each figure is the median of ROUNDS rounds.
-A server's ratio to the bare handler is the median of the rounds' own ratios (the two ran a minute apart at most),
-printed with their range whatever the host's noise; other rows whose rounds spread more than NOISY of their median
-say "noisy" instead of a figure.
+A server's ratios to the bare handler (requests per second, and requests per CPU-second of the server itself) are
+the medians of the rounds' own ratios (the two ran seconds apart), printed with their range whatever the host's
+noise; other rows whose rounds spread more than NOISY of their median say "noisy" instead of a figure.
+`BENCH_ONLY=servers` runs the server rows alone and writes nothing.
 
 1. GET / and /health: the release `consumer` with its defaults (stdout to a file, as a pod's goes to a pipe),
    the consumer with `--access-log all`, a bare actix-web handler (`bare-actix`) and the Python service Surge
@@ -186,40 +187,64 @@ def servers():
     }, peer_dir
 
 
+def cpu_seconds(pid):
+    """utime + stime of every thread of `pid` (clock ticks of 1/100 s), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(table):
+    """Every server started once and warmed; then each round runs every server on each path, one after the other,
+    so a server and the bare handler are measured seconds apart. Each run also reads the server's own CPU time: with
+    two cores, wrk's core saturates too, and requests per second then say as much about the client as the server."""
     specs, peer_dir = servers()
-    samples = {(name, path): [] for name in specs for path in ("/", "/health")}
-    peak_rss = {}
     names = list(specs)
-    for round_ in range(1, ROUNDS + 1):
-        # Each round starts with a different server, so no variant always follows the same neighbour.
-        order = names[round_ % len(names):] + names[:round_ % len(names)]
-        for name in order:
-            argv = specs[name]
-            cwd = peer_dir if name.startswith("Python") else None
-            server = Server(f"{slug(name)}-{round_}", list(argv), cwd=cwd)
+    running = {}
+    for name in names:
+        cwd = peer_dir if name.startswith("Python") else None
+        running[name] = Server(slug(name), list(specs[name]), cwd=cwd)
+    samples = {(name, path): [] for name in specs for path in ("/", "/health")}
+    try:
+        for name in names:
             for path in ("/", "/health"):
-                result = wrk(server.url + path)
-                samples[(name, path)].append(result)
-                if result["non2xx"]:
-                    raise SystemExit(f"{name} answered {result['non2xx']} non-2xx responses on {path}")
-            peak_rss[name] = max(peak_rss.get(name, 0), server.status("VmHWM"))
+                client(["wrk", "-t1", f"-c{CONNECTIONS}", "-d1s", running[name].url + path])
+        for round_ in range(1, ROUNDS + 1):
+            # Each round starts with a different server, so no variant always follows the same neighbour.
+            order = names[round_ % len(names):] + names[:round_ % len(names)]
+            for path in ("/", "/health"):
+                for name in order:
+                    server = running[name]
+                    before = cpu_seconds(server.server_pid())
+                    result = wrk(server.url + path)
+                    result["cpu_us"] = (cpu_seconds(server.server_pid()) - before) / (result["rate"] * SECONDS) * 1e6
+                    samples[(name, path)].append(result)
+                    if result["non2xx"]:
+                        raise SystemExit(f"{name} answered {result['non2xx']} non-2xx responses on {path}")
+            log(f"  round {round_}/{ROUNDS}: GET / " + ", ".join(
+                f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}/s "
+                f"{samples[(name, '/')][-1]['cpu_us']:.1f} us" for name in names))
+        peak_rss = {name: running[name].status("VmHWM") for name in names}
+    finally:
+        for server in running.values():
             server.stop()
-        log(f"  round {round_}/{ROUNDS}: " + ", ".join(
-            f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}" for name in names))
     for path in ("/", "/health"):
         bare = samples[("bare actix-web handler", path)]
         bare_rate, _ = median_of(bare, "rate")
         for name in specs:
             rate, spread = median_of(samples[(name, path)], "rate")
             p99, _ = median_of(samples[(name, path)], "p99_ms")
+            cpu_us, _ = median_of(samples[(name, path)], "cpu_us")
             # Against the bare handler in the same round: throughput and tails move with the machine round by round.
-            ratios = [mine["rate"] / theirs["rate"] for mine, theirs in zip(samples[(name, path)], bare)]
-            p99_ratios = [mine["p99_ms"] / theirs["p99_ms"] for mine, theirs in zip(samples[(name, path)], bare)]
+            mine = samples[(name, path)]
+            ratios = [m["rate"] / b["rate"] for m, b in zip(mine, bare)]
+            p99_ratios = [m["p99_ms"] / b["p99_ms"] for m, b in zip(mine, bare)]
+            # Requests per CPU-second against the bare handler's: what the server itself spends, whoever saturated.
+            cpu_ratios = [b["cpu_us"] / m["cpu_us"] for m, b in zip(mine, bare)]
             table.append({
-                "what": f"GET {path}: {name}", "rate": rate, "spread": spread, "p99_ms": p99,
+                "what": f"GET {path}: {name}", "rate": rate, "spread": spread, "p99_ms": p99, "cpu_us": cpu_us,
                 "ratio": statistics.median(ratios), "ratio_range": (min(ratios), max(ratios)),
                 "p99_ratio": statistics.median(p99_ratios), "p99_range": (min(p99_ratios), max(p99_ratios)),
+                "cpu_ratio": statistics.median(cpu_ratios), "cpu_range": (min(cpu_ratios), max(cpu_ratios)),
             })
     return peak_rss
 
@@ -350,13 +375,14 @@ def write(server_rows, memory_rows, generator_rows, accept_rows, seconds_taken):
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         "oha": subprocess.run([oha_binary(), "--version"], capture_output=True, text=True).stdout.strip(),
     }
-    servers_table = ["| server, path | req/s (rounds' spread) | vs bare actix (rounds' range) | p99 | p99 vs bare (rounds' range) |",
-                     "|---|---:|---:|---:|---:|"]
+    servers_table = ["| server, path | req/s (rounds' spread) | vs bare actix (rounds' range) | requests per CPU-second vs bare (rounds' range) | p99 | p99 vs bare (rounds' range) |",
+                     "|---|---:|---:|---:|---:|---:|"]
     for row in server_rows:
-        (low, high), (p99_low, p99_high) = row["ratio_range"], row["p99_range"]
+        (low, high), (p99_low, p99_high), (cpu_low, cpu_high) = row["ratio_range"], row["p99_range"], row["cpu_range"]
         servers_table.append(f"| {row['what']} | {row['rate']:,.0f} ({row['spread']:.0%}) | "
-                             f"{row['ratio']:.2f}x ({low:.2f}-{high:.2f}) | {row['p99_ms']:.2f} ms | "
-                             f"{row['p99_ratio']:.2f}x ({p99_low:.2f}-{p99_high:.2f}) |")
+                             f"{row['ratio']:.2f}x ({low:.2f}-{high:.2f}) | "
+                             f"{row['cpu_ratio']:.2f}x ({cpu_low:.2f}-{cpu_high:.2f}); {row['cpu_us']:.1f} us each | "
+                             f"{row['p99_ms']:.2f} ms | {row['p99_ratio']:.2f}x ({p99_low:.2f}-{p99_high:.2f}) |")
     memory_table = ["| service | exec to first 200 | idle RSS | peak RSS under load |", "|---|---:|---:|---:|"]
     for row in memory_rows:
         memory_table.append(
@@ -379,9 +405,12 @@ Written by `make bench` (`bench/run.py`) on {datetime.now(timezone.utc):%Y-%m-%d
 Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}; {tool_versions['wrk']}; {tool_versions['oha']}.
 Method: servers pinned to core {SERVER_CORE} (`taskset`, so one actix worker each; uvicorn one process), clients to
 core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure, variants alternating within each round, medians shown.
-A server's throughput and p99 against the bare handler are the medians of each round's ratio (the two ran a minute
-apart at most), with the rounds' range beside them, so a noisy host still gives a figure and shows how far to trust
-it; the other tables say "noisy" for a figure whose rounds spread more than {NOISY:.0%} of the median. Release binaries with their defaults, stdout to a file. The Python peer runs as its
+The servers run side by side for the whole table (started once, warmed, each idle while another is measured), so a
+server and the bare handler are measured seconds apart. A server's throughput, p99 and requests per CPU-second
+(`utime + stime` of the server process over the run, divided by the requests served) against the bare handler are
+the medians of each round's ratio, with the rounds' range beside them, so a noisy host still gives a figure and
+shows how far to trust it. Requests per CPU-second is the server's own cost: on two cores wrk saturates its core as
+well, so requests per second are bounded by the client as much as by the server; the other tables say "noisy" for a figure whose rounds spread more than {NOISY:.0%} of the median. Release binaries with their defaults, stdout to a file. The Python peer runs as its
 users run it (`uvicorn app:app`, its access log on).
 
 ## Servers: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s --latency URL`
@@ -434,6 +463,14 @@ def main():
             raise SystemExit(f"{tool} is missing (scripts/install-tools.sh installs wrk)")
     started = time.monotonic()
     server_rows, generator_rows, accept_rows = [], [], []
+    if os.environ.get("BENCH_ONLY") == "servers":
+        # The server rows alone, printed and not written.
+        throughput(server_rows)
+        for row in server_rows:
+            log(f"{row['what']}: {row['rate']:,.0f}/s, {row['ratio']:.2f}x bare ({row['ratio_range'][0]:.2f}-"
+                f"{row['ratio_range'][1]:.2f}); per CPU-second {row['cpu_ratio']:.2f}x ({row['cpu_range'][0]:.2f}-"
+                f"{row['cpu_range'][1]:.2f}), {row['cpu_us']:.1f} us each")
+        return
     if os.environ.get("BENCH_ONLY") == "acceptance":
         # The acceptance rows alone, printed and not written (RESULTS.md is always a whole run).
         async_acceptance(accept_rows)

@@ -40,9 +40,10 @@ while read -r name _; do
   esac
 done <<<"$binaries"
 
-# Runs one item at `niceness`, its output prefixed with [name] and kept in its log; its result in <name>.result.
+# Runs one item at `niceness` with `threads` test threads (0: the test harness's default), its output prefixed with
+# [name] and kept in its log; its result in <name>.result.
 run_item() {
-  local niceness=$1 name=$2 start status dir exe threads
+  local niceness=$1 threads=$2 name=$3 start status dir exe
   start=$(date +%s)
   echo "[$name] started"
   set +e
@@ -55,11 +56,9 @@ run_item() {
     status=${PIPESTATUS[0]}
   else
     read -r _ exe dir < <(awk -v n="$name" '$1 == n' <<<"$binaries")
-    # The closed loop's runs take turns themselves (CLOSED_LOOP_AT_ONCE); a thread each lets a run that goes beside
-    # the others (light on a packed node) start at once.
-    threads=()
-    [ "$name" != closed_loop ] || threads=(--test-threads 16)
-    (cd "$dir" && nice -n "$niceness" "$exe" --show-output ${threads[@]+"${threads[@]}"}) 2>&1 | tee "$logs/$name.log" | sed -u "s/^/[$name] /"
+    local harness=(--show-output)
+    [ "$threads" -eq 0 ] || harness+=(--test-threads "$threads")
+    (cd "$dir" && nice -n "$niceness" "$exe" "${harness[@]}") 2>&1 | tee "$logs/$name.log" | sed -u "s/^/[$name] /"
     status=${PIPESTATUS[0]}
   fi
   set -e
@@ -69,21 +68,23 @@ run_item() {
 }
 
 lane() {
-  local niceness=$1 name
-  shift
-  for name in "$@"; do run_item "$niceness" "$name"; done
+  local niceness=$1 threads=$2 name
+  shift 2
+  for name in "$@"; do run_item "$niceness" "$threads" "$name"; done
 }
 
 started=$(date +%s)
 # shellcheck disable=SC2086 # the lists are words
 {
-  lane 0 $timed &
-  lane 19 release-build $busy &
-  lane 19 $waiting fuzz-api &
+  # The timed lane's runs take turns themselves (CLOSED_LOOP_AT_ONCE): a thread each lets a run that goes beside the
+  # others (light on a packed node) start at once.
+  lane 0 16 $timed &
+  lane 19 0 release-build $busy &
+  lane 19 0 $waiting fuzz-api &
   wait
 }
 # shellcheck disable=SC2086
-lane 0 $alone
+lane 0 0 $alone
 
 echo
 echo "test-lanes: every binary and fuzz-api, in $(($(date +%s) - started)) s"

@@ -36,9 +36,8 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 pub struct Job {
     pub client: Client,
     pub method: Method,
-    pub uri: Uri,
-    /// Paths that replace `uri` from an offset into the run on (a phase profile's tasks), in order.
-    pub later: Vec<PathFrom>,
+    /// What requests ask for, by when they are sent: the first from the run's start (`asks`).
+    pub asks: Vec<Ask>,
     pub recorder: Recorder,
     pub tracing: Tracing,
     /// Times a 503 is retried (after its `Retry-After`, with jitter) before it counts as a failure.
@@ -47,17 +46,36 @@ pub struct Job {
     pub follower: Follower,
 }
 
+/// From `from` into the run on, requests ask for `uri`; `idempotent` (an async submission) is decided once here.
+pub struct Ask {
+    from: Duration,
+    uri: Uri,
+    idempotent: bool,
+}
+
+/// The run's asks: `first` from its start, then each of `later` (a phase profile's later phases) from its offset.
+pub fn asks(method: &Method, first: &Uri, later: &[PathFrom]) -> Vec<Ask> {
+    std::iter::once((Duration::ZERO, first))
+        .chain(later.iter().map(|later| (later.from, &later.path)))
+        .map(|(from, uri)| Ask {
+            from,
+            uri: uri.clone(),
+            // Async submissions carry an `Idempotency-Key`, the same on each retry, so a retry after a lost answer
+            // adds nothing to the shared backlog.
+            idempotent: method == Method::POST && uri.query().is_some_and(|q| q.contains("async_mode=true")),
+        })
+        .collect()
+}
+
 impl Job {
     /// Sends one request, retrying a 503 after its `Retry-After` (±50% jitter, so refused clients do not come back in
     /// step) up to `max_retries` times; latency counts from the intended send time to the last answer.
-    async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant, uri: &Uri) {
+    async fn send(&self, slot: usize, connection: &mut Option<Connection>, intended: Instant, ask: &Ask) {
         self.recorder.sent();
         let send_lag = intended.elapsed();
         let mut retries = 0;
-        // Async submissions carry an `Idempotency-Key`, the same on each retry, so a retry after a lost answer adds
-        // nothing to the shared backlog.
-        let idempotent = self.method == Method::POST && uri.query().is_some_and(|q| q.contains("async_mode=true"));
-        let idempotency_key = idempotent.then(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)));
+        let uri = &ask.uri;
+        let idempotency_key = ask.idempotent.then(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)));
         loop {
             let (span, traceparent) = match &self.tracing {
                 Tracing::Off => (None, None),
@@ -102,9 +120,10 @@ impl Job {
     }
 }
 
-/// The path a request sent `offset` into a run asks for: `first`, or the last of `later` begun by then.
-fn uri_at<'a>(first: &'a Uri, later: &'a [PathFrom], offset: Duration) -> &'a Uri {
-    later.iter().take_while(|later| later.from <= offset).last().map_or(first, |later| &later.path)
+/// What a request sent `offset` into a run asks for: the last of `asks` begun by then (the first begins at once).
+fn ask_at(asks: &[Ask], offset: Duration) -> &Ask {
+    let begun = asks.iter().take_while(|ask| ask.from <= offset).count();
+    &asks[begun.saturating_sub(1)]
 }
 
 /// Tallies to spread workers over: each holds a ~200 KiB histogram, so workers share a bounded few.
@@ -178,7 +197,7 @@ fn closed(
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
-                job.send(slot, &mut connection, intended, &job.uri).await;
+                job.send(slot, &mut connection, intended, &job.asks[0]).await;
             }
         });
     }
@@ -212,7 +231,7 @@ async fn open(job: &Arc<Job>, schedule: Schedule, max_in_flight: u32, cancel: &C
             // Waiting for a permit is queueing: it counts in the latency, measured from `intended`.
             let Ok(_permit) = permits.acquire_owned().await else { return };
             let mut connection = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            job.send(index, &mut connection, intended, uri_at(&job.uri, &job.later, offset)).await;
+            job.send(index, &mut connection, intended, ask_at(&job.asks, offset)).await;
             if let Some(connection) = connection {
                 idle.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
             }
@@ -230,13 +249,26 @@ mod tests {
     fn a_request_asks_for_the_path_of_the_phase_it_is_sent_in() {
         let path = |text: &str| text.parse::<Uri>().expect("uri");
         let at = |secs| PathFrom { from: Duration::from_secs(secs), path: path(&format!("/phase-from-{secs}")) };
-        let (first, later) = (path("/first"), [at(60), at(180)]);
+        let phased = asks(&Method::GET, &path("/first"), &[at(60), at(180)]);
         // (offset in seconds, the path sent)
         let cases =
             [(0, "/first"), (59, "/first"), (60, "/phase-from-60"), (179, "/phase-from-60"), (180, "/phase-from-180")];
         for (secs, sent) in cases {
-            assert_eq!(uri_at(&first, &later, Duration::from_secs(secs)), sent, "at {secs} s");
+            assert_eq!(ask_at(&phased, Duration::from_secs(secs)).uri, sent, "at {secs} s");
         }
-        assert_eq!(uri_at(&first, &[], Duration::from_secs(999)), "/first", "one path for a run without phases");
+        let single = asks(&Method::GET, &path("/first"), &[]);
+        assert_eq!(ask_at(&single, Duration::from_secs(999)).uri, "/first", "one path for a run without phases");
+    }
+
+    #[test]
+    fn only_async_submissions_are_idempotent() {
+        let path = |text: &str| text.parse::<Uri>().expect("uri");
+        let submit = |async_mode| path(&format!("/process?cpu_intensity=3&async_mode={async_mode}"));
+        let later = [PathFrom { from: Duration::from_secs(60), path: submit(false) }];
+        let idempotent = |method: &Method| -> Vec<bool> {
+            asks(method, &submit(true), &later).iter().map(|a| a.idempotent).collect()
+        };
+        assert_eq!(idempotent(&Method::POST), vec![true, false], "an async submission, then a sync one");
+        assert_eq!(idempotent(&Method::GET), vec![false, false], "a GET submits nothing");
     }
 }

@@ -11,18 +11,19 @@ pub fn profile_list() -> String {
     let mut out =
         String::from("profile            peak/s  minutes  tasks  cpu  memory MiB  duration s  async  description\n");
     for p in &PROFILES {
-        let _ = writeln!(
-            out,
-            "{:<18} {:>6}  {:>7}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {}",
-            p.name,
-            p.peak_rate(),
-            p.length().as_secs_f64() / 60.0,
-            p.tasks().round(),
-            p.cpu_intensity,
-            p.memory_mib,
-            p.duration_secs,
-            if p.async_mode { "yes" } else { "no" },
-            p.description
+        profile_row(
+            &mut out,
+            [
+                p.name.to_owned(),
+                p.peak_rate().to_string(),
+                (p.length().as_secs_f64() / 60.0).to_string(),
+                p.tasks().round().to_string(),
+                p.cpu_intensity.to_string(),
+                p.memory_mib.to_string(),
+                p.duration_secs.to_string(),
+                (if p.async_mode { "yes" } else { "no" }).to_owned(),
+                p.description.to_owned(),
+            ],
         );
     }
     for p in &PHASED {
@@ -31,22 +32,35 @@ pub fn profile_list() -> String {
             let (low, high) = p.phases.iter().map(figure).fold((u32::MAX, 0), |(l, h), v| (l.min(v), h.max(v)));
             format!("{low}-{high}")
         };
-        let _ = writeln!(
-            out,
-            "{:<18} {:>6}  {:>7}  {:>5}  {:>3}  {:>10}  {:>10}  {:<5}  {}",
-            p.name,
-            (p.phases.iter().map(|phase| phase.per_minute).fold(0.0, f64::max) / 60.0 * 1000.0).round() / 1000.0,
-            p.phases.iter().map(|phase| phase.seconds).sum::<f64>() / 60.0,
-            phases::arrivals(p.phases).count(),
-            range(|phase| u32::from(phase.cpu_intensity)),
-            range(|phase| phase.memory_mib),
-            range(|phase| phase.duration_secs),
-            if p.phases.iter().all(|phase| phase.async_mode) { "yes" } else { "mixed" },
-            p.description
+        let peak_per_minute = p.phases.iter().map(|phase| phase.per_minute).fold(0.0, f64::max);
+        profile_row(
+            &mut out,
+            [
+                p.name.to_owned(),
+                ((peak_per_minute / 60.0 * 1000.0).round() / 1000.0).to_string(),
+                (p.phases.iter().map(|phase| phase.seconds).sum::<f64>() / 60.0).to_string(),
+                phases::arrivals(p.phases).count().to_string(),
+                range(|phase| u32::from(phase.cpu_intensity)),
+                range(|phase| phase.memory_mib),
+                range(|phase| phase.duration_secs),
+                (if p.phases.iter().all(|phase| phase.async_mode) { "yes" } else { "mixed" }).to_owned(),
+                p.description.to_owned(),
+            ],
         );
     }
     out.push_str("all                runs every profile above in order, with --pause between them\n");
     out
+}
+
+/// One row of `--list`, in the header's columns.
+fn profile_row(
+    out: &mut String,
+    [name, peak, minutes, tasks, cpu, memory, duration, async_mode, description]: [String; 9],
+) {
+    let _ = writeln!(
+        out,
+        "{name:<18} {peak:>6}  {minutes:>7}  {tasks:>5}  {cpu:>3}  {memory:>10}  {duration:>10}  {async_mode:<5}  {description}"
+    );
 }
 
 pub fn plan_text(plan: &Plan) -> String {

@@ -286,8 +286,7 @@ async fn execute(
     let job = Arc::new(Job {
         client,
         method: run.method.clone(),
-        uri: run.uri.clone(),
-        later: run.later_paths.clone(),
+        asks: engine::asks(&run.method, &run.uri, &run.later_paths),
         recorder: if keep_timeline {
             Recorder::keeping_timeline(engine::slots(&run.model))
         } else {

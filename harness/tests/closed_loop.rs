@@ -364,6 +364,54 @@ fn agrees_with_the_simulator(profile: &str, manifests: &Path, cores: u32, time_s
     }
 }
 
+/// `surge tune --verify` on heavy and the 8-core node: the current ScaledObject and the recommended one played again in
+/// this closed loop, each run's figures inside the range of the simulator's seeds at the same compression, widened
+/// as the agreement test widens it (a replica, a minute, a fifth), and the replica-seconds within a fifth.
+#[test]
+fn tune_verify_plays_the_current_and_the_recommended_in_the_closed_loop() {
+    let surge = Path::new(env!("CARGO_BIN_EXE_cluster")).with_file_name("surge");
+    assert!(surge.exists(), "{}: build it first (cargo build -p surge-tune; make test does)", surge.display());
+    let turn = Turn::wait();
+    let output = Command::new(&surge)
+        .args(["tune", "--manifests"])
+        .arg(rendered())
+        .args(["--profile", "heavy", "--node-cores", "8", "--seeds", "3", "--verify", "--json", "--cluster"])
+        .arg(env!("CARGO_BIN_EXE_cluster"))
+        .output()
+        .expect("surge runs");
+    drop(turn);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    let verified = report["verify"]["candidates"].as_array().expect("verified candidates");
+    let names: Vec<&str> = verified.iter().filter_map(|v| v["candidate"].as_str()).collect();
+    println!("tune --verify: {}", report["verify"]);
+    assert_eq!(names.len(), 2, "the current and the recommended: {names:?}");
+    assert_eq!(names[0], "current");
+    assert_eq!(Some(names[1]), report["recommended"].as_str().map(|r| format!("{r} (recommended)")).as_deref());
+    for v in verified {
+        let latest = v["latest_sync_start_s"].as_f64().expect("the latest sync start");
+        assert!(latest <= LATEST_SYNC_START_SECONDS, "a sync began {latest} s late: {v}");
+        let (closed, seeds) = (&v["closed_loop"], v["simulator"].as_array().expect("the seeds"));
+        let span = |key: &str| {
+            seeds
+                .iter()
+                .filter_map(|s| s[key].as_f64())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
+        };
+        let figure = |key: &str| closed[key].as_f64().unwrap_or_else(|| panic!("the closed loop's {key}: {v}"));
+        let (peak, back, cost) = (figure("peak"), figure("back_at_minimum_s"), figure("ready_replica_seconds"));
+        let (peaks, backs, costs) = (span("peak"), span("back_at_minimum_s"), span("ready_replica_seconds"));
+        assert!((peaks.0 - 1.0..=peaks.1 + 1.0).contains(&peak), "peak {peak} outside {peaks:?} ±1: {v}");
+        assert!((backs.0 - 60.0..=backs.1 + 60.0).contains(&back), "back {back} s outside {backs:?} ±60 s: {v}");
+        assert!((costs.0 * 0.8..=costs.1 * 1.2).contains(&cost), "replica-s {cost} outside {costs:?} ±20%: {v}");
+        if let Some(p95) = closed["p95_sojourn_s"].as_f64() {
+            let p95s = span("p95_sojourn_s");
+            assert!((p95s.0 * 0.8..=p95s.1 * 1.2).contains(&p95), "p95 {p95} s outside {p95s:?} ±20%: {v}");
+        }
+    }
+}
+
 /// The same object with every count zero.
 fn zeros(counts: &Value) -> Value {
     let kinds = counts.as_object().expect("failed by kind");

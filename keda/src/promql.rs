@@ -17,6 +17,18 @@ pub enum Rule {
     V3_14,
 }
 
+impl Rule {
+    /// The rules of a Prometheus release by its version (`2.42.0`, `3.14.0`): its major's, as read at those releases
+    /// (window edges and `rate()`'s extrapolation changed in 3.0); `None` for another major.
+    pub fn of_version(version: &str) -> Option<Self> {
+        match version.split('.').next()? {
+            "2" => Some(Self::V2_42),
+            "3" => Some(Self::V3_14),
+            _ => None,
+        }
+    }
+}
+
 /// The samples of a `[range]` window ending at `at` (samples in time order).
 pub fn window(samples: &[Sample], at: f64, range: f64, rule: Rule) -> Vec<Sample> {
     let start = at - range;
@@ -67,4 +79,22 @@ pub fn rate(samples: &[Sample], at: f64, range: f64, rule: Rule) -> Option<f64> 
 pub fn avg_over_time(samples: &[Sample], at: f64, range: f64, rule: Rule) -> Option<f64> {
     let kept = window(samples, at, range, rule);
     (!kept.is_empty()).then(|| kept.iter().map(|(_, v)| v).sum::<f64>() / kept.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_is_played_by_its_majors_rules() {
+        for (version, rule) in [
+            ("2.42.0", Some(Rule::V2_42)),
+            ("2.53.4", Some(Rule::V2_42)),
+            ("3.14.0", Some(Rule::V3_14)),
+            ("1.8.2", None),
+            ("unknown", None),
+        ] {
+            assert_eq!(Rule::of_version(version), rule, "{version}");
+        }
+    }
 }

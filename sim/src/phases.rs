@@ -7,16 +7,9 @@ use surge_generator::profiles;
 use crate::pod::Task;
 use crate::run::{self, Arrival};
 
-const MIB: u64 = 1 << 20;
-
 /// What a request of `phase` asks the consumer for.
 pub fn task(phase: &Phase) -> Task {
-    Task {
-        cpu_intensity: phase.cpu_intensity,
-        seconds: f64::from(phase.duration_secs),
-        memory_bytes: u64::from(phase.memory_mib) * MIB,
-        sync: !phase.async_mode,
-    }
+    Task::new(phase.cpu_intensity, phase.memory_mib, phase.duration_secs, phase.async_mode)
 }
 
 /// Every request of the phases, in order, at the generator's send times.
@@ -36,6 +29,8 @@ pub fn arrivals_of(name: &str) -> Option<Vec<Arrival>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIB: u64 = 1 << 20;
 
     #[test]
     fn each_request_asks_for_its_phases_task() {

@@ -26,11 +26,16 @@ pub struct Task {
 impl Task {
     /// What each of the profile's requests asks for.
     pub fn of(profile: &Profile) -> Self {
+        Self::new(profile.cpu_intensity, profile.memory_mib, profile.duration_secs, profile.async_mode)
+    }
+
+    /// A request's task from its query's values, as the consumer reads them.
+    pub fn new(cpu_intensity: u8, memory_mib: u32, duration_secs: u32, async_mode: bool) -> Self {
         Task {
-            cpu_intensity: profile.cpu_intensity,
-            seconds: f64::from(profile.duration_secs),
-            memory_bytes: u64::from(profile.memory_mib) << 20,
-            sync: !profile.async_mode,
+            cpu_intensity,
+            seconds: f64::from(duration_secs),
+            memory_bytes: u64::from(memory_mib) << 20,
+            sync: !async_mode,
         }
     }
 

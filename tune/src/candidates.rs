@@ -167,6 +167,13 @@ fn apply(change: Change, current: &ScaledObject) -> ScaledObject {
 }
 
 impl Candidate {
+    /// The manifest's ScaledObject with this candidate's patch applied, as kustomize applies it.
+    pub fn patched(&self, raw: &Value) -> Value {
+        let mut patched = raw.clone();
+        merge(&mut patched, &self.patch(raw));
+        patched
+    }
+
     /// The change as a kustomize patch of the ScaledObject `consumer` (a CRD's lists are replaced whole, so a
     /// threshold's patch carries every trigger).
     pub fn patch(&self, raw: &Value) -> Value {
@@ -220,25 +227,25 @@ impl Candidate {
     }
 }
 
+/// RFC 7386 merge, as kustomize patches a custom resource: objects merge, null removes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// RFC 7386 merge, as kustomize patches a custom resource: objects merge, null removes, anything else replaces.
-    fn merge(target: &mut Value, patch: &Value) {
-        match (target.as_object_mut(), patch.as_object()) {
-            (Some(target), Some(patch)) => {
-                for (key, value) in patch {
-                    if value.is_null() {
-                        target.remove(key);
-                    } else {
-                        merge(target.entry(key.clone()).or_insert(Value::Null), value);
-                    }
-                }
-            }
-            _ => *target = patch.clone(),
-        }
-    }
 
     /// Each autoscaled candidate's patch, applied to the manifest, reads back as the ScaledObject it was played as.
     #[test]
@@ -261,8 +268,7 @@ mod tests {
         assert!(all.iter().any(|c| c.name.starts_with("HPA tolerance 0.2 ")), "{:?}", all.iter().map(|c| &c.name));
         assert!(all.iter().any(|c| c.name.contains("redis-streams")), "{:?}", all.iter().map(|c| &c.name));
         for candidate in all.iter().filter(|c| !c.fixed) {
-            let mut patched = raw.clone();
-            merge(&mut patched, &candidate.patch(&raw));
+            let patched = candidate.patched(&raw);
             let read = ScaledObject::from_manifest(&patched).expect("the patched manifest parses");
             assert_eq!(read, candidate.scaled_object, "{}: {}", candidate.name, candidate.patch(&raw));
         }
