@@ -44,6 +44,10 @@ LOGS = ROOT / "target" / "bench-logs"
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+# The servers' table: the machine's speed moves by a tenth over seconds (the bare handler's CPU per request ranged
+# 8.2-9.7 us over five 5 s rounds), so many short rounds, each pair seconds apart, give steadier medians of ratios.
+SERVER_ROUNDS = int(os.environ.get("BENCH_SERVER_ROUNDS", "15"))
+SERVER_SECONDS = int(os.environ.get("BENCH_SERVER_SECONDS", "2"))
 CONNECTIONS = 32
 NOISY = 0.15
 SERVER_CORE, CLIENT_CORE = "0", "1"
@@ -115,8 +119,8 @@ def client(argv):
     return out.stdout
 
 
-def wrk(url, reuse=True):
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency"]
+def wrk(url, reuse=True, seconds=SECONDS):
+    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if not reuse:
         argv += ["-H", "Connection: close"]
     text = client(argv + [url])
@@ -208,19 +212,20 @@ def throughput(table):
         for name in names:
             for path in ("/", "/health"):
                 client(["wrk", "-t1", f"-c{CONNECTIONS}", "-d1s", running[name].url + path])
-        for round_ in range(1, ROUNDS + 1):
+        for round_ in range(1, SERVER_ROUNDS + 1):
             # Each round starts with a different server, so no variant always follows the same neighbour.
             order = names[round_ % len(names):] + names[:round_ % len(names)]
             for path in ("/", "/health"):
                 for name in order:
                     server = running[name]
                     before = cpu_seconds(server.server_pid())
-                    result = wrk(server.url + path)
-                    result["cpu_us"] = (cpu_seconds(server.server_pid()) - before) / (result["rate"] * SECONDS) * 1e6
+                    result = wrk(server.url + path, seconds=SERVER_SECONDS)
+                    served = result["rate"] * SERVER_SECONDS
+                    result["cpu_us"] = (cpu_seconds(server.server_pid()) - before) / served * 1e6
                     samples[(name, path)].append(result)
                     if result["non2xx"]:
                         raise SystemExit(f"{name} answered {result['non2xx']} non-2xx responses on {path}")
-            log(f"  round {round_}/{ROUNDS}: GET / " + ", ".join(
+            log(f"  round {round_}/{SERVER_ROUNDS}: GET / " + ", ".join(
                 f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}/s "
                 f"{samples[(name, '/')][-1]['cpu_us']:.1f} us" for name in names))
         peak_rss = {name: running[name].status("VmHWM") for name in names}
@@ -404,8 +409,8 @@ def write(server_rows, memory_rows, generator_rows, accept_rows, seconds_taken):
 Written by `make bench` (`bench/run.py`) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC in {seconds_taken / 60:.1f} min.
 Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}; {tool_versions['wrk']}; {tool_versions['oha']}.
 Method: servers pinned to core {SERVER_CORE} (`taskset`, so one actix worker each; uvicorn one process), clients to
-core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure, variants alternating within each round, medians shown.
-The servers run side by side for the whole table (started once, warmed, each idle while another is measured), so a
+core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure ({SERVER_ROUNDS} of {SERVER_SECONDS} s for the servers), variants alternating within
+each round, medians shown. The servers run side by side for the whole table (started once, warmed, each idle while another is measured), so a
 server and the bare handler are measured seconds apart. A server's throughput, p99 and requests per CPU-second
 (`utime + stime` of the server process over the run, divided by the requests served) against the bare handler are
 the medians of each round's ratio, with the rounds' range beside them, so a noisy host still gives a figure and
@@ -413,7 +418,7 @@ shows how far to trust it. Requests per CPU-second is the server's own cost: on 
 well, so requests per second are bounded by the client as much as by the server; the other tables say "noisy" for a figure whose rounds spread more than {NOISY:.0%} of the median. Release binaries with their defaults, stdout to a file. The Python peer runs as its
 users run it (`uvicorn app:app`, its access log on).
 
-## Servers: `wrk -t1 -c{CONNECTIONS} -d{SECONDS}s --latency URL`
+## Servers: `wrk -t1 -c{CONNECTIONS} -d{SERVER_SECONDS}s --latency URL`
 
 {summary}
 
@@ -478,7 +483,7 @@ def main():
             log(f"{row['what']}: {row['rate']:,.0f}/s ({row['ratio']:.2f}x memory, spread {row['spread']:.0%}), "
                 f"p99 {row['p99_ms']:.2f} ms")
         return
-    log(f"== servers: {ROUNDS} rounds x {SECONDS} s per path and server")
+    log(f"== servers: {SERVER_ROUNDS} rounds x {SERVER_SECONDS} s per path and server")
     peak = throughput(server_rows)
     log("== start and memory")
     memory_rows = startup_and_memory(peak)
