@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_yaml_ng::Value;
 use surge_capacity::request::{self, Bounds};
 
-use crate::profiles::{keeps_work, process_path};
+use crate::profiles::{self, keeps_work, process_path, Profile};
 use crate::schedule::{Schedule, Stage};
 
 /// One stretch of a load at one rate, every request asking for the same task.
@@ -60,6 +60,28 @@ pub const PHASED: [Phased; 2] = [
 
 pub fn find(name: &str) -> Option<&'static Phased> {
     PHASED.iter().find(|p| p.name == name)
+}
+
+/// A load the generator sends by name (`--test NAME`): a profile or a phase profile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Named {
+    Profile(&'static Profile),
+    Phased(&'static Phased),
+}
+
+impl Named {
+    /// The load called `name`, wherever the generator keeps it: the one lookup of a load by name.
+    pub fn find(name: &str) -> Option<Self> {
+        profiles::find(name).map(Self::Profile).or_else(|| find(name).map(Self::Phased))
+    }
+
+    /// Refuses a time compression that would change any of its tasks' lengths.
+    pub fn keeps_its_work_at(self, factor: f64) -> Result<(), String> {
+        match self {
+            Self::Profile(profile) => profile.keeps_its_work_at(factor),
+            Self::Phased(phased) => keep_their_work_at(phased.name, phased.phases, factor),
+        }
+    }
 }
 
 /// `--phases`: a named phase profile, or a file of phases.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::Cli;
-use crate::phases::{self, Phase};
+use crate::phases::{self, Named, Phase};
 use crate::profiles::{self, Profile};
 use crate::schedule::{as_secs, Stage};
 use crate::target::Target;
@@ -143,10 +143,10 @@ impl Plan {
                 .map(|p| profile_run(p, cli, shard))
                 .chain(phases::PHASED.iter().map(|p| phased_run(p.name, p.phases, cli, shard)))
                 .collect::<Result<_, _>>()?,
-            (Some(name), _) => match (profiles::find(name), phases::find(name)) {
-                (Some(profile), _) => vec![profile_run(profile, cli, shard)?],
-                (None, Some(phased)) => vec![phased_run(phased.name, phased.phases, cli, shard)?],
-                (None, None) => {
+            (Some(name), _) => match Named::find(name) {
+                Some(Named::Profile(profile)) => vec![profile_run(profile, cli, shard)?],
+                Some(Named::Phased(phased)) => vec![phased_run(phased.name, phased.phases, cli, shard)?],
+                None => {
                     let phased: Vec<&str> = phases::PHASED.iter().map(|p| p.name).collect();
                     return Err(format!(
                         "--test {name:?}: unknown profile; choose one of {}, {}, or all",

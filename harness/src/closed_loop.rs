@@ -138,8 +138,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     if !(factor >= 1.0 && factor.is_finite()) {
         return Err("--time-scale must be 1 or more".into());
     }
-    if let Some(profile) = surge_generator::profiles::find(&args.profile) {
-        profile.keeps_its_work_at(factor)?;
+    if let Some(named) = surge_generator::phases::Named::find(&args.profile) {
+        named.keeps_its_work_at(factor)?;
     }
     let here = std::env::current_exe().map_err(|e| e.to_string())?;
     let beside = |name: &str| here.with_file_name(name);

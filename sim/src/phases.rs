@@ -1,8 +1,7 @@
 //! Loads that change shape, played as the generator sends them: its phase profiles (named, or from a file) and their
 //! arrival times, each request asking for the task of the phase it falls in.
 
-use surge_generator::phases::{self, Phase};
-use surge_generator::profiles;
+use surge_generator::phases::{self, Named, Phase};
 
 use crate::pod::Task;
 use crate::run::{self, Arrival};
@@ -19,11 +18,10 @@ pub fn arrivals(phases: &[Phase]) -> Vec<Arrival> {
 
 /// The arrivals of a load the generator sends by name (`--test`): a profile, or a phase profile.
 pub fn arrivals_of(name: &str) -> Option<Vec<Arrival>> {
-    match (profiles::find(name), phases::find(name)) {
-        (Some(profile), _) => Some(run::arrivals(profile)),
-        (None, Some(phased)) => Some(arrivals(phased.phases)),
-        (None, None) => None,
-    }
+    Named::find(name).map(|named| match named {
+        Named::Profile(profile) => run::arrivals(profile),
+        Named::Phased(phased) => arrivals(phased.phases),
+    })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+use surge_generator::phases::Named;
 use surge_sim::outcome::percentile;
 use surge_sim::trace::Mix;
 use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup, Task};
@@ -78,15 +79,24 @@ pub struct Tune {
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Then run the current and the recommended ScaledObject through the real closed loop (`cluster`: consumer
-    /// processes, HAProxy, Prometheus and Redis on this machine) and print its figures beside the simulator's
-    #[arg(long, conflicts_with = "trace")]
-    pub verify: bool,
+    /// processes, HAProxy, Prometheus and Redis on this machine) and print its figures beside the simulator's;
+    /// `--verify=recommended` runs the recommended one only
+    #[arg(long, conflicts_with = "trace", num_args = 0..=1, require_equals = true, default_missing_value = "both")]
+    pub verify: Option<Verify>,
     /// The closed loop's `cluster` binary [default: beside this one]
     #[arg(long, requires = "verify")]
     pub cluster: Option<PathBuf>,
     /// The closed loop's compression [default: the largest of 10, 5, 2 and 1 that keeps the load's task lengths]
     #[arg(long, requires = "verify")]
     pub verify_time_scale: Option<f64>,
+}
+
+/// Which ScaledObjects `--verify` runs through the closed loop.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum Verify {
+    /// The current, then the recommended (unless it is the current).
+    Both,
+    Recommended,
 }
 
 /// One bound of the goal.
@@ -297,70 +307,48 @@ fn tune(args: &Tune) -> Result<bool, String> {
         std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let verified = match (args.verify, recommended) {
-        (true, Some(index)) => Some(verify_both(args, &yaml, &arrivals, &raw, &candidates[index])?),
-        (true, None) => {
+        (Some(which), Some(index)) => Some(verify(args, which, &yaml, &arrivals, &raw, &candidates[index])?),
+        (Some(_), None) => {
             eprintln!("surge tune --verify: no recommendation to verify");
             None
         }
-        (false, _) => None,
+        (None, _) => None,
     };
     if args.json {
         let mut out = report_json(args, &scored, &on_frontier, recommended, &candidates, &raw);
         if let Some((verified, run)) = &verified {
-            out["verify"] = verify::json(verified, &run.closed_loop());
+            out["verify"] = verify::json(verified, run);
         }
         println!("{out}");
     } else {
         print!("{}", report_text(args, &scored, &on_frontier, recommended));
         if let Some((verified, run)) = &verified {
-            print!("{}", verify::text(verified, &run.closed_loop()));
+            print!("{}", verify::text(verified, run));
         }
     }
     Ok(recommended.is_some())
 }
 
-/// What `--verify` runs the closed loop with, owned.
-struct VerifyRun {
-    cluster: PathBuf,
-    load: String,
-    time_scale: f64,
-    node_cores: Option<f64>,
-    seeds: u64,
-}
-
-impl VerifyRun {
-    fn closed_loop(&self) -> verify::ClosedLoop<'_> {
-        verify::ClosedLoop {
-            cluster: &self.cluster,
-            load: &self.load,
-            time_scale: self.time_scale,
-            node_cores: self.node_cores,
-            seeds: self.seeds,
-        }
-    }
-}
-
 /// The largest compression of 10, 5, 2 and 1 at which the named load keeps its tasks' lengths.
 fn keeps_work_at(name: &str) -> Result<f64, String> {
-    let keeps = |factor: f64| match (surge_generator::profiles::find(name), surge_generator::phases::find(name)) {
-        (Some(profile), _) => profile.keeps_its_work_at(factor).is_ok(),
-        (None, Some(phased)) => surge_generator::phases::keep_their_work_at(name, phased.phases, factor).is_ok(),
-        (None, None) => false,
-    };
+    let named = Named::find(name)
+        .ok_or_else(|| format!("--verify runs a load the generator knows by name; {name} is not one"))?;
     [10.0, 5.0, 2.0, 1.0]
         .into_iter()
-        .find(|f| keeps(*f))
-        .ok_or_else(|| format!("--verify runs a load the generator knows by name; {name} is not one"))
+        .find(|f| named.keeps_its_work_at(*f).is_ok())
+        .ok_or_else(|| format!("{name} keeps its tasks' lengths at no compression of 10, 5, 2 or 1"))
 }
 
-/// `--verify`: the current ScaledObject, then the recommended one (unless it is the current), through the closed loop.
-fn verify_both(
+/// `--verify`: the current ScaledObject (unless only the recommended is asked for), then the recommended one (unless it
+/// is the current), through the closed loop.
+fn verify(
     args: &Tune,
+    which: Verify,
     yaml: &str,
     arrivals: &[Arrival],
     raw: &Value,
     recommended: &Candidate,
-) -> Result<(Vec<verify::Verified>, VerifyRun), String> {
+) -> Result<(Vec<verify::Verified>, verify::ClosedLoop), String> {
     let load = args.phases.clone().unwrap_or_else(|| args.profile.clone());
     let time_scale = match args.verify_time_scale {
         Some(factor) => factor,
@@ -370,16 +358,19 @@ fn verify_both(
         Some(path) => path.clone(),
         None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("cluster"),
     };
-    let run = VerifyRun { cluster, load, time_scale, node_cores: args.node_cores, seeds: args.seeds };
+    let run = verify::ClosedLoop { cluster, load, time_scale, node_cores: args.node_cores, seeds: args.seeds };
     let dir = tempfile::tempdir().map_err(|e| format!("a directory for the closed loop's files: {e}"))?;
-    let mut plays = vec![("current".to_owned(), raw.clone())];
+    let mut plays = Vec::new();
+    if which == Verify::Both || recommended.name == "current" {
+        plays.push(("current".to_owned(), raw.clone()));
+    }
     if recommended.name != "current" {
         plays.push((format!("{} (recommended)", recommended.name), recommended.patched(raw)));
     }
     let mut verified = Vec::new();
     for (name, scaled_object) in plays {
         let manifests = verify::manifests_with(yaml, &scaled_object)?;
-        verified.push(verify::verify(&name, &manifests, arrivals, &run.closed_loop(), dir.path())?);
+        verified.push(verify::verify(&name, &manifests, arrivals, &run, dir.path())?);
     }
     Ok((verified, run))
 }

@@ -33,17 +33,36 @@ pub struct Verified {
     pub prometheus: String,
     /// How late the closed loop's latest sync began (autoscaler seconds): a busy machine moves its readings.
     pub latest_sync_start: Option<f64>,
-    pub took: Duration,
+    /// How long the closed loop ran (`None`: it was run elsewhere and its report given).
+    pub took: Option<Duration>,
 }
 
-/// How to run the closed loop.
-pub struct ClosedLoop<'a> {
-    pub cluster: &'a Path,
+/// How to run the closed loop, and over how many seeds the simulator plays beside it.
+pub struct ClosedLoop {
+    /// The `cluster` binary.
+    pub cluster: PathBuf,
     /// A generator profile or phase profile by name: what the loop's generator is told to send.
-    pub load: &'a str,
+    pub load: String,
     pub time_scale: f64,
     pub node_cores: Option<f64>,
     pub seeds: u64,
+}
+
+impl ClosedLoop {
+    /// The `cluster` command that runs the load on `manifests` and writes its report to `json`: the one place its
+    /// command line is written (`surge tune --verify` and the closed-loop tests run it).
+    pub fn command(&self, manifests: &Path, json: &Path) -> Command {
+        let mut command = Command::new(&self.cluster);
+        command
+            .arg("--manifests")
+            .arg(manifests)
+            .args(["--profile", &self.load, "--time-scale", &self.time_scale.to_string(), "--json"])
+            .arg(json);
+        if let Some(cores) = self.node_cores {
+            command.args(["--node-cores", &cores.to_string()]);
+        }
+        command
+    }
 }
 
 /// Ready replica-seconds over `rows` (`(t, ready)`, in order), each sync's count held to the next, up to `until`.
@@ -89,8 +108,20 @@ pub fn verify(
     let path = dir.join(format!("{slug}.yaml"));
     std::fs::write(&path, manifests).map_err(|e| format!("{}: {e}", path.display()))?;
     let started = Instant::now();
-    let report = closed_loop(name, &path, run, dir.join(format!("{slug}.json")), dir.join(format!("{slug}.log")))?;
+    let report = closed_loop(name, &path, run, &dir.join(format!("{slug}.json")), &dir.join(format!("{slug}.log")))?;
     let took = started.elapsed();
+    Ok(Verified { took: Some(took), ..compare(name, manifests, arrivals, run, &report)? })
+}
+
+/// The closed loop's `report` of `manifests` (the `cluster` binary's JSON) beside the simulator's seeds on the same
+/// manifests, arrivals, node and compression, by the rules of the Prometheus the loop ran.
+pub fn compare(
+    name: &str,
+    manifests: &str,
+    arrivals: &[Arrival],
+    run: &ClosedLoop,
+    report: &Value,
+) -> Result<Verified, String> {
     let outline = &report["outline"];
     let rows: Vec<(f64, u32)> = report["rows"]
         .as_array()
@@ -118,7 +149,7 @@ pub fn verify(
         })
         .collect();
     let latest_sync_start = outline["syncs"]["latest_start_s"].as_f64();
-    Ok(Verified { name: name.to_owned(), closed_loop, simulator, prometheus, latest_sync_start, took })
+    Ok(Verified { name: name.to_owned(), closed_loop, simulator, prometheus, latest_sync_start, took: None })
 }
 
 fn simulated(outcome: &Outcome, minimum: u32, time_scale: f64, until: f64) -> Figures {
@@ -132,21 +163,15 @@ fn simulated(outcome: &Outcome, minimum: u32, time_scale: f64, until: f64) -> Fi
 }
 
 /// The `cluster` binary's report of one run; its output goes to `log`, its elapsed time to stderr as it runs.
-fn closed_loop(name: &str, manifests: &Path, run: &ClosedLoop, json: PathBuf, log: PathBuf) -> Result<Value, String> {
-    let output = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut command = Command::new(run.cluster);
-    command
-        .arg("--manifests")
-        .arg(manifests)
-        .args(["--profile", run.load, "--time-scale", &run.time_scale.to_string(), "--json"])
-        .arg(&json)
+fn closed_loop(name: &str, manifests: &Path, run: &ClosedLoop, json: &Path, log: &Path) -> Result<Value, String> {
+    let output = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut child = run
+        .command(manifests, json)
         .stdin(Stdio::null())
         .stdout(output.try_clone().map_err(|e| e.to_string())?)
-        .stderr(output);
-    if let Some(cores) = run.node_cores {
-        command.args(["--node-cores", &cores.to_string()]);
-    }
-    let mut child = command.spawn().map_err(|e| format!("--cluster {}: {e}", run.cluster.display()))?;
+        .stderr(output)
+        .spawn()
+        .map_err(|e| format!("--cluster {}: {e}", run.cluster.display()))?;
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -157,7 +182,7 @@ fn closed_loop(name: &str, manifests: &Path, run: &ClosedLoop, json: PathBuf, lo
     };
     eprintln!("\rsurge tune --verify: {name} in the closed loop took {:.0} s\x1b[K", started.elapsed().as_secs_f64());
     if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let text = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(format!(
@@ -166,7 +191,7 @@ fn closed_loop(name: &str, manifests: &Path, run: &ClosedLoop, json: PathBuf, lo
             tail.join("\n")
         ));
     }
-    let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))
 }
 
@@ -205,14 +230,14 @@ pub fn text(verified: &[Verified], run: &ClosedLoop) -> String {
     for v in verified {
         let c = &v.closed_loop;
         out.push_str(&format!(
-            "{:<44} {:<12} {:>6.0} {:>9} {:>7} {:>13.0}   {:.0} s; latest sync {} s late\n",
+            "{:<44} {:<12} {:>6.0} {:>9} {:>7} {:>13.0}   {} s; latest sync {} s late\n",
             v.name,
             "closed loop",
             c.peak,
             seconds(c.back),
             seconds(c.p95),
             c.replica_seconds,
-            v.took.as_secs_f64(),
+            v.took.map_or("?".into(), |t| format!("{:.0}", t.as_secs_f64())),
             v.latest_sync_start.map_or("?".into(), |s| format!("{s:.2}"))
         ));
         let sim = &v.simulator;
@@ -237,7 +262,7 @@ pub fn json(verified: &[Verified], run: &ClosedLoop) -> Value {
         "candidates": verified.iter().map(|v| json!({
             "candidate": v.name,
             "prometheus": v.prometheus,
-            "closed_loop_seconds": v.took.as_secs_f64().round(),
+            "closed_loop_seconds": v.took.map(|t| t.as_secs_f64().round()),
             "latest_sync_start_s": v.latest_sync_start,
             "closed_loop": figures(&v.closed_loop),
             "simulator": v.simulator.iter().map(figures).collect::<Vec<_>>(),

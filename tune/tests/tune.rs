@@ -134,3 +134,20 @@ fn a_recorded_load_is_replayed_with_a_profiles_task() {
     // 20 heavy tasks a minute ask for 6 cores, far more than one replica's: the current ScaledObject scales up.
     assert!(current.expect("current")["first_scale_up_s"].as_f64().is_some(), "{report}");
 }
+
+#[test]
+fn verify_names_which_it_runs_and_a_cluster_it_cannot_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    let missing = dir.path().join("no-cluster-here");
+    for which in ["--verify", "--verify=both", "--verify=recommended"] {
+        let out = tune(&manifests, &["--slo", "p95-sojourn=300s", which, "--cluster", missing.to_str().expect("path")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{which}: {stderr}");
+        assert!(stderr.contains("--cluster") && stderr.contains("no-cluster-here"), "{which}: {stderr}");
+    }
+    let out = tune(&manifests, &["--verify=current"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("both") && stderr.contains("recommended"), "the choices named: {stderr}");
+}
