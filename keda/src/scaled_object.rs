@@ -308,20 +308,26 @@ pub fn shutdown_timeout_secs(container: &Value) -> Result<f64, String> {
         .ok_or_else(|| "the consumer container has no --shutdown-timeout-secs".into())
 }
 
-/// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
-pub fn limits(container: &Value) -> Result<(f64, u64), String> {
-    let limits = &container["resources"]["limits"];
-    let cores = cpu_cores(&limits["cpu"]).map_err(|e| format!("resources.limits.cpu: {e}"))?;
-    let memory = limits["memory"].as_str().ok_or("resources.limits.memory")?;
+/// Bytes from a memory quantity (`512Mi`, `1Gi`, `65536Ki`, or a number of bytes).
+pub fn memory_bytes(quantity: &Value) -> Result<u64, String> {
+    let memory = quantity.as_str().ok_or("no memory quantity")?;
     let (digits, unit) = memory.split_at(memory.find(|c: char| !c.is_ascii_digit()).unwrap_or(memory.len()));
     let scale = match unit {
         "" => 1,
         "Ki" => 1 << 10,
         "Mi" => 1 << 20,
         "Gi" => 1 << 30,
-        other => return Err(format!("memory unit {other}")),
+        other => return Err(format!("{memory}: memory unit {other}")),
     };
-    Ok((cores, digits.parse::<u64>().map_err(|e| e.to_string())? * scale))
+    Ok(digits.parse::<u64>().map_err(|e| format!("{memory}: {e}"))? * scale)
+}
+
+/// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
+pub fn limits(container: &Value) -> Result<(f64, u64), String> {
+    let limits = &container["resources"]["limits"];
+    let cores = cpu_cores(&limits["cpu"]).map_err(|e| format!("resources.limits.cpu: {e}"))?;
+    let memory = memory_bytes(&limits["memory"]).map_err(|e| format!("resources.limits.memory: {e}"))?;
+    Ok((cores, memory))
 }
 
 #[cfg(test)]

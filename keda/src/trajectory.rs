@@ -26,6 +26,12 @@ pub struct Figures {
     pub back_at_min_at: Option<f64>,
 }
 
+/// Seconds from the load's end (`load_end`, its last request) to `back_at_min_at`; 0 when the final stretch at the
+/// minimum began before the load ended (a run that never left it).
+pub fn back_after(back_at_min_at: f64, load_end: f64) -> f64 {
+    (back_at_min_at - load_end).max(0.0)
+}
+
 impl Figures {
     /// How long the first stretch at the peak lasted.
     pub fn peak_held(&self) -> Option<f64> {

@@ -4,7 +4,7 @@
 
 use surge_capacity::signals::QUEUE_WAIT_BUCKETS;
 
-use surge_keda::trajectory::{figures, Figures, Sync};
+use surge_keda::trajectory::{back_after, figures, Figures, Sync};
 
 use crate::query::bucket_quantile;
 
@@ -72,9 +72,9 @@ impl Outcome {
     }
 
     /// Seconds from the load's last request to the first sync of the final stretch at `minimum`, current and
-    /// desired both.
+    /// desired both (`back_after`).
     pub fn back_at_minimum(&self, minimum: u32) -> Option<f64> {
-        self.figures(minimum).back_at_min_at.map(|back| back - self.load_end)
+        self.figures(minimum).back_at_min_at.map(|back| back_after(back, self.load_end))
     }
 
     /// The trigger asking for the most replicas (a failed one excluded) at the first sync that reached the peak,
@@ -140,6 +140,9 @@ mod tests {
         assert_eq!(outcome.reached(5), Some(30.0));
         assert_eq!(outcome.peak_held(), Some((30.0, 60.0)));
         assert_eq!(outcome.back_at_minimum(1), Some(25.0));
+        let never_left =
+            Outcome { rows: vec![row(0.0, 1), row(15.0, 1), row(30.0, 1)], load_end: 20.0, ..Outcome::default() };
+        assert_eq!(never_left.back_at_minimum(1), Some(0.0), "at the minimum all along: back at once, not -20 s");
     }
 
     #[test]

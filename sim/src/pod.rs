@@ -49,6 +49,19 @@ impl Task {
     }
 }
 
+/// An idle consumer's working set (its RSS idle was 9-12 MiB here); a task's memory is touched at its start, so
+/// resident, and returned to the OS at its end.
+pub const IDLE_WORKING_SET_BYTES: u64 = 10 << 20;
+
+/// One metrics-server reading of a pod (kubelet's summary): its cumulative CPU time and its working set then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub at: f64,
+    /// Core-seconds its tasks have used.
+    pub cpu_seconds: f64,
+    pub working_set_bytes: u64,
+}
+
 /// A task accepted and not yet started.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Queued {
@@ -109,8 +122,8 @@ pub struct Pod {
     pub next_scrape: f64,
     /// CPU time its tasks have used, core-seconds.
     pub cpu_seconds: f64,
-    /// metrics-server's last two readings of it (time, core-seconds), and when it reads next.
-    pub cpu_readings: Vec<(f64, f64)>,
+    /// metrics-server's last two readings of it, and when it reads next.
+    pub readings: Vec<Reading>,
     pub next_reading: f64,
 }
 
@@ -136,7 +149,7 @@ impl Pod {
             slowdown_sum: 0.0,
             next_scrape: f64::INFINITY,
             cpu_seconds: 0.0,
-            cpu_readings: Vec::new(),
+            readings: Vec::new(),
             next_reading: f64::INFINITY,
         }
     }
@@ -170,6 +183,12 @@ impl Pod {
 
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// What metrics-server reads of it at `at`: its cumulative CPU time and its working set.
+    pub fn reading(&self, at: f64) -> Reading {
+        let held: u64 = self.running.iter().map(|r| r.queued.task.memory_bytes).sum();
+        Reading { at, cpu_seconds: self.cpu_seconds, working_set_bytes: IDLE_WORKING_SET_BYTES + held }
     }
 
     pub fn is_idle(&self) -> bool {

@@ -14,13 +14,13 @@ use surge_keda::redis_streams::Count;
 use surge_keda::redis_streams::RedisStreams;
 use surge_keda::replicaset::{deletion_order, Candidate};
 use surge_keda::resource::{
-    self, cpu_usage_milli, Phase, Pod as ResourcePod, Readiness, Resource, Target, Timing, Usage,
+    self, cpu_usage_milli, memory_milli, Phase, Pod as ResourcePod, Readiness, Resource, Target, Timing, Usage,
 };
 use surge_keda::startup::{CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 use surge_keda::{evaluate, Activity, Failures};
 
 use crate::outcome::{Outcome, Row};
-use crate::pod::{Pod, Queued, Task};
+use crate::pod::{Pod, Queued, Reading, Task};
 use crate::prometheus::Prometheus;
 use crate::setup::Setup;
 
@@ -296,9 +296,10 @@ impl World<'_> {
         self.drain(t);
         for pod in self.pods.iter_mut().filter(|p| p.is_listening(t)) {
             while pod.next_reading <= t + self.step {
-                pod.cpu_readings.push((pod.next_reading, pod.cpu_seconds));
-                if pod.cpu_readings.len() > 2 {
-                    pod.cpu_readings.remove(0);
+                let reading = pod.reading(pod.next_reading);
+                pod.readings.push(reading);
+                if pod.readings.len() > 2 {
+                    pod.readings.remove(0);
                 }
                 pod.next_reading += METRICS_RESOLUTION_SECONDS;
             }
@@ -402,29 +403,34 @@ impl World<'_> {
     }
 
     /// A replica as the HPA's Resource calculation lists it: its phase, readiness and metrics-server's CPU reading.
-    fn as_listed(&self, pod: &Pod, t: f64) -> ResourcePod {
+    fn as_listed(&self, pod: &Pod, resource: Resource, t: f64) -> ResourcePod {
         let started = pod.listening.filter(|at| *at <= t).map(|at| at - LISTENING_SECONDS);
         let readiness = started.map(|since| match pod.ready.filter(|r| *r <= t) {
             Some(ready) => Readiness { ready: true, since: ready },
             None => Readiness { ready: false, since },
         });
-        let usage = match pod.cpu_readings.as_slice() {
-            [(t1, cpu1), (t2, cpu2)] => {
-                let nanos = |core_seconds: f64| (core_seconds * 1e9) as u64;
-                cpu_usage_milli((*t1, nanos(*cpu1)), (*t2, nanos(*cpu2))).map(|milli| Usage {
-                    milli,
-                    at: *t2,
-                    window: t2 - t1,
-                })
+        // metrics-server reports a pod once it has two readings: CPU as the rate between them, memory as the last.
+        let usage = match pod.readings.as_slice() {
+            [earlier, later] => {
+                let nanos = |r: &Reading| (r.cpu_seconds * 1e9) as u64;
+                let milli = match resource {
+                    Resource::Cpu => cpu_usage_milli((earlier.at, nanos(earlier)), (later.at, nanos(later))),
+                    Resource::Memory => Some(memory_milli(later.working_set_bytes)),
+                };
+                milli.map(|milli| Usage { milli, at: later.at, window: later.at - earlier.at })
             }
             _ => None,
+        };
+        let request_milli = match resource {
+            Resource::Cpu => (self.setup.request_cores * 1000.0).round() as i64,
+            Resource::Memory => memory_milli(self.setup.request_memory_bytes),
         };
         ResourcePod {
             phase: if started.is_some() { Phase::Running } else { Phase::Pending },
             deleting: pod.deleting.is_some(),
             started_at: started,
             readiness,
-            request_milli: (self.setup.request_cores * 1000.0).round() as i64,
+            request_milli,
             usage,
         }
     }
@@ -490,14 +496,11 @@ impl Sources for ReadAt<'_, '_> {
 
     fn resource(&self, resource: Resource, target: Target) -> Result<f64, String> {
         let world = self.world;
-        if resource != Resource::Cpu {
-            return Err(format!("{resource:?}: the simulator plays CPU usage only"));
-        }
         let pods: Vec<ResourcePod> =
-            world.pods.iter().filter(|p| p.gone.is_none()).map(|p| world.as_listed(p, self.t)).collect();
+            world.pods.iter().filter(|p| p.gone.is_none()).map(|p| world.as_listed(p, resource, self.t)).collect();
         resource::replicas(
             &pods,
-            Resource::Cpu,
+            resource,
             target,
             world.setup.scaled_object.scaling.tolerances(),
             world.replicas(),

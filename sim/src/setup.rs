@@ -7,7 +7,7 @@ use surge_capacity::Limits;
 use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
 use surge_keda::promql::Rule;
 use surge_keda::scaled_object::{
-    container_arg, cpu_cores, documents, find, is_named, limits, shutdown_timeout_secs, Source,
+    container_arg, cpu_cores, documents, find, is_named, limits, memory_bytes, shutdown_timeout_secs, Source,
 };
 use surge_keda::startup::StartupPath;
 use surge_keda::ScaledObject;
@@ -36,6 +36,7 @@ pub struct Setup {
     pub queries: Vec<Option<Query>>,
     pub limits: Limits,
     pub request_cores: f64,
+    pub request_memory_bytes: u64,
     pub limit_cores: f64,
     pub queue_capacity: usize,
     pub shutdown_timeout: f64,
@@ -66,6 +67,8 @@ impl Setup {
         let (limit_cores, memory_limit) = limits(container)?;
         let request_cores = cpu_cores(&container["resources"]["requests"]["cpu"])
             .map_err(|e| format!("the consumer's resources.requests.cpu: {e}"))?;
+        let request_memory_bytes = memory_bytes(&container["resources"]["requests"]["memory"])
+            .map_err(|e| format!("the consumer's resources.requests.memory: {e}"))?;
         let number = |arg: &str| container_arg(container, arg).and_then(|v| v.parse::<f64>().ok());
         let capacity_cores = env("CPU_CAPACITY").and_then(|v| v.as_str()?.parse().ok()).unwrap_or(limit_cores);
         let budget_bytes = env("MEMORY_BUDGET_MB")
@@ -90,6 +93,7 @@ impl Setup {
             queries,
             limits,
             request_cores,
+            request_memory_bytes,
             limit_cores,
             queue_capacity: number("--queue-capacity").map_or(QUEUE_CAPACITY, |n| n as usize),
             shutdown_timeout: shutdown_timeout_secs(container)?,

@@ -173,28 +173,55 @@ fn named(name: &str) -> Vec<Arrival> {
     surge_sim::arrivals_of(name).expect("a load the generator sends")
 }
 
-/// A plain HPA on CPU at 70% of the request, as metrics-server reports usage: heavy's load takes it up and its end
-/// brings it back, scaled on CPU alone.
-#[test]
-fn an_hpa_on_cpu_follows_the_load_up_and_back() {
+/// The development overlay's ScaledObject with one Resource trigger instead of its own: a plain HPA on `resource` at
+/// `percent` of the pod's request (the HPA's own behavior, no fallback), on the 8-core node.
+fn plain_hpa(resource: surge_keda::resource::Resource, percent: i32) -> Setup {
     use surge_keda::hpa::MetricType;
-    use surge_keda::resource::{Resource, Target};
+    use surge_keda::resource::Target;
     use surge_keda::scaled_object::{Source, Trigger};
     let setup = Setup::from_manifests(development(), Some(8.0)).expect("setup");
     let mut so = setup.scaled_object.clone();
     so.triggers = vec![Trigger {
-        name: "cpu".into(),
+        name: format!("{resource:?}").to_lowercase(),
         kind: MetricType::AverageValue,
-        source: Source::Resource { resource: Resource::Cpu, target: Target::Utilization(70) },
-        threshold: 70.0,
+        source: Source::Resource { resource, target: Target::Utilization(percent) },
+        threshold: f64::from(percent),
         activation_threshold: 0.0,
     }];
     so.scaling.behavior = None;
     so.fallback = None;
-    let setup = setup.with_scaled_object(so).expect("a cpu trigger needs no query");
+    setup.with_scaled_object(so).expect("a Resource trigger needs no query")
+}
+
+/// A plain HPA on CPU at 70% of the request, as metrics-server reports usage: heavy's load takes it up and its end
+/// brings it back, scaled on CPU alone.
+#[test]
+fn an_hpa_on_cpu_follows_the_load_up_and_back() {
+    let setup = plain_hpa(surge_keda::resource::Resource::Cpu, 70);
     let outcome = simulate(&setup, &named("heavy"), &Options::default());
     let trajectory: Vec<String> = outcome.rows.iter().map(|r| format!("{:.0}:{}", r.t, r.desired)).collect();
     assert!(outcome.peak() >= 6, "{}", trajectory.join(" "));
     assert!(outcome.back_at_minimum(1).is_some_and(|b| b > 0.0), "{}", trajectory.join(" "));
     assert!(outcome.rows.iter().all(|r| r.values[0].is_some()), "metrics-server read every sync once a pod ran");
+}
+
+/// A plain HPA on memory at 40% of the 512 MiB request (205 MiB of working set a pod, as metrics-server reads it: an
+/// idle consumer's 10 MiB and the memory its running tasks hold): memory_stress's 250 MiB tasks take it up and their
+/// end brings it back; cpu_stress's 50 MiB tasks (a core each, so one or two at a time a pod) leave it at one. At 70%
+/// it would never move: the consumer's budget (three quarters of the limit, 384 MiB) lets one 250 MiB task run a pod.
+#[test]
+fn an_hpa_on_memory_moves_under_memory_work_and_stays_under_cpu_work() {
+    let setup = plain_hpa(surge_keda::resource::Resource::Memory, 40);
+    for seed in 1..=3 {
+        let options = Options { seed, ..Options::default() };
+        let memory = simulate(&setup, &named("memory_stress"), &options);
+        let trajectory: Vec<String> = memory.rows.iter().map(|r| format!("{:.0}:{}", r.t, r.desired)).collect();
+        assert!(memory.peak() >= 3, "memory_stress, seed {seed}: {}", trajectory.join(" "));
+        assert!(memory.back_at_minimum(1).is_some_and(|b| b > 0.0), "seed {seed}: {}", trajectory.join(" "));
+        assert!(memory.rows.iter().all(|r| r.values[0].is_some()), "metrics-server read every sync once a pod ran");
+        let cpu = simulate(&setup, &named("cpu_stress"), &options);
+        let trajectory: Vec<String> = cpu.rows.iter().map(|r| format!("{:.0}:{}", r.t, r.desired)).collect();
+        assert_eq!(cpu.peak(), 1, "cpu_stress, seed {seed}: {}", trajectory.join(" "));
+        assert!(cpu.rows.iter().all(|r| r.values[0].is_some()), "read, and asked for one replica, at every sync");
+    }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use surge_keda::promql::Rule;
 use surge_keda::scaled_object::{documents, is_named};
+use surge_keda::trajectory::back_after;
 use surge_sim::{simulate, Arrival, Options, Outcome, Setup};
 
 /// What one run came to, in the autoscaler's seconds.
@@ -132,7 +133,10 @@ pub fn compare(
     let until = rows.last().map_or(0.0, |r| r.0);
     let closed_loop = Figures {
         peak: outline["peak_replicas"].as_f64().ok_or("the closed loop's report has no peak")?,
-        back: outline["back_at_min_at_s"].as_f64().zip(outline["load_ended_at_s"].as_f64()).map(|(b, e)| b - e),
+        back: outline["back_at_min_at_s"]
+            .as_f64()
+            .zip(outline["load_ended_at_s"].as_f64())
+            .map(|(b, e)| back_after(b, e)),
         p95: outline["sojourn_p95_s"].as_f64(),
         replica_seconds: replica_seconds(&rows, until),
     };

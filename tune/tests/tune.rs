@@ -151,3 +151,55 @@ fn verify_names_which_it_runs_and_a_cluster_it_cannot_start() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("both") && stderr.contains("recommended"), "the choices named: {stderr}");
 }
+
+/// The development overlay with its ScaledObject's triggers replaced by one KEDA `resource` trigger at 40%.
+fn on_resource(manifests: &Path, resource: &str, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(manifests).expect("the render");
+    let mut out = String::new();
+    // kubectl kustomize separates its documents with `---` lines.
+    for document in text.split("\n---\n") {
+        let mut object: serde_yaml_ng::Value = serde_yaml_ng::from_str(document).expect("YAML");
+        if object["kind"] == "ScaledObject" {
+            let trigger =
+                format!("type: {resource}\nname: {resource}\nmetricType: Utilization\nmetadata:\n  value: \"40\"\n");
+            object["spec"]["triggers"] =
+                serde_yaml_ng::Value::Sequence(vec![serde_yaml_ng::from_str(&trigger).expect("trigger")]);
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&object).expect("YAML"));
+    }
+    let path = dir.join(format!("on-{resource}.yaml"));
+    std::fs::write(&path, out).expect("write");
+    path
+}
+
+#[test]
+fn a_scaled_object_on_cpu_or_memory_is_played_and_kept_from_the_closed_loop() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = render(dir.path());
+    for resource in ["cpu", "memory"] {
+        let on = on_resource(&manifests, resource, dir.path());
+        let missing = dir.path().join("no-cluster-here");
+        let args = ["--profile", "memory_stress", "--node-cores", "8", "--seeds", "2", "--slo", "p95-sojourn=1h"];
+        let out = surge_tune(
+            &on,
+            &[&args[..], &["--json", "--verify", "--cluster", missing.to_str().expect("path")]].concat(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("current not run: its trigger {resource}"))
+                && stderr.contains("no metrics-server"),
+            "{resource}: {stderr}"
+        );
+        assert!(!stderr.contains("plays CPU usage only"), "{resource}: {stderr}");
+        let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if out.status.success() {
+            let current = &table["candidates"][0];
+            assert_eq!(current["candidate"], "current", "{table}");
+            assert!(current["ready_replica_seconds"].as_f64().is_some_and(|c| c > 0.0), "{resource} played: {table}");
+        } else {
+            // A recommendation the closed loop could run went to the missing `cluster`.
+            assert!(stderr.contains("no-cluster-here"), "{resource}: {stderr}");
+        }
+    }
+}
