@@ -34,6 +34,11 @@ impl PodCgroup {
         Ok(cgroup)
     }
 
+    /// Its memory cgroup's directory (`memory.usage_in_bytes`, `memory.stat`).
+    pub fn memory_dir(&self) -> &Path {
+        &self.memory
+    }
+
     /// `program` started inside the cgroups, seeing them as the root of its own `/sys/fs/cgroup/{cpu,memory}`: the
     /// shell joins them, then `unshare` gives it a cgroup and mount namespace where they are bind-mounted, then it
     /// becomes `program` (one process throughout: signals reach the consumer).

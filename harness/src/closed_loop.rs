@@ -11,16 +11,20 @@ use serde_json::{json, Value};
 use surge_generator::prometheus::{Compressed, Prom};
 use surge_keda::evaluate::HPA_SYNC_SECONDS;
 use surge_keda::hpa::History;
+use surge_keda::hpa::Tolerances;
 use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
 use surge_keda::readers::{read, Sources};
 use surge_keda::redis_streams::RedisStreams;
-use surge_keda::resource::{Resource, Target};
-use surge_keda::scaled_object::{container_arg, cpu_cores, documents, find, limits, shutdown_timeout_secs};
+use surge_keda::resource::{self, memory_milli, Resource, Target, Timing};
+use surge_keda::scaled_object::{
+    container_arg, cpu_cores, documents, find, limits, memory_bytes, shutdown_timeout_secs, Source,
+};
 use surge_keda::startup::StartupPath;
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
 
 use crate::dashboards::check_dashboards;
 use crate::load::Load;
+use crate::metrics_server::MetricsServer;
 use crate::node::Node;
 use crate::pods::{free_port, scraped_as, wait_until, OnNode, PodMeta, Pods};
 use crate::prometheus::start_prometheus;
@@ -152,6 +156,17 @@ pub fn run(args: &Args) -> Result<(), String> {
     let template = &deployment["spec"]["template"];
     let container = &template["spec"]["containers"][0];
     let (cores, memory) = limits(container)?;
+    let requested = &container["resources"]["requests"];
+    let requests = Requests {
+        cpu_milli: (cpu_cores(&requested["cpu"]).map_err(|e| format!("resources.requests.cpu: {e}"))? * 1000.0).round()
+            as i64,
+        memory_milli: memory_milli(
+            memory_bytes(&requested["memory"]).map_err(|e| format!("resources.requests.memory: {e}"))?,
+        ),
+    };
+    // metrics-server reads the pods only for a ScaledObject that scales on their usage.
+    let reads_resources = so.triggers.iter().any(|t| matches!(t.source, Source::Resource { .. }));
+    let mut metrics_server = MetricsServer::default();
     let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or("surge").to_owned();
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -342,7 +357,23 @@ pub fn run(args: &Args) -> Result<(), String> {
         pods.reap()?;
         let current = pods.replicas();
         let ready = pods.ready();
-        let sources = LoopSources { prometheus: Compressed { prometheus: &prometheus, factor }, redis: redis.as_ref() };
+        if reads_resources {
+            metrics_server.read(&pods.kubelets(), at);
+        }
+        let resources = ResourceView {
+            pods: &pods,
+            metrics_server: &metrics_server,
+            syncs: &syncs,
+            requests,
+            tolerances: so.scaling.tolerances(),
+            current,
+            at,
+        };
+        let sources = LoopSources {
+            prometheus: Compressed { prometheus: &prometheus, factor },
+            redis: redis.as_ref(),
+            resources,
+        };
         let values = read(&so.triggers, &sources);
         for (count, value) in errors.iter_mut().zip(&values) {
             *count += u64::from(value.is_err());
@@ -539,11 +570,31 @@ fn stopped_over(server: &mut impl Restartable, name: &str, window: Option<Window
     Ok(())
 }
 
-/// What the loop reads triggers from: the Prometheus it runs (compressed) and its Redis, if the queue is shared; no
-/// metrics-server (the simulator plays Resource metrics).
+/// What the loop reads triggers from: the Prometheus it runs (compressed), its Redis if the queue is shared, and its
+/// metrics-server's readings of the pods.
 struct LoopSources<'a> {
     prometheus: Compressed<'a>,
     redis: Option<&'a RedisServer>,
+    resources: ResourceView<'a>,
+}
+
+/// The pods as the HPA's replica calculator sees them at this sync, with what metrics-server reports.
+struct ResourceView<'a> {
+    pods: &'a Pods,
+    metrics_server: &'a MetricsServer,
+    syncs: &'a Syncs,
+    /// The container's CPU and memory requests, milli-units.
+    requests: Requests,
+    tolerances: Tolerances,
+    current: u32,
+    at: f64,
+}
+
+/// A pod's CPU and memory requests as the HPA reads them (milli-units).
+#[derive(Clone, Copy)]
+struct Requests {
+    cpu_milli: i64,
+    memory_milli: i64,
 }
 
 impl Sources for LoopSources<'_> {
@@ -555,7 +606,19 @@ impl Sources for LoopSources<'_> {
         self.redis.ok_or("a redis-streams trigger with no Redis (no QUEUE_URL)")?.stream_count(scaler)
     }
 
-    fn resource(&self, _: Resource, _: Target) -> Result<f64, String> {
-        Err("a cpu or memory trigger: no metrics-server here (the simulator plays them)".into())
+    fn resource(&self, resource: Resource, target: Target) -> Result<f64, String> {
+        let view = &self.resources;
+        let request = match resource {
+            Resource::Cpu => view.requests.cpu_milli,
+            Resource::Memory => view.requests.memory_milli,
+        };
+        let listed = view.pods.listed(
+            |instant| view.syncs.seconds(instant),
+            |slot| view.metrics_server.usage(slot, resource),
+            request,
+        );
+        let timing = Timing::default();
+        resource::replicas(&listed, resource, target, view.tolerances, view.current, &timing, view.at)
+            .map(|(replicas, _)| f64::from(replicas))
     }
 }

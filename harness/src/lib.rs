@@ -21,6 +21,7 @@
 //! - `cgroup`: each replica's CPU and memory limits as real cgroups, seen where the consumer looks (where allowed).
 //! - `load`: the load Job's generators, one per shard, and their summaries added up.
 //! - `node`: one node's cores shared by its pods as CFS shares them, its room by request (`--node-cores`).
+//! - `metrics_server`: each replica's CPU and working set as metrics-server reports them, for Resource metrics.
 //! - `prometheus`: Prometheus launched on loopback (also the tests' fixture) and fed by file discovery.
 //! - `redis`: Redis launched on loopback, the shared backlog (also the queue tests' fixture).
 //! - `restartable`: a server the loop stops and starts again over a fault window.
@@ -38,6 +39,7 @@ mod closed_loop;
 pub mod compose;
 mod dashboards;
 mod load;
+mod metrics_server;
 mod node;
 mod pods;
 pub mod prometheus;

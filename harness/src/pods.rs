@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use surge_generator::prometheus::http_get;
 use surge_keda::replicaset::{deletion_order, Candidate};
+use surge_keda::resource::{Phase, Pod as ResourcePod, Readiness, Usage};
 use surge_keda::startup::{StartupPath, CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 
 use crate::cgroup::PodCgroup;
+use crate::metrics_server::Kubelet;
 use crate::service::Service;
 
 pub(crate) fn free_port() -> Result<u16, String> {
@@ -75,8 +77,8 @@ pub(crate) struct Pod {
     /// transition.
     ready_since: Option<Instant>,
     uid: u64,
-    /// Its limits as real cgroups, held for their removal on drop (after its process's: once the process is gone).
-    _cgroup: Option<PodCgroup>,
+    /// Its limits as real cgroups (removed on drop, after its process: once the process is gone).
+    cgroup: Option<PodCgroup>,
 }
 
 /// A pod's way from created to serving (`startup`), in wall-clock instants.
@@ -192,6 +194,50 @@ impl Pods {
         ready
     }
 
+    /// The started pods' processes and cgroups, for metrics-server's readings.
+    pub(crate) fn kubelets(&self) -> Vec<Kubelet<'_>> {
+        self.list
+            .iter()
+            .filter_map(|p| {
+                Some(Kubelet {
+                    slot: p.index,
+                    port: self.ports[p.index],
+                    pid: p.started()?.child.0.id(),
+                    memory_cgroup: p.cgroup.as_ref().map(PodCgroup::memory_dir),
+                })
+            })
+            .collect()
+    }
+
+    /// Every pod as the HPA's replica calculator lists it: `seconds` puts an instant on the autoscaler's clock,
+    /// `usage` is what metrics-server reports for a pod slot, `request_milli` the resource's request of a pod.
+    pub(crate) fn listed(
+        &self,
+        seconds: impl Fn(Instant) -> f64,
+        usage: impl Fn(usize) -> Option<Usage>,
+        request_milli: i64,
+    ) -> Vec<ResourcePod> {
+        self.list
+            .iter()
+            .map(|p| {
+                let started = p.started();
+                let started_at = started.map(|s| seconds(s.spawned));
+                let readiness = started_at.map(|since| match p.ready_since {
+                    Some(ready) => Readiness { ready: true, since: seconds(ready) },
+                    None => Readiness { ready: false, since },
+                });
+                ResourcePod {
+                    phase: if started.is_some() { Phase::Running } else { Phase::Pending },
+                    deleting: p.draining,
+                    started_at,
+                    readiness,
+                    request_milli,
+                    usage: started.and_then(|_| usage(p.index)),
+                }
+            })
+            .collect()
+    }
+
     /// Every serving pod's `/process/status` (those that do not answer are left out).
     pub(crate) fn statuses(&self) -> Vec<Value> {
         self.list
@@ -216,7 +262,7 @@ impl Pods {
             stage: Stage::Unscheduled,
             ready_since: None,
             uid,
-            _cgroup: None,
+            cgroup: None,
         });
         Ok(())
     }
@@ -246,7 +292,7 @@ impl Pods {
             }
             if matches!(self.list[i].stage, Stage::Bound(at) if now >= at) {
                 let started = self.start(self.list[i].index)?;
-                self.list[i]._cgroup = started.1;
+                self.list[i].cgroup = started.1;
                 self.list[i].stage = Stage::Started(started.0);
                 published = true;
             }

@@ -44,6 +44,15 @@ impl Syncs {
         self.now()
     }
 
+    /// An instant on the HPA's clock (negative before the first sync).
+    pub(crate) fn seconds(&self, at: Instant) -> f64 {
+        let wall = match at.checked_duration_since(self.started) {
+            Some(after) => after.as_secs_f64(),
+            None => -self.started.duration_since(at).as_secs_f64(),
+        };
+        wall * self.factor
+    }
+
     /// The HPA's time of the sync begun last.
     pub(crate) fn now(&self) -> f64 {
         f64::from(self.begun.saturating_sub(1)) * self.period_seconds

@@ -76,7 +76,8 @@ fn run_on(profile: &str, table: &str, shards: u32, faults: &[&str]) -> Value {
     // and must agree.
     if faults.is_empty() && table == SHARED {
         let time_scale = promises(&readme(), table).into_iter().find(|p| p.profile == profile).expect("row").time_scale;
-        agrees_with_the_simulator(profile, manifests, node_cores(table), time_scale, &report);
+        let hold = Hold { p95: true, cost: false };
+        agrees_with_the_simulator(profile, manifests, node_cores(table), time_scale, &report, hold);
     }
     report
 }
@@ -333,7 +334,7 @@ const AGREEMENT_SEEDS: u64 = 20;
 /// The simulator on the same manifests, node and profile, by the rules of the Prometheus this run stood on, over
 /// 20 seeds (what `surge tune --verify` compares): its range, widened by a replica, a minute and a fifth, holds this
 /// run's peak, its return to the minimum and its p95 sojourn.
-fn agrees_with_the_simulator(profile: &str, manifests: &Path, cores: u32, time_scale: f64, report: &Value) {
+fn agrees_with_the_simulator(profile: &str, manifests: &Path, cores: u32, time_scale: f64, report: &Value, hold: Hold) {
     let yaml = std::fs::read_to_string(manifests).expect("the render");
     let arrivals = arrivals(surge_generator::profiles::find(profile).expect("a generator profile"));
     let run = ClosedLoop {
@@ -346,16 +347,16 @@ fn agrees_with_the_simulator(profile: &str, manifests: &Path, cores: u32, time_s
     let verified = compare(profile, &yaml, &arrivals, &run, report).expect("the simulator plays the same");
     let verified = &verify::json(&[verified], &run)["candidates"][0];
     println!("{profile} on {cores} cores, the closed loop against the simulator's seeds: {verified}");
-    holds(verified, Hold::Trajectory);
+    holds(verified, hold);
 }
 
-/// What of a closed-loop run the simulator's range must hold.
-#[derive(Clone, Copy, PartialEq)]
-enum Hold {
-    /// The peak, the return to the minimum, the p95 sojourn.
-    Trajectory,
-    /// Those and the ready replica-seconds.
-    TrajectoryAndCost,
+/// What of a closed-loop run the simulator's range must hold besides its peak and its return to the minimum.
+#[derive(Clone, Copy)]
+struct Hold {
+    /// The p95 sojourn (the histogram's, as each reads it).
+    p95: bool,
+    /// The ready replica-seconds.
+    cost: bool,
 }
 
 /// One candidate as `surge tune --verify --json` gives it: the closed loop's figures inside the range of the
@@ -378,11 +379,11 @@ fn holds(verified: &Value, hold: Hold) {
     let (peaks, backs) = (span("peak"), span("back_at_minimum_s"));
     within("peak", peaks.0 - 1.0, peaks.1 + 1.0);
     within("back_at_minimum_s", backs.0 - 60.0, backs.1 + 60.0);
-    if !closed["p95_sojourn_s"].is_null() {
+    if hold.p95 && !closed["p95_sojourn_s"].is_null() {
         let p95s = span("p95_sojourn_s");
         within("p95_sojourn_s", p95s.0 * 0.8, p95s.1 * 1.2);
     }
-    if hold == Hold::TrajectoryAndCost {
+    if hold.cost {
         let costs = span("ready_replica_seconds");
         within("ready_replica_seconds", costs.0 * 0.8, costs.1 * 1.2);
     }
@@ -417,8 +418,41 @@ fn tune_verify_plays_the_recommended_in_the_closed_loop() {
     for v in verified {
         let latest = v["latest_sync_start_s"].as_f64().expect("the latest sync start");
         assert!(latest <= LATEST_SYNC_START_SECONDS, "a sync began {latest} s late: {v}");
-        holds(v, Hold::TrajectoryAndCost);
+        holds(v, Hold { p95: true, cost: true });
     }
+}
+
+/// A plain HPA on memory (the development overlay's ScaledObject with one `memory` trigger at 40% of the 512 MiB
+/// request, and no fallback: KEDA refuses one with only cpu and memory triggers) through the loop's metrics-server:
+/// memory_stress takes it up on the working sets of the replicas' cgroups and its end brings it back, held to the
+/// simulator's range (peak, return, replica-seconds). No task waits here, so every sojourn is the task's 30 s, which
+/// at x15 is the histogram's 2 s bucket edge: the loop's 2.03 s of wall time reads as a 73 s p95, the simulator's
+/// exact 2 s as 30 s. The generator's own end-to-end times hold the p95 instead.
+#[test]
+fn an_hpa_on_memory_scales_on_the_replicas_working_sets() {
+    let yaml = std::fs::read_to_string(rendered()).expect("the render");
+    let documents = surge_keda::scaled_object::documents(&yaml).expect("YAML");
+    let mut so = documents.into_iter().find(|d| d["kind"] == "ScaledObject").expect("the ScaledObject");
+    so["spec"]["triggers"] = serde_json::json!([{"type": "memory", "name": "memory", "metricType": "Utilization",
+        "metadata": {"value": "40"}}]);
+    so["spec"].as_object_mut().expect("a spec").remove("fallback");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let manifests = dir.path().join("on-memory.yaml");
+    std::fs::write(&manifests, verify::manifests_with(&yaml, &so).expect("replaced")).expect("write");
+    let promise = promises(&readme(), SHARED).into_iter().find(|p| p.profile == "memory_stress").expect("its row");
+    let cores = node_cores(SHARED);
+    let report = cluster("memory_stress", promise.time_scale, f64::from(cores), &manifests, &[], Share::Turn);
+    let outline = &report["outline"];
+    println!("memory_stress on a plain HPA on memory: {outline}");
+    assert_eq!(outline["peak_driven_by"], "memory", "{outline}");
+    assert!(outline["peak_replicas"].as_u64() >= Some(3), "{outline}");
+    let read = report["rows"].as_array().expect("rows").iter().skip(2).all(|r| !r["triggers"][0]["value"].is_null());
+    assert!(read, "metrics-server reported the pods at every sync from the third");
+    let hold = Hold { p95: false, cost: true };
+    agrees_with_the_simulator("memory_stress", &manifests, cores, promise.time_scale, &report, hold);
+    let task = surge_generator::profiles::find("memory_stress").expect("the profile").duration_secs;
+    let e2e_p95 = outline["tasks"]["e2e_ms"]["p95"].as_f64().expect("end-to-end times") / 1000.0 * promise.time_scale;
+    assert!(e2e_p95 <= f64::from(task) * 1.2, "p95 end to end {e2e_p95:.1} s for {task} s tasks: some waited");
 }
 
 /// The same object with every count zero.

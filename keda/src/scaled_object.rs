@@ -223,7 +223,16 @@ impl ScaledObject {
                 let source = Source::Prometheus { query, ignore_null_values };
                 Ok(Trigger { name, kind, source, threshold, activation_threshold })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<Trigger>, String>>()?;
+        // KEDA's admission (`CheckFallbackValid`): a fallback needs a trigger that is not cpu or memory, which KEDA
+        // neither reads nor can replace.
+        if fallback.is_some() && triggers.iter().all(|t| matches!(t.source, Source::Resource { .. })) {
+            return Err(
+                "at least one trigger (that is not cpu or memory) has to have the `AverageValue` type for the \
+                        fallback to be enabled"
+                    .into(),
+            );
+        }
         let polling_interval = spec["pollingInterval"].as_f64().unwrap_or(30.0);
         let cooldown_period = spec["cooldownPeriod"].as_f64().unwrap_or(300.0);
         Ok(Self { polling_interval, min_replica_count, cooldown_period, scaling, fallback, triggers })
@@ -377,6 +386,35 @@ mod tests {
         assert!(keda_value(&[f64::NAN], false).is_err(), "NaN with ignoreNullValues false is an error, not 0");
         assert!(keda_value(&[f64::INFINITY], false).is_err());
         assert!(keda_value(&[1.0, 2.0], true).is_err(), "more than one series is always an error");
+    }
+
+    /// apis/keda/v1alpha1/scaledobject_types.go `CheckFallbackValid`: a fallback with only cpu and memory triggers is
+    /// refused; one other trigger makes it valid (with scalingModifiers, not modelled, KEDA checks otherwise).
+    #[test]
+    fn a_fallback_needs_a_trigger_that_is_not_cpu_or_memory() {
+        let memory = serde_json::json!({"type": "memory", "name": "memory", "metricType": "Utilization",
+            "metadata": {"value": "40"}});
+        let backlog = serde_json::json!({"type": "prometheus", "name": "backlog",
+            "metadata": {"query": "sum(q)", "threshold": "2"}});
+        let fallback = serde_json::json!({"failureThreshold": 3, "replicas": 2});
+        // (triggers, fallback, accepted)
+        let cases = [
+            (vec![memory.clone()], Some(&fallback), false),
+            (vec![memory.clone()], None, true),
+            (vec![memory, backlog.clone()], Some(&fallback), true),
+            (vec![backlog], Some(&fallback), true),
+        ];
+        for (triggers, fallback, accepted) in cases {
+            let mut so = serde_json::json!({"spec": {"triggers": triggers}});
+            if let Some(fallback) = fallback {
+                so["spec"]["fallback"] = fallback.clone();
+            }
+            let parsed = ScaledObject::from_manifest(&so);
+            assert_eq!(parsed.is_ok(), accepted, "{so}: {parsed:?}");
+            if let Err(error) = parsed {
+                assert!(error.contains("not cpu or memory"), "{error}");
+            }
+        }
     }
 
     #[test]

@@ -189,7 +189,7 @@ fn an_hpa_on_cpu_follows_the_load_up_and_back() {
 }
 
 /// A plain HPA on memory at 40% of the 512 MiB request (205 MiB of working set a pod, as metrics-server reads it: an
-/// idle consumer's 10 MiB and the memory its running tasks hold): memory_stress's 250 MiB tasks take it up and their
+/// idle consumer's 4 MiB and the memory its running tasks hold): memory_stress's 250 MiB tasks take it up and their
 /// end brings it back; cpu_stress's 50 MiB tasks (a core each, so one or two at a time a pod) leave it at one. At 70%
 /// it would never move: the consumer's budget (three quarters of the limit, 384 MiB) lets one 250 MiB task run a pod.
 #[test]

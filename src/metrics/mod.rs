@@ -9,8 +9,8 @@ pub mod process;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge as GaugeMetric, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter as CounterMetric, Encoder, Gauge as GaugeMetric, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use surge_capacity::signals::{QUEUE_WAIT_BUCKETS, SLOWDOWN_BUCKETS};
 
@@ -35,6 +35,7 @@ pub mod names {
     pub const TASK_SLOWDOWN_RATIO: &str = "consumer_task_slowdown_ratio";
     pub const CPU_CAPACITY_CORES: &str = "consumer_cpu_capacity_cores";
     pub const CPU_DEMAND_CORES: &str = "consumer_cpu_demand_cores";
+    pub const CPU_WORK_SECONDS_TOTAL: &str = "consumer_cpu_work_seconds_total";
     pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
     pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
     pub const PROCESS_THREADS: &str = "process_threads";
@@ -133,6 +134,7 @@ pub struct TaskMetrics {
     pub slowdown: Histogram,
     pub capacity_cores: GaugeMetric,
     pub demand_cores: GaugeMetric,
+    pub cpu_work_seconds: CounterMetric,
     /// Indexed by queue: memory, redis.
     sojourn: [Histogram; 2],
 }
@@ -226,6 +228,10 @@ impl Metrics {
             names::CPU_DEMAND_CORES,
             "CPU the running tasks ask for, in cores; divided by the capacity, the pod's utilisation of capacity.",
         )?;
+        let cpu_work_seconds = CounterMetric::new(
+            names::CPU_WORK_SECONDS_TOTAL,
+            "Core-seconds of CPU the tasks' work has used: the threads' CPU time when burning, the clock's account when simulating (what the pod's cgroup would count).",
+        )?;
         let sojourn = HistogramVec::new(
             HistogramOpts::new(
                 names::TASK_SOJOURN_SECONDS,
@@ -301,6 +307,7 @@ impl Metrics {
             slowdown: slowdown.clone(),
             capacity_cores: capacity_cores.clone(),
             demand_cores: demand_cores.clone(),
+            cpu_work_seconds: cpu_work_seconds.clone(),
             sojourn: ["memory", "redis"].map(|queue| sojourn.with_label_values(&[queue])),
         };
         let queue = QueueMetrics {
@@ -334,6 +341,7 @@ impl Metrics {
             Box::new(slowdown),
             Box::new(capacity_cores),
             Box::new(demand_cores),
+            Box::new(cpu_work_seconds),
             Box::new(telemetry_dropped.clone()),
             Box::new(sojourn),
             Box::new(backlog),

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use prometheus::Counter;
 use tokio_util::sync::CancellationToken;
 
 use super::capacity;
@@ -77,12 +78,13 @@ pub struct CpuOutcome {
     pub cancelled: bool,
 }
 
-/// One task's CPU work: `demand` cores at most, `work` core-seconds in all.
+/// One task's CPU work: `demand` cores at most, `work` core-seconds in all; what it uses is added to `used` as it goes.
 pub struct CpuJob<'a> {
     pub demand: f64,
     pub work: f64,
     pub share: &'a ShareLevel,
     pub progress: &'a Progress,
+    pub used: &'a Counter,
     pub cancel: &'a CancellationToken,
 }
 
@@ -91,25 +93,35 @@ impl CpuJob<'_> {
     pub fn burn(&self) -> CpuOutcome {
         let start_cpu = thread_cpu_time();
         let done = || thread_cpu_time().saturating_sub(start_cpu).as_secs_f64();
-        while done() < self.work {
-            let period_start = Instant::now();
+        // What `used` has been given so far: the rest is added at the end, so it gets exactly `cpu_seconds`.
+        let mut counted = 0.0;
+        let cancelled = 'work: loop {
             let period_cpu = done();
+            if period_cpu >= self.work {
+                break false;
+            }
+            let period_start = Instant::now();
             let target = (PERIOD.as_secs_f64() * self.share.rate(self.demand)).min(self.work - period_cpu);
             while done() - period_cpu < target && period_start.elapsed() < PERIOD {
                 if self.cancel.is_cancelled() {
-                    return CpuOutcome { cpu_seconds: done(), cancelled: true };
+                    break 'work true;
                 }
                 spin();
             }
-            self.progress.record(done());
+            let now = done();
+            self.used.inc_by(now - counted);
+            counted = now;
+            self.progress.record(now);
             if let Some(rest) = PERIOD.checked_sub(period_start.elapsed()) {
                 std::thread::sleep(rest);
             }
             if self.cancel.is_cancelled() {
-                return CpuOutcome { cpu_seconds: done(), cancelled: true };
+                break true;
             }
-        }
-        CpuOutcome { cpu_seconds: done(), cancelled: false }
+        };
+        let cpu_seconds = done();
+        self.used.inc_by(cpu_seconds - counted);
+        CpuOutcome { cpu_seconds, cancelled }
     }
 
     /// Accounts the work on the clock at the same rate as `burn`, sleeping instead of spinning.
@@ -126,8 +138,10 @@ impl CpuJob<'_> {
                 () = self.cancel.cancelled() => return CpuOutcome { cpu_seconds: done, cancelled: true },
             }
             let now = tokio::time::Instant::now();
+            let before = done;
             done = (done + rate * (now - last).as_secs_f64()).min(self.work);
             last = now;
+            self.used.inc_by(done - before);
             self.progress.record(done);
         }
         CpuOutcome { cpu_seconds: done, cancelled: false }
@@ -160,43 +174,48 @@ pub fn thread_cpu_time() -> Duration {
 mod tests {
     use super::*;
 
-    fn job<'a>(
-        demand: f64,
-        seconds: f64,
-        share: &'a ShareLevel,
-        progress: &'a Progress,
-        cancel: &'a CancellationToken,
-    ) -> CpuJob<'a> {
-        CpuJob { demand, work: demand * seconds, share, progress, cancel }
+    /// What a job is run with: its share, its progress, the pod's counter of CPU used, its cancellation.
+    type Parts = (ShareLevel, Progress, Counter, CancellationToken);
+
+    fn parts() -> Parts {
+        let used = Counter::new("used", "CPU used").expect("a counter");
+        (ShareLevel::default(), Progress::default(), used, CancellationToken::new())
+    }
+
+    fn job(demand: f64, seconds: f64, (share, progress, used, cancel): &Parts) -> CpuJob<'_> {
+        CpuJob { demand, work: demand * seconds, share, progress, used, cancel }
     }
 
     #[test]
     fn burning_delivers_the_work_asked_for() {
-        let (share, progress, cancel) = (ShareLevel::default(), Progress::default(), CancellationToken::new());
-        let outcome = job(0.5, 1.0, &share, &progress, &cancel).burn();
+        let parts = parts();
+        let outcome = job(0.5, 1.0, &parts).burn();
         assert!(!outcome.cancelled);
         // The work is counted in the thread's own CPU time, so it is delivered in full however the machine is shared.
         assert!((0.5..0.52).contains(&outcome.cpu_seconds), "cpu_seconds = {}", outcome.cpu_seconds);
-        assert!((progress.core_seconds() - outcome.cpu_seconds).abs() < 0.01);
+        assert!((parts.1.core_seconds() - outcome.cpu_seconds).abs() < 0.01);
+        assert!((parts.2.get() - outcome.cpu_seconds).abs() < 1e-9, "the pod's counter: {}", parts.2.get());
     }
 
     #[test]
     fn cancellation_stops_the_work() {
-        let (share, progress, cancel) = (ShareLevel::default(), Progress::default(), CancellationToken::new());
-        cancel.cancel();
-        let outcome = job(1.0, 30.0, &share, &progress, &cancel).burn();
+        let parts = parts();
+        parts.3.cancel();
+        let outcome = job(1.0, 30.0, &parts).burn();
         assert!(outcome.cancelled);
         assert!(outcome.cpu_seconds < 1.0);
+        assert!((parts.2.get() - outcome.cpu_seconds).abs() < 1e-9, "what ran is counted: {}", parts.2.get());
     }
 
     #[tokio::test(start_paused = true)]
     async fn simulation_runs_at_the_share_it_is_given() {
-        let (share, progress, cancel) = (ShareLevel::default(), Progress::default(), CancellationToken::new());
-        share.set(0.25);
+        let parts = parts();
+        parts.0.set(0.25);
         let started = tokio::time::Instant::now();
-        let outcome = job(1.0, 2.0, &share, &progress, &cancel).simulate().await;
+        let outcome = job(1.0, 2.0, &parts).simulate().await;
         assert!(!outcome.cancelled);
         assert!((outcome.cpu_seconds - 2.0).abs() < 1e-9);
+        assert!((parts.2.get() - 2.0).abs() < 1e-9, "the pod's counter: {}", parts.2.get());
         // Two core-seconds at a quarter of a core: eight seconds of (paused, auto-advanced) clock.
         let elapsed = started.elapsed().as_secs_f64();
         assert!((7.9..8.2).contains(&elapsed), "elapsed {elapsed}");

@@ -731,6 +731,7 @@ async fn execute(
                         work: demand.work,
                         share: &registry.share,
                         progress: &progress,
+                        used: &registry.metrics.cpu_work_seconds,
                         cancel: &cancel,
                     };
                     span.in_scope(|| job.burn())
@@ -744,6 +745,7 @@ async fn execute(
                     work: demand.work,
                     share: &registry.share,
                     progress: &progress,
+                    used: &registry.metrics.cpu_work_seconds,
                     cancel,
                 };
                 Some(job.simulate().instrument(cpu_span.clone()).await)

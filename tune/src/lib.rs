@@ -19,8 +19,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use surge_generator::phases::Named;
-use surge_keda::scaled_object::Source;
-use surge_keda::ScaledObject;
 use surge_sim::outcome::percentile;
 use surge_sim::trace::Mix;
 use surge_sim::{arrivals, simulate, Arrival, Options, Outcome, Setup, Task};
@@ -309,9 +307,7 @@ fn tune(args: &Tune) -> Result<bool, String> {
         std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let verified = match (args.verify, recommended) {
-        (Some(which), Some(index)) => {
-            Some(verify(args, which, &yaml, &arrivals, &raw, &setup.scaled_object, &candidates[index])?)
-        }
+        (Some(which), Some(index)) => Some(verify(args, which, &yaml, &arrivals, &raw, &candidates[index])?),
         (Some(_), None) => {
             eprintln!("surge tune --verify: no recommendation to verify");
             None
@@ -351,7 +347,6 @@ fn verify(
     yaml: &str,
     arrivals: &[Arrival],
     raw: &Value,
-    current: &ScaledObject,
     recommended: &Candidate,
 ) -> Result<(Vec<verify::Verified>, verify::ClosedLoop), String> {
     let load = args.phases.clone().unwrap_or_else(|| args.profile.clone());
@@ -367,25 +362,13 @@ fn verify(
     let dir = tempfile::tempdir().map_err(|e| format!("a directory for the closed loop's files: {e}"))?;
     let mut plays = Vec::new();
     if which == Verify::Both || recommended.name == "current" {
-        plays.push(("current".to_owned(), raw.clone(), current));
+        plays.push(("current".to_owned(), raw.clone()));
     }
     if recommended.name != "current" {
-        plays.push((
-            format!("{} (recommended)", recommended.name),
-            recommended.patched(raw),
-            &recommended.scaled_object,
-        ));
+        plays.push((format!("{} (recommended)", recommended.name), recommended.patched(raw)));
     }
     let mut verified = Vec::new();
-    for (name, scaled_object, evaluated) in plays {
-        if let Some(trigger) = evaluated.triggers.iter().find(|t| matches!(t.source, Source::Resource { .. })) {
-            eprintln!(
-                "surge tune --verify: {name} not run: its trigger {} scales on metrics-server's usage, and the closed \
-                 loop has no metrics-server (the simulator plays it)",
-                trigger.name
-            );
-            continue;
-        }
+    for (name, scaled_object) in plays {
         let manifests = verify::manifests_with(yaml, &scaled_object)?;
         verified.push(verify::verify(&name, &manifests, arrivals, &run, dir.path())?);
     }
