@@ -3,7 +3,8 @@
 //! cgroups where the machine allows, the consumer's defaults reading them), a real
 //! HAProxy as the Service (`mode tcp`, a random endpoint per connection as kube-proxy picks, health checks on `/ready`,
 //! servers enabled and disabled as pods start and drain), a real Prometheus with the monitoring component's relabeling (file discovery, so targets come and
-//! go), and the ScaledObject evaluated as KEDA's Prometheus scaler and the HPA do it (`surge_keda`).
+//! go), a metrics-server reading each replica's CPU and working set, and the ScaledObject evaluated as KEDA's scalers
+//! and the HPA do it (`surge_keda`).
 //! The generator sends a profile through HAProxy with a new connection per request. What kube-state-metrics and KEDA's
 //! operator would report about this run (replicas, the HPA's desire, the Job, the pods' limits, each scaler's value
 //! and errors) is served with their metric names and labels and scraped like them, so the dashboards read it.
