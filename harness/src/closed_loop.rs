@@ -166,7 +166,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     };
     // metrics-server reads the pods only for a ScaledObject that scales on their usage.
     let reads_resources = so.triggers.iter().any(|t| matches!(t.source, Source::Resource { .. }));
-    let mut metrics_server = MetricsServer::default();
+    let mut metrics_server = MetricsServer::new(factor);
     let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or("surge").to_owned();
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;

@@ -2,7 +2,8 @@
 //! it reads every started replica as the kubelet reports it and keeps the last two readings of each, as metrics-server
 //! keeps them; the HPA's replica calculator (`surge_keda::resource`) then reads CPU as the rate between the two and
 //! memory as the later. CPU is the consumer's own count of its tasks' core-seconds (`consumer_cpu_work_seconds_total`:
-//! a cgroup counts the same when the work burns; simulated work only accounts it); memory is the working set of its
+//! a cgroup counts the same when the work burns; simulated work only accounts it; wall core-seconds, so multiplied by
+//! the compression: a task F times shorter does its work F times faster); memory is the working set of its
 //! cgroup by cAdvisor's rule, or its resident set where it runs without one. Unlike metrics-server's own ticker
 //! (`--metric-resolution`, 15 s), the readings fall on the syncs: one phase of the many a cluster plays.
 
@@ -32,18 +33,23 @@ pub(crate) struct Kubelet<'a> {
     pub(crate) memory_cgroup: Option<&'a Path>,
 }
 
-#[derive(Default)]
 pub(crate) struct MetricsServer {
+    /// The run's compression: a wall second of CPU is this many of the autoscaler's (the same task, F times shorter).
+    time_scale: f64,
     /// The last two readings of each pod slot, the earlier first.
     readings: HashMap<usize, Vec<Reading>>,
 }
 
 impl MetricsServer {
+    pub(crate) fn new(time_scale: f64) -> Self {
+        Self { time_scale, readings: HashMap::new() }
+    }
+
     /// Reads every started replica at `at`; a slot no longer started loses its readings (a new pod there starts over).
     pub(crate) fn read(&mut self, pods: &[Kubelet], at: f64) {
         self.readings.retain(|slot, _| pods.iter().any(|p| p.slot == *slot));
         for pod in pods {
-            let Some(reading) = read(pod, at) else { continue };
+            let Some(reading) = read(pod, at, self.time_scale) else { continue };
             let kept = self.readings.entry(pod.slot).or_default();
             kept.push(reading);
             if kept.len() > 2 {
@@ -63,7 +69,7 @@ impl MetricsServer {
     }
 }
 
-fn read(pod: &Kubelet, at: f64) -> Option<Reading> {
+fn read(pod: &Kubelet, at: f64, time_scale: f64) -> Option<Reading> {
     let (status, body) = http_get("127.0.0.1", pod.port, "/metrics").ok()?;
     let cpu_seconds = (status == 200).then(|| counter(&body, CPU_WORK_SECONDS_TOTAL)).flatten()?;
     let working_set_bytes = match pod.memory_cgroup {
@@ -73,7 +79,7 @@ fn read(pod: &Kubelet, at: f64) -> Option<Reading> {
         }
         None => resident_bytes(&std::fs::read_to_string(format!("/proc/{}/status", pod.pid)).ok()?)?,
     };
-    Some(Reading { at, cpu_nanos: (cpu_seconds * 1e9) as u64, working_set_bytes })
+    Some(Reading { at, cpu_nanos: (cpu_seconds * time_scale * 1e9) as u64, working_set_bytes })
 }
 
 /// A counter's value in a text exposition (one series, no labels).
@@ -124,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_pod_is_reported_once_read_twice_cpu_as_the_rate_and_memory_as_the_later() {
-        let mut server = MetricsServer::default();
+        let mut server = MetricsServer::new(1.0);
         let reading =
             |at: f64, cpu: f64, mib: u64| Reading { at, cpu_nanos: (cpu * 1e9) as u64, working_set_bytes: mib << 20 };
         server.readings.insert(3, vec![reading(30.0, 4.0, 200)]);

@@ -422,32 +422,56 @@ fn tune_verify_plays_the_recommended_in_the_closed_loop() {
     }
 }
 
-/// A plain HPA on memory (the development overlay's ScaledObject with one `memory` trigger at 40% of the 512 MiB
-/// request, and no fallback: KEDA refuses one with only cpu and memory triggers) through the loop's metrics-server:
-/// memory_stress takes it up on the working sets of the replicas' cgroups and its end brings it back, held to the
-/// simulator's range (peak, return, replica-seconds). No task waits here, so every sojourn is the task's 30 s, which
-/// at x15 is the histogram's 2 s bucket edge: the loop's 2.03 s of wall time reads as a 73 s p95, the simulator's
-/// exact 2 s as 30 s. The generator's own end-to-end times hold the p95 instead.
+/// A plain HPA on memory and CPU (the development overlay's ScaledObject with two Resource triggers: memory at 40% of
+/// the 512 MiB request, CPU at 25% of the core; no fallback, which KEDA refuses with only cpu and memory triggers)
+/// through the loop's metrics-server. memory_stress's tasks (250 MiB, 0.3 core, one a pod by the memory budget) take
+/// both up, on the working sets of the replicas' cgroups and on the core-seconds their tasks used, and the load's end
+/// brings them back; held to the simulator's range (peak, return, replica-seconds). No task waits here, so every
+/// sojourn is the task's 30 s, which at x15 is the histogram's 2 s bucket edge: the loop's 2.03 s of wall time reads as
+/// a 73 s p95, the simulator's exact 2 s as 30 s. The generator's own end-to-end times hold the p95 instead.
 #[test]
-fn an_hpa_on_memory_scales_on_the_replicas_working_sets() {
+fn an_hpa_on_memory_and_cpu_scales_on_the_replicas_usage() {
     let yaml = std::fs::read_to_string(rendered()).expect("the render");
     let documents = surge_keda::scaled_object::documents(&yaml).expect("YAML");
     let mut so = documents.into_iter().find(|d| d["kind"] == "ScaledObject").expect("the ScaledObject");
-    so["spec"]["triggers"] = serde_json::json!([{"type": "memory", "name": "memory", "metricType": "Utilization",
-        "metadata": {"value": "40"}}]);
+    so["spec"]["triggers"] = serde_json::json!([
+        {"type": "memory", "name": "memory", "metricType": "Utilization", "metadata": {"value": "40"}},
+        {"type": "cpu", "name": "cpu", "metricType": "Utilization", "metadata": {"value": "25"}}]);
     so["spec"].as_object_mut().expect("a spec").remove("fallback");
     let dir = tempfile::tempdir().expect("temp dir");
-    let manifests = dir.path().join("on-memory.yaml");
+    let manifests = dir.path().join("on-usage.yaml");
     std::fs::write(&manifests, verify::manifests_with(&yaml, &so).expect("replaced")).expect("write");
     let promise = promises(&readme(), SHARED).into_iter().find(|p| p.profile == "memory_stress").expect("its row");
     let cores = node_cores(SHARED);
     let report = cluster("memory_stress", promise.time_scale, f64::from(cores), &manifests, &[], Share::Turn);
     let outline = &report["outline"];
-    println!("memory_stress on a plain HPA on memory: {outline}");
-    assert_eq!(outline["peak_driven_by"], "memory", "{outline}");
+    let rows = report["rows"].as_array().expect("rows");
+    let asks =
+        |index: usize| -> Vec<u64> { rows.iter().filter_map(|r| r["triggers"][index]["asks"].as_u64()).collect() };
+    println!(
+        "memory_stress on a plain HPA on memory and CPU: {outline}\nmemory asks {:?}\ncpu asks {:?}",
+        asks(0),
+        asks(1)
+    );
     assert!(outline["peak_replicas"].as_u64() >= Some(3), "{outline}");
-    let read = report["rows"].as_array().expect("rows").iter().skip(2).all(|r| !r["triggers"][0]["value"].is_null());
-    assert!(read, "metrics-server reported the pods at every sync from the third");
+    let ended = outline["load_ended_at_s"].as_f64().expect("the load's end");
+    for (index, name) in ["memory", "cpu"].into_iter().enumerate() {
+        let asked = asks(index);
+        assert!(
+            asked.len() + 2 >= rows.len(),
+            "metrics-server reported the pods at every sync from the third: {asked:?}"
+        );
+        // While the load runs each trigger asks for 3 or more at most syncs (CPU read per wall second instead of the
+        // autoscaler's, 15 times too low at x15, asked for 1).
+        let mut during: Vec<u64> = rows
+            .iter()
+            .filter(|r| r["t"].as_f64() < Some(ended))
+            .filter_map(|r| r["triggers"][index]["asks"].as_u64())
+            .collect();
+        during.sort_unstable();
+        assert!(during.get(during.len() / 2) >= Some(&3), "{name} moved under the load: {asked:?}");
+        assert!(asked.last() <= Some(&1), "{name} came back: {asked:?}");
+    }
     let hold = Hold { p95: false, cost: true };
     agrees_with_the_simulator("memory_stress", &manifests, cores, promise.time_scale, &report, hold);
     let task = surge_generator::profiles::find("memory_stress").expect("the profile").duration_secs;
