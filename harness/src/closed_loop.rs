@@ -17,7 +17,7 @@ use surge_keda::readers::{read, Sources};
 use surge_keda::redis_streams::RedisStreams;
 use surge_keda::resource::{self, memory_milli, Resource, Target, Timing};
 use surge_keda::scaled_object::{
-    container_arg, cpu_cores, documents, find, limits, memory_bytes, shutdown_timeout_secs, Source,
+    container_arg, cpu_cores, documents, find, limits, requests, shutdown_timeout_secs, Source,
 };
 use surge_keda::startup::StartupPath;
 use surge_keda::{evaluate, Activity, Failures, ScaledObject};
@@ -156,14 +156,9 @@ pub fn run(args: &Args) -> Result<(), String> {
     let template = &deployment["spec"]["template"];
     let container = &template["spec"]["containers"][0];
     let (cores, memory) = limits(container)?;
-    let requested = &container["resources"]["requests"];
-    let requests = Requests {
-        cpu_milli: (cpu_cores(&requested["cpu"]).map_err(|e| format!("resources.requests.cpu: {e}"))? * 1000.0).round()
-            as i64,
-        memory_milli: memory_milli(
-            memory_bytes(&requested["memory"]).map_err(|e| format!("resources.requests.memory: {e}"))?,
-        ),
-    };
+    let (request_cores, request_bytes) = requests(container)?;
+    let requests =
+        Requests { cpu_milli: (request_cores * 1000.0).round() as i64, memory_milli: memory_milli(request_bytes) };
     // metrics-server reads the pods only for a ScaledObject that scales on their usage.
     let reads_resources = so.triggers.iter().any(|t| matches!(t.source, Source::Resource { .. }));
     let mut metrics_server = MetricsServer::new(factor);

@@ -333,9 +333,18 @@ pub fn memory_bytes(quantity: &Value) -> Result<u64, String> {
 
 /// Cores and memory from a container's `resources.limits` (`1`, `500m`; `512Mi`, `1Gi`).
 pub fn limits(container: &Value) -> Result<(f64, u64), String> {
-    let limits = &container["resources"]["limits"];
-    let cores = cpu_cores(&limits["cpu"]).map_err(|e| format!("resources.limits.cpu: {e}"))?;
-    let memory = memory_bytes(&limits["memory"]).map_err(|e| format!("resources.limits.memory: {e}"))?;
+    resources(container, "limits")
+}
+
+/// Cores and memory from a container's `resources.requests`: what the scheduler places and utilization is of.
+pub fn requests(container: &Value) -> Result<(f64, u64), String> {
+    resources(container, "requests")
+}
+
+fn resources(container: &Value, which: &str) -> Result<(f64, u64), String> {
+    let quantities = &container["resources"][which];
+    let cores = cpu_cores(&quantities["cpu"]).map_err(|e| format!("resources.{which}.cpu: {e}"))?;
+    let memory = memory_bytes(&quantities["memory"]).map_err(|e| format!("resources.{which}.memory: {e}"))?;
     Ok((cores, memory))
 }
 

@@ -7,7 +7,7 @@ use surge_capacity::Limits;
 use surge_keda::node::{others_requests, OUTSIDE_THE_MANIFESTS};
 use surge_keda::promql::Rule;
 use surge_keda::scaled_object::{
-    container_arg, cpu_cores, documents, find, is_named, limits, memory_bytes, shutdown_timeout_secs, Source,
+    container_arg, documents, find, is_named, limits, requests, shutdown_timeout_secs, Source,
 };
 use surge_keda::startup::StartupPath;
 use surge_keda::ScaledObject;
@@ -65,10 +65,7 @@ impl Setup {
             container["env"].as_array().into_iter().flatten().find(|e| e["name"] == name).map(|e| e["value"].clone())
         };
         let (limit_cores, memory_limit) = limits(container)?;
-        let request_cores = cpu_cores(&container["resources"]["requests"]["cpu"])
-            .map_err(|e| format!("the consumer's resources.requests.cpu: {e}"))?;
-        let request_memory_bytes = memory_bytes(&container["resources"]["requests"]["memory"])
-            .map_err(|e| format!("the consumer's resources.requests.memory: {e}"))?;
+        let (request_cores, request_memory_bytes) = requests(container).map_err(|e| format!("the consumer's {e}"))?;
         let number = |arg: &str| container_arg(container, arg).and_then(|v| v.parse::<f64>().ok());
         let capacity_cores = env("CPU_CAPACITY").and_then(|v| v.as_str()?.parse().ok()).unwrap_or(limit_cores);
         let budget_bytes = env("MEMORY_BUDGET_MB")
