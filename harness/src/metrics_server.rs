@@ -11,18 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use surge_generator::prometheus::http_get;
-use surge_keda::resource::{cpu_usage_milli, memory_milli, Resource, Usage};
+use surge_keda::resource::{reported, Reading, Resource, Usage};
 
 /// The consumer's counter of the core-seconds its tasks' CPU work used.
 const CPU_WORK_SECONDS_TOTAL: &str = "consumer_cpu_work_seconds_total";
-
-/// One reading of a pod: when (the autoscaler's seconds), its CPU time so far and its working set then.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Reading {
-    at: f64,
-    cpu_nanos: u64,
-    working_set_bytes: u64,
-}
 
 /// A started replica, as the kubelet finds it.
 pub(crate) struct Kubelet<'a> {
@@ -60,12 +52,7 @@ impl MetricsServer {
 
     /// What metrics-server reports for the pod in `slot`: nothing until it has read it twice.
     pub(crate) fn usage(&self, slot: usize, resource: Resource) -> Option<Usage> {
-        let [earlier, later] = self.readings.get(&slot)?.as_slice() else { return None };
-        let milli = match resource {
-            Resource::Cpu => cpu_usage_milli((earlier.at, earlier.cpu_nanos), (later.at, later.cpu_nanos))?,
-            Resource::Memory => memory_milli(later.working_set_bytes),
-        };
-        Some(Usage { milli, at: later.at, window: later.at - earlier.at })
+        reported(self.readings.get(&slot)?, resource)
     }
 }
 
@@ -107,6 +94,7 @@ fn resident_bytes(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use surge_keda::resource::memory_milli;
 
     #[test]
     fn the_working_set_leaves_out_inactive_file_pages_as_cadvisor_does() {

@@ -58,6 +58,25 @@ pub struct Usage {
     pub window: f64,
 }
 
+/// One metrics-server reading of a pod (the kubelet's summary): when, its cumulative CPU time and its working set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub at: f64,
+    pub cpu_nanos: u64,
+    pub working_set_bytes: u64,
+}
+
+/// What metrics-server reports of a pod from its last readings (the earlier first): nothing until it has two, then CPU
+/// as the rate between them and memory as the later.
+pub fn reported(readings: &[Reading], resource: Resource) -> Option<Usage> {
+    let [.., earlier, later] = readings else { return None };
+    let milli = match resource {
+        Resource::Cpu => cpu_usage_milli((earlier.at, earlier.cpu_nanos), (later.at, later.cpu_nanos))?,
+        Resource::Memory => memory_milli(later.working_set_bytes),
+    };
+    Some(Usage { milli, at: later.at, window: later.at - earlier.at })
+}
+
 /// One pod of the target, as the replica calculator lists it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pod {

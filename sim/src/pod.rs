@@ -4,6 +4,7 @@
 //! exports, and its drain when the ReplicaSet deletes it.
 
 use std::collections::VecDeque;
+use surge_keda::resource::Reading;
 
 use surge_capacity::signals::SLOWDOWN_BUCKETS;
 use surge_capacity::{can_start, rate, share_level, task_demand, Demand, Limits};
@@ -52,15 +53,6 @@ impl Task {
 /// An idle consumer's working set: its cgroup's, by cAdvisor's rule, read 4.0-4.2 MB idle in the closed loop (its
 /// metrics-server); a task's memory is touched at its start, so resident, and given back to the OS at its end.
 pub const IDLE_WORKING_SET_BYTES: u64 = 4 << 20;
-
-/// One metrics-server reading of a pod (kubelet's summary): its cumulative CPU time and its working set then.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reading {
-    pub at: f64,
-    /// Core-seconds its tasks have used.
-    pub cpu_seconds: f64,
-    pub working_set_bytes: u64,
-}
 
 /// A task accepted and not yet started.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -188,7 +180,7 @@ impl Pod {
     /// What metrics-server reads of it at `at`: its cumulative CPU time and its working set.
     pub fn reading(&self, at: f64) -> Reading {
         let held: u64 = self.running.iter().map(|r| r.queued.task.memory_bytes).sum();
-        Reading { at, cpu_seconds: self.cpu_seconds, working_set_bytes: IDLE_WORKING_SET_BYTES + held }
+        Reading { at, cpu_nanos: (self.cpu_seconds * 1e9) as u64, working_set_bytes: IDLE_WORKING_SET_BYTES + held }
     }
 
     pub fn is_idle(&self) -> bool {

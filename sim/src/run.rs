@@ -14,13 +14,13 @@ use surge_keda::redis_streams::Count;
 use surge_keda::redis_streams::RedisStreams;
 use surge_keda::replicaset::{deletion_order, Candidate};
 use surge_keda::resource::{
-    self, cpu_usage_milli, memory_milli, Phase, Pod as ResourcePod, Readiness, Resource, Target, Timing, Usage,
+    self, memory_milli, reported, Phase, Pod as ResourcePod, Readiness, Resource, Target, Timing,
 };
 use surge_keda::startup::{CONTAINER_START_SECONDS, ENDPOINTS_SECONDS};
 use surge_keda::{evaluate, Activity, Failures};
 
 use crate::outcome::{Outcome, Row};
-use crate::pod::{Pod, Queued, Reading, Task};
+use crate::pod::{Pod, Queued, Task};
 use crate::prometheus::Prometheus;
 use crate::setup::Setup;
 
@@ -409,18 +409,7 @@ impl World<'_> {
             Some(ready) => Readiness { ready: true, since: ready },
             None => Readiness { ready: false, since },
         });
-        // metrics-server reports a pod once it has two readings: CPU as the rate between them, memory as the last.
-        let usage = match pod.readings.as_slice() {
-            [earlier, later] => {
-                let nanos = |r: &Reading| (r.cpu_seconds * 1e9) as u64;
-                let milli = match resource {
-                    Resource::Cpu => cpu_usage_milli((earlier.at, nanos(earlier)), (later.at, nanos(later))),
-                    Resource::Memory => Some(memory_milli(later.working_set_bytes)),
-                };
-                milli.map(|milli| Usage { milli, at: later.at, window: later.at - earlier.at })
-            }
-            _ => None,
-        };
+        let usage = reported(&pod.readings, resource);
         let request_milli = match resource {
             Resource::Cpu => (self.setup.request_cores * 1000.0).round() as i64,
             Resource::Memory => memory_milli(self.setup.request_memory_bytes),
