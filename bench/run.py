@@ -3,9 +3,10 @@
 
 Servers run pinned to core 0 and every load client to core 1, so they never share a core. Variants alternate
 round by round (drift in the machine hits all of them alike) and each figure is the median of ROUNDS rounds.
-A server's ratios to the bare handler (requests per second, and requests per CPU-second of the server itself) are
-the medians of the rounds' own ratios (the two ran seconds apart), printed with their range whatever the host's
-noise; other rows whose rounds spread more than NOISY of their median say "noisy" instead of a figure.
+A server's ratios to the bare handler (requests per second, and requests per CPU-second of the server itself) come
+from the two loaded side by side, at the same instant on the same core, each round: the medians of the rounds' own
+ratios, printed with their range whatever the host's noise; other rows whose rounds spread more than NOISY of their
+median say "noisy" instead of a figure.
 `BENCH_ONLY=servers` runs the server rows alone and writes nothing.
 
 1. GET / and /health: the release `consumer` with its defaults (stdout to a file, as a pod's goes to a pipe),
@@ -51,6 +52,7 @@ SERVER_SECONDS = int(os.environ.get("BENCH_SERVER_SECONDS", "2"))
 CONNECTIONS = 32
 NOISY = 0.15
 SERVER_CORE, CLIENT_CORE = "0", "1"
+BARE = "bare actix-web handler"
 
 
 def log(message):
@@ -184,7 +186,7 @@ def servers():
     python = python_peer()
     peer_dir = ROOT / "bench" / "peers" / "fastapi"
     return {
-        "bare actix-web handler": (str(RELEASE / "bare-actix"),),
+        BARE: (str(RELEASE / "bare-actix"),),
         "consumer (defaults)": (str(RELEASE / "consumer"), "--port", "{port}"),
         "consumer --access-log all": (str(RELEASE / "consumer"), "--port", "{port}", "--access-log", "all"),
         "Python peer (FastAPI + uvicorn)": (str(python), "-m", "uvicorn", "app:app", "--port", "{port}"),
@@ -192,15 +194,40 @@ def servers():
 
 
 def cpu_seconds(pid):
-    """utime + stime of every thread of `pid` (clock ticks of 1/100 s), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of `pid`, in seconds: the scheduler's nanoseconds (`schedstat`), not 10 ms ticks."""
+    total = 0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((thread / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended between the listing and the read
+    return total / 1e9
+
+
+def side_by_side(server, bare, path):
+    """`server` and the bare handler loaded at the same time, each by its own wrk on the client core: the two share
+    the server core at the same instant, so the machine's drift from second to second hits both alike. Returns each
+    one's requests per second and CPU microseconds per request."""
+    argv = ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SERVER_SECONDS}s"]
+    pids = (server.server_pid(), bare.server_pid())
+    before = [cpu_seconds(pid) for pid in pids]
+    runs = [subprocess.Popen(argv + [s.url + path], stdout=subprocess.PIPE, text=True) for s in (server, bare)]
+    outputs = [run.communicate(timeout=SERVER_SECONDS + 60)[0] for run in runs]
+    measured = []
+    for output, pid, cpu_before in zip(outputs, pids, before):
+        requests = int(re.search(r"(\d+) requests in", output).group(1))
+        if requests == 0 or re.search(r"Non-2xx or 3xx responses", output):
+            raise SystemExit(f"side by side on {path}: a server answered nothing or non-2xx:\n{output}")
+        measured.append({"rate": requests / SERVER_SECONDS, "cpu_us": (cpu_seconds(pid) - cpu_before) / requests * 1e6})
+    return measured
 
 
 def throughput(table):
-    """Every server started once and warmed; then each round runs every server on each path, one after the other,
-    so a server and the bare handler are measured seconds apart. Each run also reads the server's own CPU time: with
-    two cores, wrk's core saturates too, and requests per second then say as much about the client as the server."""
+    """Every server started once and warmed; then each round runs every server on each path alone (its requests per
+    second, p99 and CPU per request), then each beside the bare handler (`side_by_side`: the ratios). Alone, the two
+    ran seconds apart, and this host's speed moves by a tenth in seconds; side by side it cannot move between them.
+    Each run also reads the server's own CPU time: with two cores, wrk's core saturates too, and requests per second
+    then say as much about the client as the server."""
     specs, peer_dir = servers()
     names = list(specs)
     running = {}
@@ -208,6 +235,8 @@ def throughput(table):
         cwd = peer_dir if name.startswith("Python") else None
         running[name] = Server(slug(name), list(specs[name]), cwd=cwd)
     samples = {(name, path): [] for name in specs for path in ("/", "/health")}
+    # Each (server, bare handler) run side by side: the ratios to the bare handler come from these.
+    pairs = {(name, path): [] for name in specs for path in ("/", "/health") if name != BARE}
     try:
         for name in names:
             for path in ("/", "/health"):
@@ -225,6 +254,9 @@ def throughput(table):
                     samples[(name, path)].append(result)
                     if result["non2xx"]:
                         raise SystemExit(f"{name} answered {result['non2xx']} non-2xx responses on {path}")
+                for name in order:
+                    if name != BARE:
+                        pairs[(name, path)].append(side_by_side(running[name], running[BARE], path))
             log(f"  round {round_}/{SERVER_ROUNDS}: GET / " + ", ".join(
                 f"{name.split(' (')[0]} {samples[(name, '/')][-1]['rate']:,.0f}/s "
                 f"{samples[(name, '/')][-1]['cpu_us']:.1f} us" for name in names))
@@ -233,18 +265,17 @@ def throughput(table):
         for server in running.values():
             server.stop()
     for path in ("/", "/health"):
-        bare = samples[("bare actix-web handler", path)]
-        bare_rate, _ = median_of(bare, "rate")
+        bare = samples[(BARE, path)]
         for name in specs:
             rate, spread = median_of(samples[(name, path)], "rate")
             p99, _ = median_of(samples[(name, path)], "p99_ms")
             cpu_us, _ = median_of(samples[(name, path)], "cpu_us")
-            # Against the bare handler in the same round: throughput and tails move with the machine round by round.
-            mine = samples[(name, path)]
-            ratios = [m["rate"] / b["rate"] for m, b in zip(mine, bare)]
-            p99_ratios = [m["p99_ms"] / b["p99_ms"] for m, b in zip(mine, bare)]
-            # Requests per CPU-second against the bare handler's: what the server itself spends, whoever saturated.
-            cpu_ratios = [b["cpu_us"] / m["cpu_us"] for m, b in zip(mine, bare)]
+            # p99 against the bare handler's in the same round; throughput and CPU against the bare handler's at the
+            # same instant (side by side), where the machine's speed cannot move between the two.
+            p99_ratios = [m["p99_ms"] / b["p99_ms"] for m, b in zip(samples[(name, path)], bare)]
+            together = pairs.get((name, path), [])
+            ratios = [m["rate"] / b["rate"] for m, b in together] or [1.0]
+            cpu_ratios = [b["cpu_us"] / m["cpu_us"] for m, b in together] or [1.0]
             table.append({
                 "what": f"GET {path}: {name}", "rate": rate, "spread": spread, "p99_ms": p99, "cpu_us": cpu_us,
                 "ratio": statistics.median(ratios), "ratio_range": (min(ratios), max(ratios)),
@@ -380,7 +411,7 @@ def write(server_rows, memory_rows, generator_rows, accept_rows, seconds_taken):
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         "oha": subprocess.run([oha_binary(), "--version"], capture_output=True, text=True).stdout.strip(),
     }
-    servers_table = ["| server, path | req/s (rounds' spread) | vs bare actix (rounds' range) | requests per CPU-second vs bare (rounds' range) | p99 | p99 vs bare (rounds' range) |",
+    servers_table = ["| server, path | req/s alone (rounds' spread) | vs bare actix, side by side (rounds' range) | requests per CPU-second vs bare, side by side (rounds' range) | p99 alone | p99 vs bare (rounds' range) |",
                      "|---|---:|---:|---:|---:|---:|"]
     for row in server_rows:
         (low, high), (p99_low, p99_high), (cpu_low, cpu_high) = row["ratio_range"], row["p99_range"], row["cpu_range"]
@@ -410,11 +441,13 @@ Written by `make bench` (`bench/run.py`) on {datetime.now(timezone.utc):%Y-%m-%d
 Machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}; {tool_versions['wrk']}; {tool_versions['oha']}.
 Method: servers pinned to core {SERVER_CORE} (`taskset`, so one actix worker each; uvicorn one process), clients to
 core {CLIENT_CORE}; {ROUNDS} rounds of {SECONDS} s per figure ({SERVER_ROUNDS} of {SERVER_SECONDS} s for the servers), variants alternating within
-each round, medians shown. The servers run side by side for the whole table (started once, warmed, each idle while another is measured), so a
-server and the bare handler are measured seconds apart. A server's throughput, p99 and requests per CPU-second
-(`utime + stime` of the server process over the run, divided by the requests served) against the bare handler are
-the medians of each round's ratio, with the rounds' range beside them, so a noisy host still gives a figure and
-shows how far to trust it. Requests per CPU-second is the server's own cost: on two cores wrk saturates its core as
+each round, medians shown. The servers run for the whole table (started once, warmed). Each round measures every
+server alone (its req/s, p99 and CPU per request: the scheduler's CPU time of all its threads over the run, divided
+by the requests served), then each beside the bare handler: both loaded at once, each by its own wrk, sharing the
+server core at the same instant, so this host's drift (a tenth within seconds) cannot fall between them. The ratios
+to the bare handler (requests, and requests per CPU-second) are the medians of those side-by-side rounds' own
+ratios, the p99 ratio of the rounds alone, each with the rounds' range beside it, so a noisy host still gives a figure
+and shows how far to trust it. Requests per CPU-second is the server's own cost: on two cores wrk saturates its core as
 well, so requests per second are bounded by the client as much as by the server; the other tables say "noisy" for a figure whose rounds spread more than {NOISY:.0%} of the median. Release binaries with their defaults, stdout to a file. The Python peer runs as its
 users run it (`uvicorn app:app`, its access log on).
 

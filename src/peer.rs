@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::rt::net::TcpStream;
 
 /// nginx's 499: the client left before its answer. The sync handler answers it when it sees the peer close; the
-/// request middlewares count and log it when actix drops a request whose client reset the connection.
+/// request middleware counts and logs it when actix drops a request whose client reset the connection.
 pub fn client_closed_request() -> StatusCode {
     StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
 }

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::configuration::Settings;
 use crate::identity::PodIdentity;
-use crate::metrics::{Metrics, RequestMetrics};
+use crate::metrics::Metrics;
+use crate::middleware::RequestInstruments;
 use crate::queue::Backlog;
 use crate::state::AppState;
-use crate::telemetry::{AccessLogger, RequestTelemetry};
+use crate::telemetry::AccessLogger;
 use crate::work::memory::pin_mmap_threshold;
 use crate::work::tasks::TaskRegistry;
 use crate::{route_label, routes};
@@ -53,16 +54,16 @@ impl Application {
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
         });
-        let access_log = AccessLogger::new(settings.access_log);
+        let instruments = RequestInstruments::new(
+            state.metrics.http.clone(),
+            AccessLogger::new(settings.access_log),
+            &state.identity.pod_name,
+            Arc::clone(&state.draining),
+        );
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(RequestTelemetry::new(
-                    access_log.clone(),
-                    &app_state.identity.pod_name,
-                    Arc::clone(&app_state.draining),
-                ))
-                .wrap(RequestMetrics::new(app_state.metrics.http.clone()))
+                .wrap(instruments.clone())
                 .app_data(app_state.clone())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

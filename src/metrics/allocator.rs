@@ -16,11 +16,12 @@ static ALLOCATED_BYTES: PaddedCounter = PaddedCounter(AtomicU64::new(0));
 static ALLOCATIONS: PaddedCounter = PaddedCounter(AtomicU64::new(0));
 static FREED_BYTES: PaddedCounter = PaddedCounter(AtomicU64::new(0));
 
-/// A thread's tally reaches the shared counters after this many calls...
+/// A thread's tally reaches the shared counters every this many calls...
 const FLUSH_CALLS: u32 = 64;
-/// ...or this many bytes allocated or freed, whichever first: so a scrape lags by at most this much per thread,
-/// while a request's dozens of small allocations cost thread-local adds instead of three locked instructions each.
-const FLUSH_BYTES: u64 = 256 * 1024;
+/// ...and at once with any allocation or free this large: so a scrape lags each thread by fewer than `FLUSH_CALLS`
+/// smaller calls (under 4 MiB), while a request's dozens of small allocations cost a few thread-local adds each
+/// instead of three locked instructions.
+const DIRECT_BYTES: usize = 64 * 1024;
 
 /// What this thread allocated and freed since its last flush. `const`-initialised with no destructor, so using it
 /// inside the allocator never allocates and never meets a destroyed slot.
@@ -28,16 +29,9 @@ struct Tally {
     allocated: Cell<u64>,
     allocations: Cell<u64>,
     freed: Cell<u64>,
-    calls: Cell<u32>,
-    /// Whether this thread's `FlushOnExit` is registered, or being registered (which itself allocates).
-    exit_flush: Cell<ExitFlush>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ExitFlush {
-    Unregistered,
-    Registering,
-    Registered,
+    /// Calls left before the next flush: 0 on a new thread, so that its first call registers `FlushOnExit`.
+    until_flush: Cell<u32>,
+    exit_flush_registered: Cell<bool>,
 }
 
 thread_local! {
@@ -46,8 +40,8 @@ thread_local! {
             allocated: Cell::new(0),
             allocations: Cell::new(0),
             freed: Cell::new(0),
-            calls: Cell::new(0),
-            exit_flush: Cell::new(ExitFlush::Unregistered),
+            until_flush: Cell::new(0),
+            exit_flush_registered: Cell::new(false),
         }
     };
     static FLUSH_ON_EXIT: FlushOnExit = const { FlushOnExit };
@@ -64,25 +58,30 @@ impl Drop for FlushOnExit {
 }
 
 impl Tally {
-    fn record(&self, allocated: u64, allocations: u64, freed: u64) {
-        if self.exit_flush.get() == ExitFlush::Unregistered {
-            // Registering the destructor may allocate, which lands here again: the state stops the recursion.
-            self.exit_flush.set(ExitFlush::Registering);
-            let _ = FLUSH_ON_EXIT.try_with(|_| ());
-            self.exit_flush.set(ExitFlush::Registered);
-        }
-        self.allocated.set(self.allocated.get() + allocated);
+    /// The hot path: three thread-local adds and a countdown.
+    #[inline]
+    fn record(&self, allocated: usize, allocations: u64, freed: usize) {
+        self.allocated.set(self.allocated.get() + allocated as u64);
         self.allocations.set(self.allocations.get() + allocations);
-        self.freed.set(self.freed.get() + freed);
-        self.calls.set(self.calls.get() + 1);
-        if self.calls.get() >= FLUSH_CALLS || self.allocated.get() >= FLUSH_BYTES || self.freed.get() >= FLUSH_BYTES {
-            self.flush();
+        self.freed.set(self.freed.get() + freed as u64);
+        match self.until_flush.get() {
+            0 | 1 => self.flush_and_rearm(),
+            left => self.until_flush.set(left - 1),
         }
+    }
+
+    #[cold]
+    fn flush_and_rearm(&self) {
+        // Rearmed first: registering the exit flush may allocate, which lands here again.
+        self.until_flush.set(FLUSH_CALLS);
+        if !self.exit_flush_registered.replace(true) {
+            let _ = FLUSH_ON_EXIT.try_with(|_| ());
+        }
+        self.flush();
     }
 
     fn flush(&self) {
         add_shared(self.allocated.replace(0), self.allocations.replace(0), self.freed.replace(0));
-        self.calls.set(0);
     }
 }
 
@@ -94,10 +93,15 @@ fn add_shared(allocated: u64, allocations: u64, freed: u64) {
 
 #[inline]
 fn count(allocated: usize, allocations: u64, freed: usize) {
-    let (allocated, freed) = (allocated as u64, freed as u64);
+    let counted = TALLY.try_with(|tally| {
+        tally.record(allocated, allocations, freed);
+        if allocated >= DIRECT_BYTES || freed >= DIRECT_BYTES {
+            tally.flush_and_rearm();
+        }
+    });
     // Only a thread past its TLS teardown lands here; it counts straight into the shared counters.
-    if TALLY.try_with(|tally| tally.record(allocated, allocations, freed)).is_err() {
-        add_shared(allocated, allocations, freed);
+    if counted.is_err() {
+        add_shared(allocated as u64, allocations, freed as u64);
     }
 }
 

@@ -3,7 +3,7 @@
 //! HTTP metrics follow prometheus-fastapi-instrumentator, so queries written for the Python service keep working.
 
 pub mod allocator;
-pub mod middleware;
+pub mod http;
 pub mod process;
 
 use prometheus::core::{Collector, Desc};
@@ -13,8 +13,6 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use surge_capacity::signals::{QUEUE_WAIT_BUCKETS, SLOWDOWN_BUCKETS};
-
-pub use middleware::RequestMetrics;
 
 /// Metric names: dashboards, the ScaledObject and the tests refer to these.
 pub mod names {
@@ -166,7 +164,7 @@ impl TaskMetrics {
 /// Every metric the consumer exports, in its own registry (tests run several apps in one process).
 pub struct Metrics {
     registry: Registry,
-    pub http: middleware::HttpMetrics,
+    pub http: http::HttpMetrics,
     pub tasks: TaskMetrics,
     pub queue: QueueMetrics,
     pub telemetry_dropped: IntCounterVec,
@@ -360,7 +358,7 @@ impl Metrics {
         }
         Ok(Self {
             registry,
-            http: middleware::HttpMetrics::new(requests, duration, in_progress),
+            http: http::HttpMetrics::new(requests, duration, in_progress),
             tasks,
             queue,
             telemetry_dropped,

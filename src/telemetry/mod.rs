@@ -24,7 +24,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use access_log::{AccessLog, AccessLogger};
 pub use rate_limit::LogRateLimit;
-pub use request_span::RequestTelemetry;
+pub use request_span::{access_line, record_status, request_span};
 pub use trace_ids::{current_trace_ids, TraceIds};
 
 use crate::identity::PodIdentity;

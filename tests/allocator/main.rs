@@ -9,7 +9,8 @@ fn a_thread_that_exits_leaves_nothing_pending() {
     drop(std::hint::black_box(vec![1u8; 1 << 20]));
     let before = stats();
     std::thread::spawn(|| {
-        // Three blocks, well below both thresholds (64 calls, 256 KiB): only the exit flush can report them.
+        // Three blocks below both thresholds (64 calls, 64 KiB each): past the thread's first call, which flushes, only
+        // the exit flush can report them.
         for _ in 0..3 {
             drop(std::hint::black_box(vec![7u8; 1000]));
         }
