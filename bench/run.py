@@ -505,9 +505,9 @@ def main():
         # The server rows alone, printed and not written.
         throughput(server_rows)
         for row in server_rows:
-            log(f"{row['what']}: {row['rate']:,.0f}/s, {row['ratio']:.2f}x bare ({row['ratio_range'][0]:.2f}-"
-                f"{row['ratio_range'][1]:.2f}); per CPU-second {row['cpu_ratio']:.2f}x ({row['cpu_range'][0]:.2f}-"
-                f"{row['cpu_range'][1]:.2f}), {row['cpu_us']:.1f} us each")
+            log(f"{row['what']}: {row['rate']:,.0f}/s, {row['ratio']:.3f}x bare ({row['ratio_range'][0]:.3f}-"
+                f"{row['ratio_range'][1]:.3f}); per CPU-second {row['cpu_ratio']:.3f}x ({row['cpu_range'][0]:.3f}-"
+                f"{row['cpu_range'][1]:.3f}), {row['cpu_us']:.2f} us each")
         return
     if os.environ.get("BENCH_ONLY") == "acceptance":
         # The acceptance rows alone, printed and not written (RESULTS.md is always a whole run).
