@@ -128,8 +128,26 @@ enum Share {
 }
 
 /// The `cluster` harness's report of `profile` on `manifests` at `time_scale` on a node of `node_cores`, with these
-/// flags besides, run in its turn (or beside); every sync began on time and none outlasted its period.
+/// flags besides, run in its turn (or beside); every sync began on time and none outlasted its period. A run whose
+/// syncs fell behind says nothing of the autoscaling (the machine stalled the harness: one clean clone in thirteen):
+/// it is run once more, and a second late run fails.
 fn cluster(profile: &str, time_scale: f64, node_cores: f64, manifests: &Path, flags: &[&str], share: Share) -> Value {
+    let run = || cluster_once(profile, time_scale, node_cores, manifests, flags, share);
+    run().unwrap_or_else(|late| {
+        println!("{profile}: {late}; the run is void, running it once more");
+        run().unwrap_or_else(|late| panic!("{profile}, twice: {late}"))
+    })
+}
+
+/// One run of `cluster`, or why its syncs cannot be trusted.
+fn cluster_once(
+    profile: &str,
+    time_scale: f64,
+    node_cores: f64,
+    manifests: &Path,
+    flags: &[&str],
+    share: Share,
+) -> Result<Value, String> {
     let out = tempfile::tempdir().expect("temp dir");
     let json = out.path().join("run.json");
     let run = ClosedLoop {
@@ -147,11 +165,13 @@ fn cluster(profile: &str, time_scale: f64, node_cores: f64, manifests: &Path, fl
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("JSON");
     let syncs = &report["outline"]["syncs"];
     let latest = syncs["latest_start_s"].as_f64().expect("the latest sync start");
-    assert!(
-        latest <= LATEST_SYNC_START_SECONDS && syncs["overruns"] == serde_json::json!([]),
-        "a sync began {latest} s after it was due (at most {LATEST_SYNC_START_SECONDS}), or overran: {syncs}"
-    );
-    report
+    if latest <= LATEST_SYNC_START_SECONDS && syncs["overruns"] == serde_json::json!([]) {
+        Ok(report)
+    } else {
+        Err(format!(
+            "a sync began {latest} s after it was due (at most {LATEST_SYNC_START_SECONDS}), or overran: {syncs}"
+        ))
+    }
 }
 
 /// `run_on`, with the rendered `manifests` given.
