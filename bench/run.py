@@ -121,8 +121,13 @@ def client(argv):
     return out.stdout
 
 
+def wrk_command(seconds):
+    """wrk as every table runs it: one thread, CONNECTIONS connections, for `seconds`."""
+    return ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
+
+
 def wrk(url, reuse=True, seconds=SECONDS):
-    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    argv = wrk_command(seconds) + ["--latency"]
     if not reuse:
         argv += ["-H", "Connection: close"]
     text = client(argv + [url])
@@ -208,7 +213,7 @@ def side_by_side(server, bare, path):
     """`server` and the bare handler loaded at the same time, each by its own wrk on the client core: the two share
     the server core at the same instant, so the machine's drift from second to second hits both alike. Returns each
     one's requests per second and CPU microseconds per request."""
-    argv = ["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SERVER_SECONDS}s"]
+    argv = ["taskset", "-c", CLIENT_CORE, *wrk_command(SERVER_SECONDS)]
     pids = (server.server_pid(), bare.server_pid())
     before = [cpu_seconds(pid) for pid in pids]
     runs = [subprocess.Popen(argv + [s.url + path], stdout=subprocess.PIPE, text=True) for s in (server, bare)]
@@ -240,7 +245,7 @@ def throughput(table):
     try:
         for name in names:
             for path in ("/", "/health"):
-                client(["wrk", "-t1", f"-c{CONNECTIONS}", "-d1s", running[name].url + path])
+                client(wrk_command(1) + [running[name].url + path])
         for round_ in range(1, SERVER_ROUNDS + 1):
             # Each round starts with a different server, so no variant always follows the same neighbour.
             order = names[round_ % len(names):] + names[:round_ % len(names)]
@@ -376,7 +381,7 @@ def async_acceptance(table):
                     for _ in range(ACCEPT_DEPTH):
                         urllib.request.urlopen(urllib.request.Request(server.url + ACCEPT_QUERY, method="POST"),
                                                timeout=10).read()
-                    argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{ACCEPT_SECONDS}s", "--latency", "-s", str(script)]
+                    argv = wrk_command(ACCEPT_SECONDS) + ["--latency", "-s", str(script)]
                     text = client(argv + [server.url + ACCEPT_QUERY])
                     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
                     refused = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
